@@ -1,0 +1,259 @@
+"""Artifacts: the contract between steps, whether they share a process, a Unix pipe or a Lustre filesystem.
+
+An artifact is a directory of files described by ``metadata.json``. ``save()`` writes that file atomically
+(temp file + fsync + rename), so a reader never sees a half-written artifact, even if the writer is killed.
+Steps chain in three ways, resolved by ``Artifact.load`` in this order: an explicit path, a tracked name in the
+file-based registry (``name:latest``, ``name:v3``), or the JSON an upstream step printed on stdin.
+
+This module must stay light: the launcher imports it, so no torch/pyarrow/megatron here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nemotron._code_version import code_version
+from nemotron.errors import UserError
+from nemotron.fsutil import atomic_write_text
+from nemotron.scale import SCALES, apply_scale
+
+__all__ = [
+    "SCALES",
+    "Artifact",
+    "ArtifactError",
+    "LineageEntry",
+    "apply_scale",
+    "default_artifact_root",
+    "print_complete",
+    "read_stdin_document",
+]
+
+METADATA_FILE = "metadata.json"
+STDOUT_SCHEMA = "nemotron.step-output/v1"
+ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
+
+
+class ArtifactError(UserError):
+    """A missing, corrupt or mismatched artifact; the message is one line meant for people."""
+
+
+def default_artifact_root() -> Path:
+    """Where steps run by hand keep their outputs: ``$NEMOTRON_ARTIFACT_ROOT`` or a user-writable cache dir."""
+    env = os.environ.get(ARTIFACT_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "nemotron"
+
+
+def _producer() -> str:
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        return f"slurm:{job}"
+    return os.environ.get("NEMOTRON_PRODUCER", "local")
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+class LineageEntry(BaseModel):
+    """One input artifact of a step: what it was, where it lives, and its tracked name/version if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    path: Path
+    name: str | None = None
+    version: int | None = None
+    step: str | None = None
+
+
+class Artifact(BaseModel):
+    """Base of every step output. Subclasses add typed, validated fields (``num_examples: int = Field(gt=0)``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    path: Path
+    type: str = ""
+    created_at: _dt.datetime = Field(default_factory=_now)
+    producer: str = Field(default_factory=_producer)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    lineage: list[LineageEntry] = Field(default_factory=list)
+    host: str = Field(default_factory=socket.gethostname)
+    code_version: str = Field(default_factory=code_version)
+
+    # Set by ``load`` when an artifact came through the registry, so downstream lineage records it.
+    tracked_name: str | None = None
+    tracked_version: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_type(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        declared = data.get("type") or cls.__name__
+        if cls is not Artifact and declared != cls.__name__:
+            raise ValueError(f"artifact is a {declared}, not a {cls.__name__}")
+        return {**data, "type": declared}
+
+    # ----------------------------------------------------------------------------------------------- writing
+    @property
+    def metadata_path(self) -> Path:
+        return Path(self.path) / METADATA_FILE
+
+    def save(self) -> Path:
+        """Write ``<path>/metadata.json`` atomically (creating the directory) and return its path."""
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.metadata_path, self.model_dump_json(indent=2) + "\n")
+        return self.metadata_path
+
+    def as_lineage(self, step: str | None = None) -> LineageEntry:
+        """How a downstream artifact records this one as an input."""
+        return LineageEntry(
+            type=self.type,
+            path=Path(self.path),
+            name=self.tracked_name,
+            version=self.tracked_version,
+            step=step,
+        )
+
+    def publish(self, name: str, root: Path | None = None) -> int:
+        """Register this (saved) artifact as the next version of ``name``; return the version number."""
+        from nemotron.registry import Registry
+
+        return Registry(root or default_artifact_root()).publish(name, self)
+
+    # ----------------------------------------------------------------------------------------------- reading
+    @classmethod
+    def from_metadata_file(cls, metadata: Path) -> Artifact:
+        try:
+            text = metadata.read_text()
+        except FileNotFoundError:
+            raise ArtifactError(f"no artifact at {metadata.parent}: {metadata} does not exist") from None
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {metadata}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"corrupt {metadata}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source=str(metadata))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> Artifact:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"corrupt artifact in {source}: expected a JSON object")
+        if cls is Artifact:  # the base class reads any artifact's core fields
+            data = {k: v for k, v in data.items() if k in Artifact.model_fields}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ArtifactError(f"invalid artifact in {source}: {_first_error(exc)}") from None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        tracked_artifact: str | None = None,
+        root: str | os.PathLike[str] | None = None,
+    ):
+        """Resolve and validate an artifact: explicit path, then tracked name, then stdin pipe.
+
+        ``path`` may be the artifact directory or its ``metadata.json``. ``tracked_artifact`` is ``name:latest``
+        or ``name:vN`` in the registry under ``root`` (default: ``default_artifact_root()``).
+        """
+        if path is not None:
+            p = Path(path).expanduser()
+            return cls.from_metadata_file(p if p.name == METADATA_FILE else p / METADATA_FILE)
+        if tracked_artifact is not None:
+            from nemotron.registry import Registry
+
+            registry = Registry(Path(root) if root else default_artifact_root())
+            name, version, version_dir = registry.resolve(tracked_artifact)
+            artifact = cls.from_metadata_file(version_dir / METADATA_FILE)
+            artifact.tracked_name, artifact.tracked_version = name, version
+            return artifact
+        document = read_stdin_document()
+        if document is not None:
+            return cls._from_document(document)
+        raise ArtifactError(
+            f"no {cls.__name__} artifact given: pass its directory, a tracked name (NAME:latest or NAME:vN), "
+            "or pipe the upstream step's output into stdin"
+        )
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]):
+        artifacts = document.get("artifacts")
+        if document.get("schema") != STDOUT_SCHEMA or not isinstance(artifacts, dict) or not artifacts:
+            raise ArtifactError(f"stdin is not the output of a nemotron step (expected schema {STDOUT_SCHEMA})")
+        candidates = [a for a in artifacts.values() if isinstance(a, dict)]
+        if cls is not Artifact:
+            candidates = [a for a in candidates if a.get("type") == cls.__name__]
+            if not candidates:
+                found = ", ".join(sorted({str(a.get("type")) for a in artifacts.values() if isinstance(a, dict)}))
+                raise ArtifactError(f"stdin carries {found or 'no artifact'}, not a {cls.__name__}")
+        # The JSON on stdin is a summary; the metadata on disk is the source of truth.
+        return cls.load(path=candidates[-1]["path"])
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "artifact"
+    return f"{where}: {err.get('msg', 'invalid value').removeprefix('Value error, ')}"
+
+
+_stdin_cache: dict[str, Any] = {}
+
+
+def read_stdin_document() -> dict[str, Any] | None:
+    """The upstream step's JSON document if stdin is a pipe or a regular file, else None. Read once per process."""
+    if "doc" in _stdin_cache:
+        return _stdin_cache["doc"]
+    document = None
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        mode = 0
+    if stat.S_ISFIFO(mode) or stat.S_ISREG(mode):
+        text = sys.stdin.read().strip()
+        if text:
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError:
+                raise ArtifactError("stdin is not JSON: pipe only the stdout of a nemotron step here") from None
+            if not isinstance(document, dict):
+                raise ArtifactError("stdin is not the output of a nemotron step (expected a JSON object)")
+    _stdin_cache["doc"] = document
+    return document
+
+
+def print_complete(artifacts: dict[str, Artifact], stream_out=None, stream_err=None) -> None:
+    """Print exactly one JSON document on stdout (for the next step's ``load``) and a summary on stderr.
+
+    Schema: ``{"schema": "nemotron.step-output/v1", "artifacts": {STEP_NAME: <metadata.json contents>}}``.
+    """
+    out = stream_out or sys.stdout
+    err = stream_err or sys.stderr
+    document = {
+        "schema": STDOUT_SCHEMA,
+        "artifacts": {name: json.loads(a.model_dump_json()) for name, a in artifacts.items()},
+    }
+    out.write(json.dumps(document) + "\n")
+    out.flush()
+    for name, artifact in artifacts.items():
+        headline = ", ".join(f"{k}={_fmt(v)}" for k, v in list(artifact.metrics.items())[:4])
+        err.write(f"[{name}] {artifact.type} -> {artifact.path}" + (f" ({headline})" if headline else "") + "\n")
+    err.flush()
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
