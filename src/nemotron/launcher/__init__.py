@@ -1,0 +1,1 @@
+"""nemotron-launch: turn a target and a cluster profile into a validated plan, and run or submit it."""

@@ -1,0 +1,115 @@
+"""The vocabulary of a recipe declaration: stages, steps, how artifacts wire into configs, default resources.
+
+A recipe module (``nemotron/recipes/<recipe>/recipe.py``) builds one ``Recipe`` from these frozen dataclasses and
+nothing else: it must stay light (no torch, no pydantic) because the launcher imports it to plan, and a step module is
+only named by its dotted path here, never imported, until the plan validates its Config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ResourceClass = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one step asks for by default; a profile's ``[steps.<step>]`` table overrides any of it."""
+
+    resource_class: ResourceClass = "cpu"
+    nodes: int = 1
+    gpus_per_node: int = 0
+    time: str = "01:00:00"
+    # A distributed step runs one process per GPU (torchrun locally, one srun task per GPU on Slurm).
+    distributed: bool = False
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input artifact of a step, wired into the step's Config as ``<name>_path`` (and ``<name>_artifact``).
+
+    ``step`` names the producing step; ``stage`` is None for the same stage, or another stage's name (e.g. stage1's
+    training starts from stage0's checkpoint through ``Input("init_checkpoint", "training", stage="stage0_pretrain")``).
+    ``optional`` inputs are wired when their producer is planned or found, and left unset otherwise.
+    """
+
+    name: str
+    step: str
+    stage: str | None = None
+    optional: bool = False
+
+    @property
+    def path_field(self) -> str:
+        return f"{self.name}_path"
+
+    @property
+    def artifact_field(self) -> str:
+        return f"{self.name}_artifact"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    module: str  # dotted path of the step module, run as ``python -m <module>``
+    artifact_type: str  # the Artifact subclass the step writes (checked when reusing an output)
+    inputs: tuple[Input, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # package name, e.g. "stage0_pretrain"
+    alias: str  # short target name, e.g. "stage0"
+    steps: tuple[Step, ...]
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    package: str  # dotted package holding the stages, e.g. "nemotron.recipes.nano2"
+    stages: tuple[Stage, ...]
+    description: str = ""
+
+    def stage(self, name_or_alias: str) -> Stage | None:
+        return next((s for s in self.stages if name_or_alias in (s.name, s.alias)), None)
+
+
+CPU = Resources("cpu", time="02:00:00")
+GPU_TRAINING = Resources("gpu", nodes=1, gpus_per_node=8, time="04:00:00", distributed=True)
+GPU_EVALUATION = Resources("gpu", nodes=1, gpus_per_node=1, time="01:00:00")
+
+
+def three_step_stage(
+    package: str,
+    name: str,
+    alias: str,
+    init_from: str | None = None,
+    training: Resources = GPU_TRAINING,
+) -> Stage:
+    """The data_curation -> training -> evaluation stage every recipe stage follows.
+
+    ``init_from`` names an earlier stage whose checkpoint seeds this stage's training (``init_checkpoint_path``).
+    Adding a stage to a recipe is then one call: data, not code.
+    """
+    training_inputs = [Input("dataset", "data_curation")]
+    if init_from is not None:
+        training_inputs.append(Input("init_checkpoint", "training", stage=init_from))
+    return Stage(
+        name=name,
+        alias=alias,
+        steps=(
+            Step("data_curation", f"{package}.{name}.data_curation", "Dataset", resources=CPU),
+            Step("training", f"{package}.{name}.training", "Checkpoint", tuple(training_inputs), training),
+            Step(
+                "evaluation",
+                f"{package}.{name}.evaluation",
+                "Results",
+                (Input("checkpoint", "training"),),
+                GPU_EVALUATION,
+            ),
+        ),
+    )

@@ -1,0 +1,144 @@
+"""The executor interface: the same five verbs over the same plan for every backend (local, docker, slurm).
+
+Dry-run is the first half of submit (torchx style): ``render`` is pure (plan + profile -> the text of every job:
+a shell command, a ``docker run`` line, an sbatch script) and ``submit`` runs or submits exactly what ``render``
+returned. State lives in the run record (``runs.RunRecord``): ``submit`` fills per-step job ids and states and saves
+the record (``runs.save_run``); ``status``/``logs``/``cancel`` take a record read back from disk, from any shell.
+
+Contract for implementations:
+- ``render(plan, profile) -> {job name: text}`` for the jobs to run (``plan.jobs_to_run``); no I/O, no secrets:
+  secret values are read from the submitting environment only inside ``submit`` (``secret_values``) and reach jobs
+  through a 0600 file (``write_env_file``), never a command line or script.
+- ``submit(plan, profile, run, detach=False) -> RunRecord``: all or nothing — if any job cannot be started/submitted,
+  undo what this call started and raise a ``UserError`` (one line). With ``detach=False`` it may follow the run to
+  its end (local runs it; slurm/docker watch it) and returns the final record; with ``detach=True`` it returns as
+  soon as everything is started/submitted.
+- ``status(run) -> {job name: StepRecord}`` with current states (reused jobs stay "reused").
+- ``logs(run, job, follow) -> iterator of text chunks`` of that job's log; with ``follow`` until the job finishes.
+- ``cancel(run) -> RunRecord``: stop every job of the run that has not finished; mark them "cancelled".
+Job names are ``<stage>.<step>`` (``plan.jobs[i].name``); ``plan.job("training")`` also finds a job by step name.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from nemotron.errors import UserError
+from nemotron.launcher.plan import Plan
+from nemotron.launcher.profiles import Profile
+from nemotron.launcher.runs import RunRecord, StepRecord
+
+EXECUTOR_CLASSES = {
+    "local": "nemotron.launcher.executors.local:LocalExecutor",
+    "docker": "nemotron.launcher.executors.docker:DockerExecutor",
+    "slurm": "nemotron.launcher.executors.slurm:SlurmExecutor",
+}
+
+
+class ExecutorError(UserError):
+    pass
+
+
+class Executor(abc.ABC):
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+        """Dry-run: the text of each job to run, keyed by job name. Pure."""
+
+    @abc.abstractmethod
+    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+        """Run or submit ``plan.jobs_to_run`` in dependency order; record job ids and states in ``run``."""
+
+    @abc.abstractmethod
+    def status(self, run: RunRecord) -> dict[str, StepRecord]:
+        """Current state of every job of the run."""
+
+    @abc.abstractmethod
+    def logs(self, run: RunRecord, job: str, follow: bool = False) -> Iterator[str]:
+        """The log of one job; with ``follow``, keep yielding until the job has finished."""
+
+    @abc.abstractmethod
+    def cancel(self, run: RunRecord) -> RunRecord:
+        """Stop every unfinished job of the run and mark it cancelled."""
+
+
+def get_executor(name: str) -> Executor:
+    """The executor class for ``name``, imported lazily (the CLI stays light)."""
+    if name not in EXECUTOR_CLASSES:
+        raise ExecutorError(f"unknown executor {name!r}: valid executors are {', '.join(EXECUTOR_CLASSES)}")
+    module_name, _, class_name = EXECUTOR_CLASSES[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ExecutorError(f"the {name} executor is not available in this installation ({module_name})") from None
+        raise
+    return getattr(module, class_name)()
+
+
+# ------------------------------------------------------------------------------------- helpers for backends
+def secret_values(plan: Plan) -> dict[str, str]:
+    """Values of the plan's secrets from the submitting environment; a missing one is the user's error."""
+    missing = [name for name in plan.secret_names if not os.environ.get(name)]
+    if missing:
+        raise ExecutorError(
+            f"secret {missing[0]} is not set in this shell: export it before submitting "
+            f"(profile {plan.profile} forwards {', '.join(plan.secret_names)})"
+        )
+    return {name: os.environ[name] for name in plan.secret_names}
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> Path:
+    """``KEY=value`` lines in a file only its owner can read (created 0600, never world-readable in between)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        for key, value in values.items():
+            f.write(f"{key}={value}\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def log_tail(path: Path | None, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log ('' if there is none yet)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def follow_file(path: Path, finished: Callable[[], bool], poll_s: float = 0.5) -> Iterator[str]:
+    """Yield a (shared-filesystem) file's content as it grows, until ``finished()`` and nothing more is written.
+
+    Reads the file only; ``finished`` is the caller's (cheap, back-off-friendly) way of knowing the job ended.
+    """
+    position = 0
+    while True:
+        done = finished()  # checked before reading, so the last chunk written before the end is never missed
+        try:
+            with open(path, "rb") as f:
+                f.seek(position)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            position += len(chunk)
+            yield chunk.decode(errors="replace")
+        elif done:
+            return
+        else:
+            time.sleep(poll_s)

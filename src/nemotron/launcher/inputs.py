@@ -1,0 +1,78 @@
+"""Input artifacts of a plan: outputs planned in it, given by the user, or the newest complete matching ones on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.artifact import METADATA_FILE, Artifact, ArtifactError
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    path: Path  # the artifact directory
+    fingerprint: str  # what downstream fingerprints hash: the producing job's, or the metadata's content hash
+    job: str | None  # the producing job when it is part of the plan
+
+
+def read_complete(directory: Path, artifact_type: str) -> Artifact | None:
+    """The artifact in ``directory`` if its metadata.json is valid and of ``artifact_type``, else None."""
+    try:
+        artifact = Artifact.from_metadata_file(Path(directory) / METADATA_FILE)
+    except ArtifactError:
+        return None
+    return artifact if artifact.type == artifact_type else None
+
+
+def is_complete(directory: Path, artifact_type: str) -> bool:
+    return read_complete(directory, artifact_type) is not None
+
+
+def content_fingerprint(directory: Path) -> str:
+    return hashlib.sha256((Path(directory) / METADATA_FILE).read_bytes()).hexdigest()[:12]
+
+
+def load_given_input(path: Path | None, tracked: str | None, artifact_type: str, root: Path) -> ArtifactRef:
+    """An input named by an override (``training.dataset_path=DIR`` or ``training.dataset_artifact=NAME:latest``).
+
+    Unlike reuse checks, a bad given input is the user's error: missing, corrupt or wrong type -> one line.
+    """
+    artifact = Artifact.load(path=path, tracked_artifact=None if path else tracked, root=root)
+    if artifact.type != artifact_type:
+        where = path or tracked
+        raise ArtifactError(f"{where} holds a {artifact.type} artifact, not the {artifact_type} this step needs")
+    directory = Path(artifact.metadata_path).parent if path is None else _directory(Path(path))
+    return ArtifactRef(directory, content_fingerprint(directory), None)
+
+
+def _directory(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    return path.parent if path.name == METADATA_FILE else path
+
+
+def find_input(step_dir: Path, artifact_type: str, scale: str) -> ArtifactRef | None:
+    """The newest complete ``artifact_type`` under ``step_dir`` made at ``scale`` (by its recorded config)."""
+    newest: tuple[str, Path] | None = None
+    for metadata in step_dir.glob(f"*/{METADATA_FILE}"):
+        artifact = read_complete(metadata.parent, artifact_type)
+        if artifact is None or artifact.config.get("scale") != scale:
+            continue
+        stamp = artifact.created_at.isoformat()
+        if newest is None or stamp > newest[0]:
+            newest = (stamp, metadata.parent)
+    if newest is None:
+        return None
+    return ArtifactRef(newest[1], content_fingerprint(newest[1]), None)
+
+
+def headline_metric(directory: Path) -> str:
+    """The first metric of an artifact, for status tables ('' when none or unreadable)."""
+    try:
+        metrics = json.loads((Path(directory) / METADATA_FILE).read_text()).get("metrics") or {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    for key, value in metrics.items():
+        return f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+    return ""

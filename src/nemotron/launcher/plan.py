@@ -1,0 +1,297 @@
+"""Plans: a target + a profile -> a validated DAG of jobs whose output paths are known before anything runs.
+
+Each job is one step: its own CLI (only non-default values), resolved resources, input and output artifact paths,
+environment. The output path is ``<artifact_root>/<recipe>/<stage>/<step>/<scale>-<fingerprint>``, the fingerprint
+hashing the step's config, its inputs' fingerprints and the code version; so a whole DAG can be submitted at once,
+an existing complete output is reused, and a change upstream re-runs everything downstream.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib
+import json
+import shlex
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from nemotron.launcher.declaration import Input, Recipe, Stage, Step
+from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_given_input
+from nemotron.launcher.overrides import (
+    Override,
+    OverrideError,
+    check_field,
+    cli_flags,
+    config_fields,
+    convert,
+    parse_override,
+)
+from nemotron.launcher.profiles import Profile
+from nemotron.launcher.resources import JobResources, resolve_resources
+from nemotron.launcher.targets import Target, TargetError, resolve_target
+from nemotron.scale import check_scale
+
+ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
+
+
+class Job(BaseModel):
+    name: str  # "<stage>.<step>", unique in a plan
+    stage: str
+    step: str
+    module: str
+    args: list[str]  # the step's CLI flags, non-default values only
+    config: dict[str, Any]  # the full validated Config, JSON-ready
+    resources: JobResources
+    inputs: dict[str, Path] = Field(default_factory=dict)  # input name -> artifact directory
+    depends_on: list[str] = Field(default_factory=list)  # names of jobs in this plan
+    output: Path
+    artifact_type: str
+    fingerprint: str
+    env: dict[str, str] = Field(default_factory=dict)  # non-secret environment
+    reuse: bool = False  # its output already exists, complete, for this fingerprint
+
+    def command(self, python: str = "python") -> list[str]:
+        return [python, "-m", self.module, *self.args]
+
+
+class Plan(BaseModel):
+    recipe: str
+    target: str
+    scale: str
+    profile: str
+    executor: str
+    artifact_root: Path
+    code_version: str
+    secret_names: list[str] = Field(default_factory=list)  # forwarded from the submitting shell, never stored
+    created_at: _dt.datetime = Field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
+    jobs: list[Job]  # topological order
+
+    def job(self, name: str) -> Job:
+        for job in self.jobs:
+            if name in (job.name, job.step):
+                return job
+        raise KeyError(name)
+
+    @property
+    def jobs_to_run(self) -> list[Job]:
+        return [job for job in self.jobs if not job.reuse]
+
+
+def build_plan(
+    target_text: str,
+    profile: Profile,
+    scale: str = "tiny",
+    overrides: typing.Sequence[str] = (),
+    force: bool = False,
+    artifact_root: Path | None = None,
+) -> Plan:
+    """Resolve and validate everything a launch needs; raises ``UserError`` subclasses (one line each)."""
+    from nemotron._code_version import code_version
+
+    target = resolve_target(target_text)
+    check_scale(scale)
+    _check_profile_steps(profile, target.recipe)
+    parsed = [parse_override(text) for text in overrides]
+    by_step = _assign_overrides(parsed, target)
+    root = Path(artifact_root or profile.resolved_artifact_root()).expanduser().absolute()
+    env = {**profile.env, ARTIFACT_ROOT_ENV: str(root)}
+    planner = _Planner(target, profile, scale, root, code_version(), env, force)
+    jobs = planner.plan(by_step)
+    return Plan(
+        recipe=target.recipe.name,
+        target=target.text,
+        scale=scale,
+        profile=profile.name,
+        executor=profile.executor,
+        artifact_root=root,
+        code_version=planner.code_version,
+        secret_names=list(profile.secrets),
+        jobs=jobs,
+    )
+
+
+def _check_profile_steps(profile: Profile, recipe: Recipe) -> None:
+    names = {step.name for stage in recipe.stages for step in stage.steps}
+    for step in profile.steps:
+        if step not in names:
+            import difflib
+
+            close = difflib.get_close_matches(step, sorted(names), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid steps are {', '.join(sorted(names))}"
+            raise TargetError(f"profile {profile.name}: [steps.{step}] names no step of {recipe.name}: {hint}")
+
+
+def _assign_overrides(parsed: list[Override], target: Target) -> dict[tuple[str, str], list[Override]]:
+    by_step: dict[tuple[str, str], list[Override]] = {}
+    for override in parsed:
+        matches = [
+            (stage, step)
+            for stage, step in target.selected
+            if step.name == override.step and override.stage in (None, stage.name, stage.alias)
+        ]
+        if not matches:
+            selected = ", ".join(f"{st.alias}.{sp.name}" for st, sp in target.selected)
+            raise OverrideError(
+                f"override {override.text!r} names no step of target {target.text}: its steps are {selected}"
+            )
+        for stage, step in matches:
+            by_step.setdefault((stage.name, step.name), []).append(override)
+    return by_step
+
+
+class _Planner:
+    """Walks the recipe in order; steps outside the target only resolve their existing outputs as inputs."""
+
+    def __init__(self, target, profile, scale, root, code_version, env, force):
+        self.target, self.profile, self.scale, self.root = target, profile, scale, root
+        self.code_version, self.env, self.force = code_version, env, force
+        self.outputs: dict[tuple[str, str], ArtifactRef] = {}
+
+    def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
+        jobs: list[Job] = []
+        last = max(self._order(st, sp) for st, sp in self.target.selected)
+        for stage in self.target.recipe.stages:
+            for step in stage.steps:
+                if self._order(stage, step) > last:
+                    break
+                if self.target.includes(stage.name, step.name):
+                    job = self._job(stage, step, by_step.get((stage.name, step.name), []))
+                    jobs.append(job)
+                    self.outputs[(stage.name, step.name)] = ArtifactRef(job.output, job.fingerprint, job.name)
+                else:
+                    self._resolve_existing(stage, step)
+        return jobs
+
+    def _order(self, stage: Stage, step: Step) -> tuple[int, int]:
+        return self.target.recipe.stages.index(stage), stage.steps.index(step)
+
+    # ----------------------------------------------------------------------------------------------- one job
+    def _job(self, stage: Stage, step: Step, overrides: list[Override]) -> Job:
+        config_cls = _config_class(step)
+        where = f"{stage.name}.{step.name}"
+        hints = typing.get_type_hints(config_cls)
+        values: dict[str, Any] = {"scale": self.scale}
+        for override in overrides:
+            check_field(config_cls, override.field, where)
+            if override.field == "output_dir":
+                raise OverrideError(f"{override.text!r}: output_dir is planned by the launcher; use --artifact-root")
+            values[override.field] = convert(override.value, hints[override.field], f"{where}.{override.field}")
+        inputs = {spec.name: ref for spec in step.inputs if (ref := self._input(stage, step, spec, values))}
+        for spec in step.inputs:
+            values.pop(spec.artifact_field, None)  # a tracked name was resolved to its path by _input
+            if spec.name in inputs and spec.path_field in config_fields(config_cls):
+                values[spec.path_field] = inputs[spec.name].path
+        fingerprint = self._fingerprint(step, values, inputs)
+        output = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
+        config = _instantiate(config_cls, {**values, "output_dir": output}, where)
+        from nemotron.step import config_snapshot
+
+        return Job(
+            name=where,
+            stage=stage.name,
+            step=step.name,
+            module=step.module,
+            args=cli_flags(config),
+            config=config_snapshot(config),
+            resources=resolve_resources(step, self.profile),
+            inputs={name: ref.path for name, ref in inputs.items()},
+            depends_on=[ref.job for ref in inputs.values() if ref.job is not None],
+            output=output,
+            artifact_type=step.artifact_type,
+            fingerprint=fingerprint,
+            env=dict(self.env),
+            reuse=not self.force and is_complete(output, step.artifact_type),
+        )
+
+    def _input(self, stage: Stage, step: Step, spec: Input, values: dict[str, Any]) -> ArtifactRef | None:
+        producer = (spec.stage or stage.name, spec.step)
+        given_path, given_name = values.get(spec.path_field), values.get(spec.artifact_field)
+        if given_path is not None or given_name is not None:
+            producer_step = self.target.recipe.stage(producer[0]).step(producer[1])
+            return load_given_input(given_path, given_name, producer_step.artifact_type, self.root)
+        if producer in self.outputs:
+            return self.outputs[producer]
+        if spec.optional:
+            return None
+        raise TargetError(
+            f"{stage.name}.{step.name} needs a {spec.name} artifact from {producer[0]}.{producer[1]} and none was "
+            f"found under {self.root}: run {self.target.recipe.name}.{producer[0]} first or pass "
+            f"{step.name}.{spec.path_field}=DIR"
+        )
+
+    def _resolve_existing(self, stage: Stage, step: Step) -> None:
+        """An upstream step outside the target: its planned output if complete, else its newest matching one."""
+        try:
+            config_cls = _config_class(step)
+            values: dict[str, Any] = {"scale": self.scale}
+            inputs = {spec.name: self.outputs[(spec.stage or stage.name, spec.step)] for spec in step.inputs}
+            for spec in step.inputs:
+                if spec.path_field in config_fields(config_cls):
+                    values[spec.path_field] = inputs[spec.name].path
+            fingerprint = self._fingerprint(step, values, inputs)
+            planned = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
+            if is_complete(planned, step.artifact_type):
+                self.outputs[(stage.name, step.name)] = ArtifactRef(planned, fingerprint, None)
+                return
+        except KeyError:  # one of its own inputs is missing: it cannot be the planned one
+            pass
+        found = find_input(self.root / self.target.recipe.name / stage.name / step.name, step.artifact_type, self.scale)
+        if found is not None:
+            self.outputs[(stage.name, step.name)] = found
+
+    def _fingerprint(self, step: Step, values: dict[str, Any], inputs: dict[str, ArtifactRef]) -> str:
+        wired = {f for spec in step.inputs for f in (spec.path_field, spec.artifact_field)}
+        document = {
+            "module": step.module,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in sorted(values.items()) if k not in wired},
+            "inputs": {name: ref.fingerprint for name, ref in sorted(inputs.items())},
+            "code_version": self.code_version,
+        }
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _config_class(step: Step) -> type:
+    try:
+        module = importlib.import_module(step.module)
+    except ModuleNotFoundError as exc:
+        if exc.name and step.module.startswith(exc.name):
+            raise TargetError(f"step module {step.module} does not exist (is the recipe installed?)") from None
+        raise
+    config_cls = getattr(module, "Config", None)
+    if config_cls is None:
+        raise TargetError(f"step module {step.module} defines no Config dataclass")
+    return config_cls
+
+
+def _instantiate(config_cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build the Config, so its own checks (``__post_init__``) run before anything is submitted."""
+    from nemotron.errors import UserError
+
+    try:
+        return config_cls(**values)
+    except UserError as exc:
+        raise OverrideError(f"invalid config for {where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise OverrideError(f"invalid config for {where}: {exc}") from None
+
+
+def describe(plan: Plan) -> str:
+    """The plan for people: one block per job (stderr)."""
+    lines = [
+        f"plan {plan.target}: {len(plan.jobs)} job(s), {len(plan.jobs_to_run)} to run, scale {plan.scale}, "
+        f"profile {plan.profile} ({plan.executor}), artifacts under {plan.artifact_root}"
+    ]
+    for job in plan.jobs:
+        r = job.resources
+        where = f"{r.nodes} node(s) x {r.nproc_per_node} proc, {r.resource_class}" + (
+            f", {r.gpus_per_node} GPU/node" if r.gpus_per_node else ""
+        )
+        lines.append(f"  {job.name}  [{'reuse' if job.reuse else 'run'}]  {where}, time {r.time}")
+        lines.append(f"    $ {shlex.join(job.command())}")
+        if job.depends_on:
+            lines.append(f"    after: {', '.join(job.depends_on)}")
+    return "\n".join(lines)

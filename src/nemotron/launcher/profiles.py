@@ -1,0 +1,318 @@
+"""Cluster profiles: typed (Pydantic) TOML files with ``extends`` inheritance; unknown keys suggest the nearest one.
+
+Search path, later entries winning on a name clash: the repository's ``cluster_profiles/``, the user's
+``~/.config/nemotron/profiles`` (``$XDG_CONFIG_HOME``), then the directories (or files) listed in
+``$NEMOTRON_PROFILES`` (``os.pathsep``-separated). ``--profile`` also takes a path to a ``.toml`` file.
+
+Secrets are referenced by NAME only (``secrets = ["HF_TOKEN"]``): executors forward the value from the submitting
+environment at submit time; a profile never holds one, so nothing rendered from a profile can leak one.
+``artifact_root``, ``container.image`` and ``container.mounts`` expand ``~``, ``${VAR}`` and ``${VAR:-default}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nemotron.errors import UserError
+
+ExecutorName = Literal["local", "docker", "slurm"]
+EXECUTORS: tuple[str, ...] = typing.get_args(ExecutorName)
+REPO_PROFILES = Path(__file__).resolve().parents[3] / "cluster_profiles"
+PROFILES_ENV = "NEMOTRON_PROFILES"
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TIME_RE = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+SIGNAL_RE = re.compile(r"^(B:)?[A-Z0-9]+(@\d+)?$")
+
+
+class ProfileError(UserError):
+    pass
+
+
+def check_time(value: str | None) -> str | None:
+    if value is not None and not TIME_RE.match(value):
+        raise ValueError(f"time {value!r} is not a Slurm time (D-HH:MM:SS, HH:MM:SS or MM)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PyxisOptions(_Strict):
+    mount_home: bool = False  # --no-container-mount-home unless true
+    workdir: str | None = None  # --container-workdir (default: the code directory in the image)
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class SlurmOptions(_Strict):
+    account: str | None = None
+    partitions: dict[str, str] = Field(default_factory=dict)  # resource class (cpu|gpu) -> partition
+    nodes: int | None = Field(default=None, ge=1)
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    mem: str | None = None  # e.g. "0" (all), "64G"
+    time: str | None = None  # D-HH:MM:SS / HH:MM:SS / MM
+    exclusive: bool = False
+    qos: str | None = None
+    reservation: str | None = None
+    constraint: str | None = None
+    sbatch_args: list[str] = Field(default_factory=list)
+    srun_args: list[str] = Field(default_factory=list)
+    container_runtime: Literal["pyxis", "none", "docker"] = "none"
+    pyxis: PyxisOptions = Field(default_factory=PyxisOptions)
+    signal: str | None = "USR1@120"  # sent before the time limit; training checkpoints and exits 75
+    max_requeues: int = Field(default=3, ge=0)
+
+    @field_validator("partitions")
+    @classmethod
+    def _known_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key not in ("cpu", "gpu"):
+                raise ValueError(f"partitions key {key!r} is not a resource class: use cpu or gpu")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time_format(cls, value: str | None) -> str | None:
+        return check_time(value)
+
+    @field_validator("signal")
+    @classmethod
+    def _signal_format(cls, value: str | None) -> str | None:
+        if value is not None and not SIGNAL_RE.match(value):
+            raise ValueError(f"signal {value!r} is not a Slurm --signal value like USR1@120 or B:USR1@120")
+        return value
+
+
+class SSHOptions(_Strict):
+    """Remote submission: ship the code to ``remote_dir`` on ``host`` and run sbatch there."""
+
+    host: str
+    user: str | None = None
+    port: int = 22
+    key: str | None = None  # path of the private key (the key itself never goes in a profile)
+    remote_dir: str = "~/.cache/nemotron/code"
+
+
+class DockerOptions(_Strict):
+    gpus: str | None = None  # "all", "2", "device=0,1"; None for CPU-only
+    shm_size: str | None = "8g"
+    ipc: str | None = "host"
+    ulimits: dict[str, str] = Field(default_factory=lambda: {"memlock": "-1", "stack": "67108864"})
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class ContainerOptions(_Strict):
+    image: str | None = None  # image reference, or a .sqsh path for pyxis
+    mounts: list[str] = Field(default_factory=list)  # "SRC:DST[:ro]"; the artifact root is always mounted
+
+
+class LocalOptions(_Strict):
+    nproc_per_node: int = Field(default=1, ge=1)  # processes of a distributed step (torchrun when > 1)
+
+
+class StepOverrides(_Strict):
+    """``[steps.<step>]``: resources for one step, over the recipe's defaults and the profile's."""
+
+    nodes: int | None = Field(default=None, ge=1)
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    nproc_per_node: int | None = Field(default=None, ge=1)
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    mem: str | None = None
+    time: str | None = None
+    partition: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _time_format(cls, value: str | None) -> str | None:
+        return check_time(value)
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    extends: str | None = None
+    executor: ExecutorName = "local"
+    artifact_root: Path | None = None  # None: nemotron.artifact.default_artifact_root()
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)  # names of environment variables, never values
+    container: ContainerOptions = Field(default_factory=ContainerOptions)
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+    ssh: SSHOptions | None = None
+    docker: DockerOptions = Field(default_factory=DockerOptions)
+    local: LocalOptions = Field(default_factory=LocalOptions)
+    steps: dict[str, StepOverrides] = Field(default_factory=dict)
+
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env_names(cls, value: Any) -> Any:
+        for name in value:
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+    def resolved_artifact_root(self) -> Path:
+        from nemotron.artifact import default_artifact_root
+
+        return Path(self.artifact_root) if self.artifact_root is not None else default_artifact_root()
+
+
+# ------------------------------------------------------------------------------------------------- discovery
+def profile_dirs() -> list[Path]:
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    dirs = [REPO_PROFILES, config_home / "nemotron" / "profiles"]
+    dirs += [Path(p).expanduser() for p in os.environ.get(PROFILES_ENV, "").split(os.pathsep) if p]
+    return dirs
+
+
+def available_profiles() -> dict[str, Path]:
+    """Profile name -> file, later search-path entries overriding earlier ones."""
+    found: dict[str, Path] = {}
+    for entry in profile_dirs():
+        if entry.is_file() and entry.suffix == ".toml":
+            found[entry.stem] = entry
+        elif entry.is_dir():
+            found.update({p.stem: p for p in sorted(entry.glob("*.toml"))})
+    return found
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Load, merge (``extends``), expand and validate a profile; every problem is one ``ProfileError`` line."""
+    available = available_profiles()
+    data = _merged(name_or_path, available, chain=())
+    source = data.pop("__source__")
+    data.setdefault("name", Path(name_or_path).stem if name_or_path.endswith(".toml") else name_or_path)
+    _check_keys(data, Profile, where="", source=source)
+    _expand_paths(data, source)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "profile"
+        message = err["msg"].removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict | list) else ""
+        raise ProfileError(f"profile {source}: {where}: {message}{got}") from None
+
+
+def _read_toml(name_or_path: str, available: dict[str, Path]) -> tuple[dict[str, Any], Path]:
+    path = Path(name_or_path).expanduser() if name_or_path.endswith(".toml") else available.get(name_or_path)
+    if path is None:
+        close = difflib.get_close_matches(name_or_path, list(available), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        valid = ", ".join(sorted(available)) or "none found"
+        raise ProfileError(f"unknown profile {name_or_path!r}{hint}: valid profiles are {valid}")
+    try:
+        return tomllib.loads(path.read_text()), path
+    except FileNotFoundError:
+        raise ProfileError(f"profile file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profile {path} is not valid TOML: {exc}") from None
+
+
+def _merged(name_or_path: str, available: dict[str, Path], chain: tuple[str, ...]) -> dict[str, Any]:
+    if name_or_path in chain:
+        raise ProfileError(f"profile {chain[0]!r} extends itself: {' -> '.join((*chain, name_or_path))}")
+    data, path = _read_toml(name_or_path, available)
+    parent = data.get("extends")
+    if parent is None:
+        return {**data, "__source__": path}
+    if not isinstance(parent, str):
+        raise ProfileError(f"profile {path}: extends must be a profile name, got {parent!r}")
+    base = _merged(parent, available, (*chain, name_or_path))
+    base.pop("name", None)
+    return {**_deep_merge(base, data), "__source__": path}
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (lists included) replaces the parent's."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_keys(data: Any, model: type[BaseModel], where: str, source: Path) -> None:
+    """Reject unknown keys, naming the nearest valid one — before Pydantic, whose message would not suggest any."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+            hint = f"did you mean {where}{close[0]!r}?" if close else f"valid keys are {', '.join(fields)}"
+            raise ProfileError(f"profile {source}: unknown key {where}{key!r}: {hint}")
+        nested = _model_in(fields[key].annotation)
+        if nested is not None:
+            _check_keys(value, nested, f"{where}{key}.", source)
+        elif key == "steps" and isinstance(value, dict):
+            for step, table in value.items():
+                _check_keys(table, StepOverrides, f"{where}steps.{step}.", source)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    candidates = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+# A default holds no "$", "{" or "}": nested references (``${A:-${B:-x}/y}``) resolve innermost first.
+_VAR_RE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^${}]*))?\}")
+
+
+def expand(value: str, source: Path | str = "profile") -> str:
+    """``~``, ``${VAR}`` and ``${VAR:-default}``; an unset variable without a default is an error, not ''."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if os.environ.get(name):
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ProfileError(f"profile {source}: environment variable {name} is not set (use ${{{name}:-DEFAULT}})")
+
+    while True:
+        expanded = _VAR_RE.sub(substitute, value)
+        if expanded == value:
+            return os.path.expanduser(expanded)
+        value = expanded
+
+
+def _expand_paths(data: dict[str, Any], source: Path) -> None:
+    if isinstance(data.get("artifact_root"), str):
+        data["artifact_root"] = expand(data["artifact_root"], source)
+    container = data.get("container")
+    if isinstance(container, dict):
+        if isinstance(container.get("image"), str):
+            container["image"] = expand(container["image"], source)
+        if isinstance(container.get("mounts"), list):
+            container["mounts"] = [expand(m, source) if isinstance(m, str) else m for m in container["mounts"]]
+
+
+def profile_for(profile: str | None, executor: str | None) -> Profile:
+    """The profile a launch uses: ``--profile``, else the one named after ``--executor``, else ``local``.
+
+    ``--executor`` then overrides the profile's own executor.
+    """
+    if executor is not None and executor not in EXECUTORS:
+        raise ProfileError(f"unknown executor {executor!r}: valid executors are {', '.join(EXECUTORS)}")
+    if profile is None:
+        if executor in (None, "local", "docker"):
+            profile = executor or "local"
+        else:
+            valid = ", ".join(sorted(available_profiles()))
+            raise ProfileError(f"--executor {executor} needs a cluster profile: pass --profile NAME (one of {valid})")
+    loaded = load_profile(profile)
+    if executor is not None and executor != loaded.executor:
+        loaded = loaded.model_copy(update={"executor": executor})
+    return loaded

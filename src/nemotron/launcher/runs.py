@@ -1,0 +1,211 @@
+"""Run records: what a launch planned and what became of it, so status/logs/cancel work from any shell.
+
+A record lives at ``<artifact_root>/runs/<run_id>/run.json`` (atomic writes; the executor updates it) next to the
+run's logs, and is indexed locally in ``$NEMOTRON_STATE_DIR/runs.jsonl`` (default ``~/.local/state/nemotron``).
+Run ids sort by time: ``nano2-20261124-203015-a1b2`` (UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from nemotron.errors import UserError
+from nemotron.fsutil import atomic_write_text
+from nemotron.launcher.plan import Plan
+
+StepState = Literal[
+    "planned",  # not yet handed to the executor
+    "reused",  # its output already existed, complete, for the same fingerprint
+    "pending",  # submitted, waiting (on a dependency, on resources); ``reason`` says which
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+    "preempted",  # stopped by the scheduler; requeued when the profile allows it
+    "unknown",  # the executor can no longer tell (e.g. its runner died)
+]
+RunState = Literal["planned", "running", "completed", "failed", "cancelled"]
+FINISHED_STATES = frozenset({"reused", "completed", "failed", "cancelled", "timeout", "unknown"})
+SUCCESS_STATES = frozenset({"reused", "completed"})
+STATE_DIR_ENV = "NEMOTRON_STATE_DIR"
+RUN_FILE = "run.json"
+
+
+class RunError(UserError):
+    pass
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+class StepRecord(BaseModel):
+    state: StepState = "planned"
+    job_id: str | None = None  # pid, container id, Slurm job id: whatever the executor addresses it by
+    started_at: _dt.datetime | None = None
+    ended_at: _dt.datetime | None = None
+    exit_code: int | None = None
+    reason: str | None = None  # why it is pending / why it failed, in words
+    log: Path | None = None
+    artifact: Path
+
+
+class RunRecord(BaseModel):
+    run_id: str
+    run_dir: Path
+    executor: str
+    profile: dict[str, Any]  # the resolved profile (it holds secret names only, never values)
+    plan: Plan
+    detached: bool = False
+    created_at: _dt.datetime = Field(default_factory=_now)
+    updated_at: _dt.datetime = Field(default_factory=_now)
+    steps: dict[str, StepRecord]  # job name -> record, plan order
+    executor_data: dict[str, Any] = Field(default_factory=dict)  # backend-specific (runner pid, remote host, ...)
+
+    @property
+    def state(self) -> RunState:
+        states = [s.state for s in self.steps.values()]
+        if any(s in ("failed", "timeout", "unknown") for s in states):
+            return "failed" if all(s in FINISHED_STATES | {"planned"} for s in states) else "running"
+        if any(s == "cancelled" for s in states):
+            return "cancelled"
+        if all(s in SUCCESS_STATES for s in states):
+            return "completed"
+        if all(s == "planned" for s in states):
+            return "planned"
+        return "running"
+
+    @property
+    def finished(self) -> bool:
+        return all(s.state in FINISHED_STATES | {"planned"} for s in self.steps.values()) and self.state != "planned"
+
+    def log_path(self, job_name: str) -> Path:
+        return Path(self.run_dir) / "logs" / f"{job_name}.log"
+
+    def summary(self) -> dict[str, Any]:
+        """The one JSON document the CLI prints on stdout."""
+        return {
+            "run_id": self.run_id,
+            "target": self.plan.target,
+            "executor": self.executor,
+            "state": self.state,
+            "run_dir": str(self.run_dir),
+            "steps": {
+                name: {"state": rec.state, "job_id": rec.job_id, "artifact": str(rec.artifact)}
+                for name, rec in self.steps.items()
+            },
+        }
+
+
+def new_run_id(recipe: str) -> str:
+    return f"{recipe}-{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = False) -> RunRecord:
+    """A new record for ``plan`` (reused jobs already marked), saved and indexed."""
+    run_id = new_run_id(plan.recipe)
+    run_dir = Path(plan.artifact_root) / "runs" / run_id
+    (run_dir / "logs").mkdir(parents=True, exist_ok=False)
+    steps = {
+        job.name: StepRecord(
+            state="reused" if job.reuse else "planned",
+            artifact=job.output,
+            log=None if job.reuse else run_dir / "logs" / f"{job.name}.log",
+        )
+        for job in plan.jobs
+    }
+    run = RunRecord(
+        run_id=run_id,
+        run_dir=run_dir,
+        executor=plan.executor,
+        profile=profile_snapshot,
+        plan=plan,
+        detached=detached,
+        steps=steps,
+    )
+    save_run(run)
+    _append_index(run)
+    return run
+
+
+def save_run(run: RunRecord) -> None:
+    run.updated_at = _now()
+    atomic_write_text(Path(run.run_dir) / RUN_FILE, run.model_dump_json(indent=2) + "\n")
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    path = Path(run_dir) / RUN_FILE
+    try:
+        return RunRecord.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"no run record at {path}") from None
+    except ValueError as exc:
+        raise RunError(f"corrupt run record {path}: {str(exc).splitlines()[0]}") from None
+
+
+def state_dir() -> Path:
+    env = os.environ.get(STATE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "nemotron"
+
+
+def _append_index(run: RunRecord) -> None:
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(
+        {
+            "run_id": run.run_id,
+            "run_dir": str(run.run_dir),
+            "target": run.plan.target,
+            "executor": run.executor,
+            "created_at": run.created_at.isoformat(),
+        }
+    )
+    # One O_APPEND write per line: concurrent launches never interleave inside a line.
+    fd = os.open(directory / "runs.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def indexed_runs() -> list[dict[str, Any]]:
+    """Index entries, oldest first (unreadable lines are skipped: the index is a convenience, records are truth)."""
+    try:
+        lines = (state_dir() / "runs.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "run_id" in entry and "run_dir" in entry:
+            entries.append(entry)
+    return entries
+
+
+def find_run(reference: str | None) -> RunRecord:
+    """A run by id (from the index), by its directory, or the newest one when ``reference`` is None."""
+    if reference is not None and (Path(reference) / RUN_FILE).is_file():
+        return read_run(Path(reference))
+    entries = indexed_runs()
+    if reference is None:
+        if not entries:
+            raise RunError(f"no runs recorded yet in {state_dir() / 'runs.jsonl'}")
+        return read_run(Path(entries[-1]["run_dir"]))
+    for entry in reversed(entries):
+        if entry["run_id"] == reference:
+            return read_run(Path(entry["run_dir"]))
+    recent = ", ".join(e["run_id"] for e in entries[-5:]) or "none"
+    raise RunError(f"unknown run {reference!r}: recent runs are {recent} (or pass a run directory)")
