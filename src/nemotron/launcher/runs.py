@@ -105,6 +105,16 @@ class RunRecord(BaseModel):
         }
 
 
+def check_writable(root: Path) -> None:
+    """Fail before anything is written if ``root`` cannot be created or written (checked, not probed by writing)."""
+    root = Path(root)
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunError(f"artifact root {root} is not usable: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"artifact root {root} is not writable ({existing} does not allow writing)")
+
+
 def new_run_id(recipe: str) -> str:
     return f"{recipe}-{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 

@@ -1,0 +1,326 @@
+"""``nemotron-launch``: plan a recipe target on a cluster profile, then run or submit it; watch, read logs, cancel.
+
+    nemotron-launch nano2 --executor local --scale tiny          # the whole recipe on this machine
+    nemotron-launch nano2.stage0 --profile eos --dry-run         # the plan and job scripts, nothing submitted
+    nemotron-launch nano2.stage0.training training.train_iters=50 training.dataset_path=DIR
+    nemotron-launch status [RUN] | logs RUN [STEP] [--follow] | cancel RUN | list | profiles [NAME]
+
+stdout carries exactly one JSON document (run id, per-step state and artifact path); everything meant for people goes
+to stderr. Bad input is one line on stderr and exit code 2. Shell completion: ``nemotron-launch
+--tyro-print-completion bash`` (or zsh, tcsh).
+
+Only tyro and the dataclasses below are imported at start-up; planning, profiles and executors are imported by the
+command that needs them, so ``--help`` stays fast and nothing here pulls torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import sys
+from contextlib import redirect_stderr
+from pathlib import Path
+from typing import Annotated, Any
+
+import tyro
+from tyro.conf import Positional, subcommand
+
+from nemotron.errors import UserError
+
+SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build")
+EXIT_FOR_STATE = {"completed": 0, "running": 0, "planned": 0, "failed": 1, "cancelled": 130}
+
+
+def emit(document: dict[str, Any]) -> None:
+    """The one JSON document of a command, on stdout."""
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@dataclasses.dataclass
+class Run:
+    """Plan a target (nano2, nano2.stage0, nano2.stage0.training), validate it, then run or submit it."""
+
+    target: Positional[str]
+    """recipe, recipe.stage or recipe.stage.step (see `nemotron-launch list`)"""
+    overrides: Positional[tuple[str, ...]] = ()
+    """step overrides: STEP.FIELD=VALUE or STAGE.STEP.FIELD=VALUE, e.g. training.train_iters=50"""
+    profile: str | None = None
+    """cluster profile name or path to a .toml (see `nemotron-launch profiles`); default: named after --executor"""
+    executor: str | None = None
+    """local, docker or slurm (default: the profile's)"""
+    scale: str = "tiny"
+    """tiny, small, medium or full"""
+    artifact_root: Path | None = None
+    """where artifacts and run records go (default: the profile's artifact_root)"""
+    dry_run: bool = False
+    """print the plan and each job's script; run nothing"""
+    detach: bool = False
+    """return once the jobs are started/submitted (follow with `status` / `logs --follow`)"""
+    force: bool = False
+    """re-run steps whose output already exists"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.executors.base import ExecutorError, get_executor, secret_values
+        from nemotron.launcher.plan import build_plan, describe
+        from nemotron.launcher.profiles import profile_for
+        from nemotron.launcher.report import print_status
+        from nemotron.launcher.runs import check_writable, create_run
+
+        profile = profile_for(self.profile, self.executor)
+        plan = build_plan(self.target, profile, self.scale, self.overrides, self.force, self.artifact_root)
+        if self.dry_run:
+            try:
+                rendered = get_executor(plan.executor).render(plan, profile)
+            except ExecutorError as err:
+                print(f"note: plan only, no job scripts: {err}", file=sys.stderr)
+                rendered = {}
+            print(describe(plan), file=sys.stderr)
+            for name, text in rendered.items():
+                print(f"---- {name} ----\n{text.rstrip()}", file=sys.stderr)
+            emit(_dry_run_document(plan, rendered))
+            return 0
+        if profile.executor != "slurm" or profile.ssh is None:
+            check_writable(plan.artifact_root)
+        executor = get_executor(plan.executor) if plan.jobs_to_run else None
+        secret_values(plan)
+        print(describe(plan), file=sys.stderr)
+        run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)
+        if executor is not None:
+            run = executor.submit(plan, profile, run, detach=self.detach)
+        print_status(run)
+        if self.detach and not run.finished:
+            print(f"follow it with: nemotron-launch status {run.run_id} / logs {run.run_id} --follow", file=sys.stderr)
+        emit(run.summary())
+        return EXIT_FOR_STATE.get(run.state, 1)
+
+
+def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:
+    import shlex
+
+    return {
+        "dry_run": True,
+        "target": plan.target,
+        "profile": plan.profile,
+        "executor": plan.executor,
+        "artifact_root": str(plan.artifact_root),
+        "jobs": {
+            job.name: {
+                "state": "reuse" if job.reuse else "run",
+                "command": shlex.join(job.command()),
+                "depends_on": job.depends_on,
+                "inputs": {k: str(v) for k, v in job.inputs.items()},
+                "artifact": str(job.output),
+                "resources": job.resources.model_dump(),
+            }
+            for job in plan.jobs
+        },
+        "rendered": rendered,
+    }
+
+
+@dataclasses.dataclass
+class Status:
+    """Per-step state of a run (the newest one by default): state, job id, duration, artifact, metric."""
+
+    run: Positional[str | None] = None
+    """run id or run directory"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.executors.base import get_executor, log_tail
+        from nemotron.launcher.report import print_failure, print_status
+        from nemotron.launcher.runs import find_run
+
+        run = find_run(self.run)
+        run = run.model_copy(update={"steps": get_executor(run.executor).status(run)})
+        print_status(run)
+        for name, record in run.steps.items():
+            if record.state in ("failed", "timeout"):
+                print_failure(run, name, log_tail(record.log))
+        emit(run.summary())
+        return 0
+
+
+@dataclasses.dataclass
+class Logs:
+    """The log of one step of a run (default: the failed one, else the latest started)."""
+
+    run: Positional[str]
+    """run id or run directory"""
+    step: Positional[str | None] = None
+    """step name (training), or stage.step (stage0.training)"""
+    follow: bool = False
+    """keep printing until the step finishes"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.executors.base import get_executor
+        from nemotron.launcher.runs import find_run
+
+        run = find_run(self.run)
+        job = _job_name(run, self.step)
+        for chunk in get_executor(run.executor).logs(run, job, follow=self.follow):
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+        emit({"run_id": run.run_id, "step": job, "log": str(run.steps[job].log)})
+        return 0
+
+
+def _job_name(run, step: str | None) -> str:
+    from nemotron.launcher.runs import RunError
+
+    if step is None:
+        started = [n for n, r in run.steps.items() if r.state not in ("planned", "reused")]
+        failed = [n for n in started if run.steps[n].state == "failed"]
+        if failed or started:
+            return failed[0] if failed else started[-1]
+        raise RunError(f"run {run.run_id} has no started step yet")
+    from nemotron.launcher.targets import load_recipe
+
+    recipe = load_recipe(run.plan.recipe)
+    for job in run.plan.jobs:
+        stage = recipe.stage(job.stage)
+        if step in (job.name, job.step, f"{stage.alias if stage else job.stage}.{job.step}"):
+            return job.name
+    raise RunError(f"run {run.run_id} has no step {step!r}: its steps are {', '.join(run.steps)}")
+
+
+@dataclasses.dataclass
+class Cancel:
+    """Stop every unfinished job of a run."""
+
+    run: Positional[str]
+    """run id or run directory"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.executors.base import get_executor
+        from nemotron.launcher.report import print_status
+        from nemotron.launcher.runs import find_run
+
+        run = get_executor((run := find_run(self.run)).executor).cancel(run)
+        print_status(run)
+        emit(run.summary())
+        return 0
+
+
+@dataclasses.dataclass
+class List:
+    """Recipes, their stages and steps (with each step's module and default resources), and every valid target."""
+
+    def execute(self) -> int:
+        from nemotron.launcher.targets import all_targets, load_recipe, recipe_modules
+
+        document: dict[str, Any] = {"recipes": {}, "targets": all_targets()}
+        for name in recipe_modules():
+            recipe = load_recipe(name)
+            print(f"{name}: {recipe.description}", file=sys.stderr)
+            stages = {}
+            for stage in recipe.stages:
+                print(f"  {stage.alias} ({stage.name})", file=sys.stderr)
+                steps = {}
+                for step in stage.steps:
+                    r = step.resources
+                    print(f"    {step.name:<14} {r.resource_class} {r.nodes}x{r.gpus_per_node} GPU  {step.module}",
+                          file=sys.stderr)  # fmt: skip
+                    steps[step.name] = {
+                        "module": step.module,
+                        "artifact_type": step.artifact_type,
+                        "inputs": {i.name: f"{i.stage or stage.name}.{i.step}" for i in step.inputs},
+                        "resources": dataclasses.asdict(r),
+                    }
+                stages[stage.name] = {"alias": stage.alias, "steps": steps}
+            document["recipes"][name] = {"description": recipe.description, "stages": stages}
+        emit(document)
+        return 0
+
+
+@dataclasses.dataclass
+class Profiles:
+    """List cluster profiles, or show one fully resolved (extends merged, variables expanded)."""
+
+    name: Positional[str | None] = None
+    """profile name or path to a .toml"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.profiles import available_profiles, load_profile
+
+        if self.name is not None:
+            profile = load_profile(self.name)
+            print(f"profile {profile.name}: {profile.description}", file=sys.stderr)
+            emit(profile.model_dump(mode="json"))
+            return 0
+        found = available_profiles()
+        for name, path in sorted(found.items()):
+            print(f"{name:<14} {path}", file=sys.stderr)
+        emit({"profiles": {name: str(path) for name, path in sorted(found.items())}})
+        return 0
+
+
+@dataclasses.dataclass
+class Build:
+    """Build the recipe's container image (and, for pyxis profiles, its enroot squashfs)."""
+
+    recipe: Positional[str] = "nano2"
+    profile: str | None = None
+    base_image: str | None = None
+    push: str | None = None
+    """registry to push the image to"""
+
+    def execute(self) -> int:
+        try:
+            from nemotron.launcher import containers
+        except ModuleNotFoundError as exc:
+            if exc.name != "nemotron.launcher.containers":
+                raise
+            raise UserError("build is not available in this installation (nemotron.launcher.containers)") from None
+        return containers.build_cli(self)
+
+
+Command = (
+    Annotated[Run, subcommand("run")]
+    | Annotated[Status, subcommand("status")]
+    | Annotated[Logs, subcommand("logs")]
+    | Annotated[Cancel, subcommand("cancel")]
+    | Annotated[List, subcommand("list")]
+    | Annotated[Profiles, subcommand("profiles")]
+    | Annotated[Build, subcommand("build")]
+)
+
+_BOX_RE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+")
+
+
+def parse(argv: list[str]):
+    """tyro's parse; its multi-line error box becomes the one-line message bad input gets everywhere else."""
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
+        argv = ["run", *argv]  # `nemotron-launch nano2 ...` is `nemotron-launch run nano2 ...`
+    captured = io.StringIO()
+    try:
+        with redirect_stderr(captured):
+            return tyro.cli(Command, args=argv, prog="nemotron-launch", description=__doc__)
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        lines = [_BOX_RE.sub(" ", line).strip() for line in captured.getvalue().splitlines()]
+        words = [ln for ln in lines if ln and not ln.startswith(("For full helptext", "usage:", "Parsing error"))]
+        message = " ".join(" ".join(words).split()) or "invalid arguments"
+        print(f"error: {message} (see nemotron-launch {argv[0] if argv else ''} --help)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def entrypoint(argv: list[str] | None = None) -> None:
+    command = parse(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = command.execute()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    entrypoint()

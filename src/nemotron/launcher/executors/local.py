@@ -1,0 +1,275 @@
+"""The local executor: each job a subprocess on this machine, in dependency order, one log per step.
+
+A distributed step with ``nproc_per_node > 1`` runs under torchrun (``python -m torch.distributed.run``). The process
+running the jobs (the attached launcher, or ``python -m nemotron.launcher.executors.local RUN_DIR`` when detached)
+records its pid in the run record; ``cancel`` from any shell sends it SIGTERM, which it treats like Ctrl-C: terminate
+the running step, mark the run cancelled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from nemotron.launcher.executors.base import Executor, ExecutorError, follow_file, log_tail, secret_values
+from nemotron.launcher.inputs import is_complete
+from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.profiles import Profile
+from nemotron.launcher.report import print_failure, status_table, stderr_console
+from nemotron.launcher.runs import FINISHED_STATES, SUCCESS_STATES, RunRecord, StepRecord, read_run, save_run
+
+TERMINATE_GRACE_S = 10.0
+POLL_S = 0.2
+
+
+class Cancelled(Exception):
+    """Ctrl-C or SIGTERM (``cancel`` from another shell) while jobs run."""
+
+
+def job_command(job: Job, python: str = sys.executable) -> list[str]:
+    if job.resources.distributed and job.resources.nproc_per_node > 1:
+        nproc = f"--nproc-per-node={job.resources.nproc_per_node}"
+        return [python, "-m", "torch.distributed.run", "--standalone", nproc, "-m", job.module, *job.args]
+    return job.command(python)
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+        rendered = {}
+        for job in plan.jobs_to_run:
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in job.env.items())
+            secrets = f"  # + secrets from your shell: {', '.join(plan.secret_names)}" if plan.secret_names else ""
+            after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
+            rendered[job.name] = f"{after}env {env} {shlex.join(job_command(job))}{secrets}\n"
+        return rendered
+
+    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+        secret_values(plan)  # fail before starting anything if a secret is missing
+        if not detach:
+            return run_jobs(run)
+        runner_log = Path(run.run_dir) / "runner.log"
+        with open(runner_log, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "nemotron.launcher.executors.local", str(run.run_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # survives the launching shell, and its Ctrl-C
+            )
+        # The runner records its own pid (saving here too would race with its first state updates).
+        run.executor_data["runner_pid"] = process.pid
+        return run
+
+    def status(self, run: RunRecord) -> dict[str, StepRecord]:
+        current = read_run(Path(run.run_dir))
+        runner_alive = _alive(current.executor_data.get("runner_pid"))
+        steps = {}
+        for name, record in current.steps.items():
+            if record.state in ("running", "pending") and not runner_alive:
+                record = record.model_copy(update={"state": "unknown", "reason": "its runner is gone"})
+            steps[name] = record
+        return steps
+
+    def logs(self, run: RunRecord, job: str, follow: bool = False) -> Iterator[str]:
+        path = run.log_path(job)
+        if not follow:
+            yield path.read_text(errors="replace") if path.exists() else ""
+            return
+
+        def finished() -> bool:
+            return self.status(run)[job].state in FINISHED_STATES
+
+        yield from follow_file(path, finished)
+
+    def cancel(self, run: RunRecord) -> RunRecord:
+        pid = read_run(Path(run.run_dir)).executor_data.get("runner_pid")
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + TERMINATE_GRACE_S + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+        current = read_run(Path(run.run_dir))
+        for record in current.steps.values():  # runner already gone: finish its bookkeeping
+            if record.state not in FINISHED_STATES:
+                _kill_group(record.job_id)
+                _finish(record, "cancelled", reason="cancelled")
+        save_run(current)
+        return current
+
+
+# ----------------------------------------------------------------------------------------------- the runner
+def run_jobs(run: RunRecord) -> RunRecord:
+    """Run the plan's jobs in order until one fails or the run is cancelled; returns the final record."""
+    run.executor_data["runner_pid"] = os.getpid()
+    save_run(run)
+    view = _ProgressView(run)
+    try:
+        with _sigterm_as_cancel(), view:
+            for job in run.plan.jobs:
+                record = run.steps[job.name]
+                if record.state != "planned":
+                    continue
+                failed = [d for d in job.depends_on if run.steps[d].state not in SUCCESS_STATES]
+                if failed:
+                    _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
+                    save_run(run)
+                    continue
+                _run_one(run, job, record, view)
+    except (Cancelled, KeyboardInterrupt):
+        for record in run.steps.values():
+            if record.state not in FINISHED_STATES:
+                _finish(record, "cancelled", reason="cancelled")
+        save_run(run)
+        stderr_console().print(f"run {run.run_id} cancelled")
+    for name, record in run.steps.items():
+        if record.state == "failed":
+            print_failure(run, name, log_tail(record.log))
+    return run
+
+
+def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView) -> None:
+    env = {**os.environ, **job.env, "NEMOTRON_RUN_ID": run.run_id}
+    env.update(secret_values(run.plan))
+    Path(record.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(record.log, "ab") as log:
+        log.write(f"$ {shlex.join(job_command(job))}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            job_command(job), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+        )
+    record.state, record.job_id, record.started_at = "running", str(process.pid), _now()
+    save_run(run)
+    try:
+        while process.poll() is None:
+            view.refresh()
+            time.sleep(POLL_S)
+    except BaseException:
+        _terminate(process)
+        _finish(record, "cancelled", exit_code=process.returncode, reason="cancelled")
+        raise
+    if process.returncode != 0:
+        _finish(record, "failed", exit_code=process.returncode)
+    elif not is_complete(job.output, job.artifact_type):
+        _finish(record, "failed", exit_code=0, reason=f"no complete {job.artifact_type} artifact at {job.output}")
+    else:
+        _finish(record, "completed", exit_code=0)
+    save_run(run)
+    view.refresh()
+
+
+def _finish(record: StepRecord, state: str, exit_code: int | None = None, reason: str | None = None) -> None:
+    record.state, record.reason = state, reason
+    record.exit_code = exit_code if exit_code is not None else record.exit_code
+    if record.started_at is not None and record.ended_at is None:
+        record.ended_at = _now()
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM the step's process group (torchrun and its workers), then SIGKILL after a grace period."""
+    for sig, wait_s in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _kill_group(job_id: str | None) -> None:
+    if job_id and job_id.isdigit():
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(job_id), signal.SIGTERM)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not running anything
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+@contextmanager
+def _sigterm_as_cancel():
+    def handler(signum, frame):
+        raise Cancelled()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _ProgressView:
+    """A live status table on a terminal; one line per state change otherwise (logs, pipes, detached runs)."""
+
+    def __init__(self, run: RunRecord):
+        self.run = run
+        self.live = None
+        self.seen: dict[str, str] = {name: "planned" for name in run.steps}
+
+    def __enter__(self) -> _ProgressView:
+        if sys.stderr.isatty():
+            from rich.live import Live
+
+            self.live = Live(status_table(self.run), console=stderr_console(), refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.refresh()
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(status_table(self.run))
+            return
+        for name, record in self.run.steps.items():
+            if self.seen.get(name) != record.state:
+                self.seen[name] = record.state
+                detail = f" ({record.reason})" if record.reason else ""
+                sys.stderr.write(f"[{self.run.run_id}] {name}: {record.state}{detail}\n")
+        sys.stderr.flush()
+
+
+def main(argv: list[str]) -> int:
+    """Detached runner: ``python -m nemotron.launcher.executors.local RUN_DIR``."""
+    if len(argv) != 1:
+        print("usage: python -m nemotron.launcher.executors.local RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run = run_jobs(read_run(Path(argv[0])))
+    except ExecutorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0 if run.state == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
