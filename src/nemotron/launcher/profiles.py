@@ -251,8 +251,8 @@ def _check_keys(data: Any, model: type[BaseModel], where: str, source: Path) -> 
     for key, value in data.items():
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f"did you mean {where}{close[0]!r}?" if close else f"valid keys are {', '.join(fields)}"
-            raise ProfileError(f"profile {source}: unknown key {where}{key!r}: {hint}")
+            hint = f"did you mean '{where}{close[0]}'?" if close else f"valid keys are {', '.join(fields)}"
+            raise ProfileError(f"profile {source}: unknown key '{where}{key}': {hint}")
         nested = _model_in(fields[key].annotation)
         if nested is not None:
             _check_keys(value, nested, f"{where}{key}.", source)
