@@ -43,7 +43,8 @@ def load_given_input(path: Path | None, tracked: str | None, artifact_type: str,
     if artifact.type != artifact_type:
         where = path or tracked
         raise ArtifactError(f"{where} holds a {artifact.type} artifact, not the {artifact_type} this step needs")
-    directory = Path(artifact.metadata_path).parent if path is None else _directory(Path(path))
+    # A tracked name resolves to the artifact's own directory (the registry holds only its metadata).
+    directory = Path(artifact.path) if path is None else _directory(Path(path))
     return ArtifactRef(directory, content_fingerprint(directory), None)
 
 

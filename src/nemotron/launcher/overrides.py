@@ -138,6 +138,8 @@ def cli_flags(config: Any) -> list[str]:
             flags += [f"--{flag}", "None"]
         elif isinstance(value, list | tuple):
             flags += [f"--{flag}", *(str(v) for v in value)]
+        elif str(value).startswith("-"):  # "--lr -1" would read -1 as a flag
+            flags.append(f"--{flag}={value}")
         else:
             flags += [f"--{flag}", str(value)]
     return flags

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -44,6 +44,14 @@ def job_command(job: Job, python: str = sys.executable) -> list[str]:
 class LocalExecutor(Executor):
     name = "local"
 
+    def job_command(self, run: RunRecord, job: Job) -> list[str]:
+        """The command that runs one job (the docker executor wraps the same command in ``docker run``)."""
+        return job_command(job)
+
+    def run_jobs(self, run: RunRecord) -> RunRecord:
+        """Run the plan's jobs in order, in this process (attached, or as the detached runner)."""
+        return run_jobs(run, self.job_command)
+
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
         rendered = {}
         for job in plan.jobs_to_run:
@@ -56,11 +64,11 @@ class LocalExecutor(Executor):
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secret_values(plan)  # fail before starting anything if a secret is missing
         if not detach:
-            return run_jobs(run)
+            return self.run_jobs(run)
         runner_log = Path(run.run_dir) / "runner.log"
         with open(runner_log, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "nemotron.launcher.executors.local", str(run.run_dir)],
+                [sys.executable, "-m", type(self).__module__, str(run.run_dir)],  # that module's main()
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -108,8 +116,9 @@ class LocalExecutor(Executor):
 
 
 # ----------------------------------------------------------------------------------------------- the runner
-def run_jobs(run: RunRecord) -> RunRecord:
+def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] | None = None) -> RunRecord:
     """Run the plan's jobs in order until one fails or the run is cancelled; returns the final record."""
+    command_for = command_for or (lambda _run, job: job_command(job))
     run.executor_data["runner_pid"] = os.getpid()
     save_run(run)
     view = _ProgressView(run)
@@ -124,7 +133,7 @@ def run_jobs(run: RunRecord) -> RunRecord:
                     _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
                     save_run(run)
                     continue
-                _run_one(run, job, record, view)
+                _run_one(run, job, record, view, command_for(run, job))
     except (Cancelled, KeyboardInterrupt):
         for record in run.steps.values():
             if record.state not in FINISHED_STATES:
@@ -137,15 +146,15 @@ def run_jobs(run: RunRecord) -> RunRecord:
     return run
 
 
-def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView) -> None:
+def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView, command: list[str]) -> None:
     env = {**os.environ, **job.env, "NEMOTRON_RUN_ID": run.run_id}
     env.update(secret_values(run.plan))
     Path(record.log).parent.mkdir(parents=True, exist_ok=True)
     with open(record.log, "ab") as log:
-        log.write(f"$ {shlex.join(job_command(job))}\n".encode())
+        log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            job_command(job), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
         )
     record.state, record.job_id, record.started_at = "running", str(process.pid), _now()
     save_run(run)
@@ -258,13 +267,14 @@ class _ProgressView:
         sys.stderr.flush()
 
 
-def main(argv: list[str]) -> int:
-    """Detached runner: ``python -m nemotron.launcher.executors.local RUN_DIR``."""
+def main(argv: list[str], executor: LocalExecutor | None = None) -> int:
+    """Detached runner: ``python -m nemotron.launcher.executors.<local|docker> RUN_DIR``."""
+    executor = executor or LocalExecutor()
     if len(argv) != 1:
-        print("usage: python -m nemotron.launcher.executors.local RUN_DIR", file=sys.stderr)
+        print(f"usage: python -m {type(executor).__module__} RUN_DIR", file=sys.stderr)
         return 2
     try:
-        run = run_jobs(read_run(Path(argv[0])))
+        run = executor.run_jobs(read_run(Path(argv[0])))
     except ExecutorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
