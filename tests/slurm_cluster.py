@@ -1,0 +1,424 @@
+"""Real Slurm clusters for tests: munged + slurmctld + slurmd (+ MariaDB + slurmdbd), all under a scratch dir.
+
+Three session-scoped fixtures, each started on first use and torn down (daemons killed by the pids they recorded,
+network namespaces and bridge deleted) at the end of the session:
+
+- ``slurm_cluster``: one node, accounting disabled (``sacct`` says "Slurm accounting storage is disabled").
+- ``slurm_cluster_2nodes``: two nodes ``n1``/``n2``, each slurmd in its own network + UTS namespace on a bridge.
+- ``slurm_cluster_acct``: one node with real accounting (a private MariaDB + slurmdbd).
+
+A test selects a cluster by ``cluster.activate(monkeypatch)`` (sets ``SLURM_CONF`` for this test); ``cluster.env``
+is the environment for subprocesses. Without Slurm binaries the fixtures skip, except under ``CI`` where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scontrol")
+ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr")
+NODE_CPUS = 2
+
+
+class ClusterStartError(RuntimeError):
+    pass
+
+
+def require_binaries(names: tuple[str, ...]) -> None:
+    """Skip (laptop) or fail (CI) when the Debian packages these fixtures start are missing."""
+    missing = [name for name in names if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
+    if not missing:
+        return
+    message = f"Slurm test cluster needs {', '.join(missing)} (apt-get install slurmctld slurmd slurmdbd ...)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port_block(count: int) -> int:
+    """A base port with ``count`` consecutive free TCP ports on this machine."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count < 65000 and all(_port_free(base + i) for i in range(count)):
+            return base
+    raise ClusterStartError(f"no block of {count} free ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+    raise ClusterStartError(f"{what} not ready after {timeout:.0f}s\n{tail}")
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class SlurmCluster:
+    """A running test cluster; ``stop()`` ends every daemon it started and removes its network namespaces."""
+
+    base: Path
+    name: str
+    nodes: list[str]
+    accounting: bool = False
+    netns: list[str] = field(default_factory=list)
+    bridge: str | None = None
+    pid_files: list[Path] = field(default_factory=list)
+    slurmdbd_port: int | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def activate(self, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+        monkeypatch.setenv("SLURM_CONF", str(self.conf))
+        return self
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
+
+    def idle_nodes(self) -> int:
+        out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout
+        return sum(1 for line in out.splitlines() if line.split()[-1:] == ["idle"])
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        _wait(
+            lambda: self.idle_nodes() == len(self.nodes),
+            timeout,
+            f"cluster {self.name}",
+            self.base / "log" / "slurmctld.log",
+        )
+
+    def queue(self) -> list[str]:
+        """Job ids still known to squeue (any state)."""
+        return self.run("squeue", "-h", "-o", "%i").stdout.split()
+
+    def stop(self) -> None:
+        _terminate_all(self.pid_files)
+        for ns in self.netns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+def _terminate_all(pid_files: list[Path], timeout: float = 5) -> None:
+    """SIGTERM every daemon at once, SIGKILL what is left after ``timeout`` (the clusters are scratch)."""
+    pids = []
+    for pid_file in pid_files:
+        try:
+            pids.append(int(pid_file.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    alive = [pid for pid in pids if _signal(pid, signal.SIGTERM)]
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if _signal(pid, 0)]
+    for pid in alive:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ config
+def _slurm_conf(base: Path, name: str, ctl_addr: str, ctl_port: int, accounting_port: int | None) -> str:
+    lines = [
+        f"ClusterName={name}",
+        f"SlurmctldHost={socket.gethostname()}({ctl_addr})",
+        f"SlurmctldPort={ctl_port}",
+        f"SlurmdPort={ctl_port + 1}",
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={base}/munge/munge.socket",
+        "CryptoType=crypto/munge",
+        "SlurmUser=root",
+        "SlurmdUser=root",
+        f"StateSaveLocation={base}/state",
+        f"SlurmdSpoolDir={base}/spool/%n",
+        f"SlurmctldPidFile={base}/run/slurmctld.pid",
+        f"SlurmdPidFile={base}/run/slurmd.%n.pid",
+        f"SlurmctldLogFile={base}/log/slurmctld.log",
+        f"SlurmdLogFile={base}/log/slurmd.%n.log",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core",
+        "SchedulerType=sched/backfill",
+        "MpiDefault=none",
+        "SwitchType=switch/none",
+        "ReturnToService=2",
+        "MinJobAge=600",
+    ]
+    if accounting_port is not None:
+        lines += [
+            "JobAcctGatherType=jobacct_gather/linux",
+            "JobAcctGatherFrequency=5",
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={accounting_port}",
+            # the munge socket of the slurmctld<->slurmdbd link: without it slurmctld uses the default one and dies
+            f"AccountingStoragePass={base}/munge/munge.socket",
+            "JobCompType=jobcomp/none",
+        ]
+    else:
+        lines += [
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/filetxt",
+            f"JobCompLoc={base}/log/jobcomp.txt",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare_dirs(base: Path) -> None:
+    for sub in ("munge", "state", "spool", "log", "run"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / "munge").chmod(0o700)
+
+
+def _start_munge(cluster: SlurmCluster) -> None:
+    munge = cluster.base / "munge"
+    key = munge / "munge.key"
+    if not key.exists():
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+    subprocess.run(
+        [
+            "munged", "--force", f"--key-file={key}", f"--socket={munge}/munge.socket",
+            f"--pid-file={munge}/munged.pid", f"--log-file={munge}/munged.log", f"--seed-file={munge}/munged.seed",
+        ],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cluster.pid_files.append(munge / "munged.pid")
+
+
+def _start_slurmctld(cluster: SlurmCluster) -> None:
+    subprocess.run(["slurmctld", "-f", str(cluster.conf)], env=cluster.env, check=True, capture_output=True)
+    cluster.pid_files.append(cluster.base / "run" / "slurmctld.pid")
+
+
+def _node_line(name: str, addr: str, hostname: str | None = None) -> str:
+    host = f" NodeHostname={hostname}" if hostname else ""
+    return f"NodeName={name}{host} NodeAddr={addr} CPUs={NODE_CPUS} RealMemory=4000 State=UNKNOWN\n"
+
+
+PARTITION_LINE = "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+
+
+# ------------------------------------------------------------------------------------------------ starters
+def start_single_node(base: Path, name: str = "nemotest", accounting: bool = False) -> SlurmCluster:
+    """One node named after this host on 127.0.0.1; with ``accounting``, MariaDB + slurmdbd first."""
+    _prepare_dirs(base)
+    node = socket.gethostname()
+    cluster = SlurmCluster(base=base, name=name, nodes=[node], accounting=accounting)
+    try:
+        ports = free_port_block(4)
+        _start_munge(cluster)
+        if accounting:
+            cluster.slurmdbd_port = ports + 2
+            _start_accounting(cluster, db_port=free_port_block(1))
+        conf = _slurm_conf(base, name, "127.0.0.1", ports, cluster.slurmdbd_port)
+        cluster.conf.write_text(conf + _node_line(node, "127.0.0.1") + PARTITION_LINE)
+        _start_slurmctld(cluster)
+        (base / "spool" / node).mkdir(exist_ok=True)
+        subprocess.run(["slurmd", "-f", str(cluster.conf)], env=cluster.env, check=True, capture_output=True)
+        cluster.pid_files.append(base / "run" / f"slurmd.{node}.pid")
+        cluster.wait_idle()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def start_multi_node(base: Path, nnodes: int = 2, name: str = "nemotestmn") -> SlurmCluster:
+    """``nnodes`` nodes n1..nN, each slurmd in its own network + UTS namespace behind a bridge in the root one."""
+    _prepare_dirs(base)
+    tag = f"{os.getpid() % 100000:05d}"
+    net = _free_subnet()
+    cluster = SlurmCluster(base=base, name=name, nodes=[f"n{i}" for i in range(1, nnodes + 1)])
+    try:
+        cluster.bridge = f"brnt{tag}"
+        _ip("link", "add", cluster.bridge, "type", "bridge")
+        _ip("addr", "add", f"{net}.1/24", "dev", cluster.bridge)
+        _ip("link", "set", cluster.bridge, "up")
+        hosts = f"127.0.0.1 localhost\n{net}.1 ctl {socket.gethostname()}\n"
+        hosts += "".join(f"{net}.{10 + i} n{i}\n" for i in range(1, nnodes + 1))
+        for i in range(1, nnodes + 1):
+            ns = f"nt{tag}n{i}"
+            _ip("netns", "add", ns)
+            cluster.netns.append(ns)
+            _ip("link", "add", f"vnt{tag}n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", f"vnt{tag}n{i}", "master", cluster.bridge, "up")
+            _ip("-n", ns, "addr", "add", f"{net}.{10 + i}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            (base / f"hosts.n{i}").write_text(hosts)
+        ports = free_port_block(2)
+        _start_munge(cluster)
+        conf = _slurm_conf(base, name, f"{net}.1", ports, None)
+        nodes = "".join(_node_line(f"n{i}", f"{net}.{10 + i}", f"n{i}") for i in range(1, nnodes + 1))
+        cluster.conf.write_text(conf + nodes + PARTITION_LINE)
+        _start_slurmctld(cluster)
+        for i, ns in enumerate(cluster.netns, start=1):
+            _start_slurmd_in_namespace(cluster, ns, f"n{i}")
+        cluster.wait_idle(timeout=60)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _start_slurmd_in_namespace(cluster: SlurmCluster, ns: str, node: str) -> None:
+    # Not `ip netns exec`: it remounts /sys (hiding /sys/fs/cgroup) and slurmd 22.05 then fails to start.
+    (cluster.base / "spool" / node).mkdir(exist_ok=True)
+    hosts = cluster.base / f"hosts.{node}"
+    inner = f"mount --bind {hosts} /etc/hosts && hostname {node} && exec slurmd -f {cluster.conf} -N {node}"
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "--mount", "sh", "-c", inner],
+        env=cluster.env, check=True, capture_output=True,
+    )  # fmt: skip
+    cluster.pid_files.append(cluster.base / "run" / f"slurmd.{node}.pid")
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ClusterStartError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _free_subnet() -> str:
+    """A 10.123.X.0/24 no interface of this machine uses (several sessions may run at once)."""
+    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    for third in range(os.getpid() % 200, os.getpid() % 200 + 250):
+        net = f"10.123.{third % 250}"
+        if f" {net}." not in used:
+            return net
+    raise ClusterStartError("no free 10.123.X.0/24 subnet for the test cluster's bridge")
+
+
+def _start_accounting(cluster: SlurmCluster, db_port: int) -> None:
+    """A private MariaDB (own datadir, socket, port) and slurmdbd on it; slurmdbd.conf beside slurm.conf."""
+    base = cluster.base
+    db, dbrun = base / "db", base / "dbrun"
+    dbrun.mkdir(exist_ok=True)
+    shutil.chown(dbrun, "mysql", "mysql")
+    if not (db / "mysql").exists():
+        subprocess.run(
+            ["mariadb-install-db", "--user=mysql", f"--datadir={db}", "--auth-root-authentication-method=normal",
+             "--skip-test-db"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    subprocess.run(["chown", "-R", "mysql:mysql", str(db)], check=True)
+    socket_path = dbrun / "mysql.sock"
+    subprocess.Popen(
+        ["mariadbd", "--user=mysql", f"--datadir={db}", f"--socket={socket_path}", f"--port={db_port}",
+         "--bind-address=127.0.0.1", f"--pid-file={dbrun}/mariadb.pid", f"--log-error={dbrun}/mariadb.err",
+         "--skip-name-resolve", "--innodb-fast-shutdown=2", "--innodb-buffer-pool-size=64M",
+         "--innodb-log-file-size=16M"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    cluster.pid_files.insert(0, dbrun / "mariadb.pid")  # stopped last
+
+    def db_up() -> bool:
+        ping = ["mariadb-admin", f"--socket={socket_path}", "ping"]
+        return subprocess.run(ping, capture_output=True).returncode == 0
+
+    _wait(db_up, 60, "mariadb", dbrun / "mariadb.err")
+    password = os.urandom(8).hex()
+    grant = (
+        f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+        f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+        "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    )
+    subprocess.run(["mariadb", f"--socket={socket_path}", "-uroot", "-e", grant], check=True, capture_output=True)
+    dbd_conf = base / "slurmdbd.conf"
+    dbd_conf.write_text(
+        "AuthType=auth/munge\n"
+        f"AuthInfo=socket={base}/munge/munge.socket\n"
+        f"DbdHost=localhost\nDbdAddr=127.0.0.1\nDbdPort={cluster.slurmdbd_port}\n"
+        f"SlurmUser=root\nPidFile={base}/run/slurmdbd.pid\nLogFile={base}/log/slurmdbd.log\n"
+        f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\nStoragePort={db_port}\n"
+        f"StorageUser=slurm\nStoragePass={password}\nStorageLoc=slurm_acct_db\n"
+    )
+    dbd_conf.chmod(0o600)
+    # slurmdbd has no -f: it reads slurmdbd.conf from the directory of $SLURM_CONF
+    subprocess.run(["slurmdbd"], env=cluster.env, check=True, capture_output=True)
+    cluster.pid_files.insert(1, base / "run" / "slurmdbd.pid")
+    _wait(lambda: _tcp_open("127.0.0.1", cluster.slurmdbd_port), 30, "slurmdbd", base / "log" / "slurmdbd.log")
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def _session_cluster(tmp_path_factory, binaries: tuple[str, ...], start, *args, **kwargs):
+    require_binaries(binaries)
+    if os.geteuid() != 0:
+        message = "the Slurm test clusters run their daemons as root"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    # Not under pytest's 0700 basetemp: mariadbd runs as `mysql` and must reach its datadir.
+    base = Path(tempfile.mkdtemp(prefix=f"nemotron-{start.__name__.removeprefix('start_')}-"))
+    base.chmod(0o755)
+    try:
+        cluster = start(base, *args, **kwargs)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A single-node cluster with accounting disabled."""
+    yield from _session_cluster(tmp_path_factory, SLURM_BINARIES, start_single_node)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_2nodes(tmp_path_factory):
+    """Two nodes n1, n2 in their own network namespaces."""
+    yield from _session_cluster(tmp_path_factory, (*SLURM_BINARIES, "nsenter", "unshare", "ip"), start_multi_node)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_acct(tmp_path_factory):
+    """A single-node cluster with real accounting (MariaDB + slurmdbd)."""
+    binaries = (*SLURM_BINARIES, *ACCOUNTING_BINARIES)
+    yield from _session_cluster(tmp_path_factory, binaries, start_single_node, name="nemotestacct", accounting=True)
