@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
-from tyro.conf import Positional, subcommand
+from tyro.conf import Positional, arg, subcommand
 
 from nemotron.errors import UserError
 
@@ -43,16 +43,16 @@ def emit(document: dict[str, Any]) -> None:
 class Run:
     """Plan a target (nano2, nano2.stage0, nano2.stage0.training), validate it, then run or submit it."""
 
-    target: Positional[str]
+    target: Positional[Annotated[str, arg(metavar="TARGET")]]
     """recipe, recipe.stage or recipe.stage.step (see `nemotron-launch list`)"""
-    overrides: Positional[tuple[str, ...]] = ()
+    overrides: Positional[Annotated[tuple[str, ...], arg(metavar="[STEP.FIELD=VALUE ...]")]] = ()
     """step overrides: STEP.FIELD=VALUE or STAGE.STEP.FIELD=VALUE, e.g. training.train_iters=50"""
-    profile: str | None = None
+    profile: Annotated[str | None, arg(metavar="NAME|PATH")] = None
     """cluster profile name or path to a .toml (see `nemotron-launch profiles`); default: named after --executor"""
-    executor: str | None = None
-    """local, docker or slurm (default: the profile's)"""
-    scale: str = "tiny"
-    """tiny, small, medium or full"""
+    executor: Annotated[str | None, arg(metavar="{local,docker,slurm}")] = None
+    """default: the profile's"""
+    scale: Annotated[str, arg(metavar="{tiny,small,medium,full}")] = "tiny"
+    """how much of the full data and compute (1, 10, 30, 100 %)"""
     artifact_root: Path | None = None
     """where artifacts and run records go (default: the profile's artifact_root)"""
     dry_run: bool = False
@@ -125,8 +125,8 @@ def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:
 class Status:
     """Per-step state of a run (the newest one by default): state, job id, duration, artifact, metric."""
 
-    run: Positional[str | None] = None
-    """run id or run directory"""
+    run: Positional[Annotated[str | None, arg(metavar="[RUN]")]] = None
+    """run id or run directory (default: the newest)"""
 
     def execute(self) -> int:
         from nemotron.launcher.executors.base import get_executor, log_tail
@@ -147,9 +147,9 @@ class Status:
 class Logs:
     """The log of one step of a run (default: the failed one, else the latest started)."""
 
-    run: Positional[str]
+    run: Positional[Annotated[str, arg(metavar="RUN")]]
     """run id or run directory"""
-    step: Positional[str | None] = None
+    step: Positional[Annotated[str | None, arg(metavar="[STEP]")]] = None
     """step name (training), or stage.step (stage0.training)"""
     follow: bool = False
     """keep printing until the step finishes"""
@@ -190,7 +190,7 @@ def _job_name(run, step: str | None) -> str:
 class Cancel:
     """Stop every unfinished job of a run."""
 
-    run: Positional[str]
+    run: Positional[Annotated[str, arg(metavar="RUN")]]
     """run id or run directory"""
 
     def execute(self) -> int:

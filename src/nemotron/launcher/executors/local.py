@@ -80,10 +80,11 @@ class LocalExecutor(Executor):
 
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
         current = read_run(Path(run.run_dir))
-        runner_alive = _alive(current.executor_data.get("runner_pid"))
+        runner = current.executor_data.get("runner_pid")
+        runner_gone = runner is not None and not _alive(runner)
         steps = {}
         for name, record in current.steps.items():
-            if record.state in ("running", "pending") and not runner_alive:
+            if record.state in ("planned", "running", "pending") and runner_gone:
                 record = record.model_copy(update={"state": "unknown", "reason": "its runner is gone"})
             steps[name] = record
         return steps

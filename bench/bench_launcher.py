@@ -1,0 +1,69 @@
+"""How fast the launcher answers people: wall time of real ``nemotron-launch`` processes (median of N runs).
+
+    uv run python bench/bench_launcher.py [--repeat 5] [--torch-repeat 3]
+
+Measures, in one run on this machine: the interpreter floor (``python -c pass``), ``nemotron-launch --help``,
+``nemotron-launch nano2 --profile eos --dry-run`` (the whole plan, every step Config validated), a launch whose every
+step is reused (the toy recipe in tests/, run once first, so the figure is the launcher's own cost), and
+``python -c "import torch"`` as the yardstick the ratios are printed against. Targets: help <= 0.15 s, eos dry-run
+<= 0.4 s, reuse launch < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = [str(Path(sys.executable).parent / "nemotron-launch")]
+
+
+def wall(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, list[float]]:
+    """Median wall seconds of ``repeat`` runs (after one untimed warm-up run that fills the page cache)."""
+    subprocess.run(command, env=env, capture_output=True, check=True)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--torch-repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "NEMOTRON_ARTIFACT_ROOT": f"{tmp}/artifacts",
+            "NEMOTRON_STATE_DIR": f"{tmp}/state",
+            "NEMOTRON_RECIPES": "toy=launcher_toy.recipe",
+            "PYTHONPATH": str(REPO / "tests"),
+            "USER": os.environ.get("USER", "bench"),
+        }
+        subprocess.run([*LAUNCH, "toy.stage0"], env=env, capture_output=True, check=True)  # so the next reuses
+        cases = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "nemotron-launch --help": [*LAUNCH, "--help"],
+            "nemotron-launch nano2 --profile eos --dry-run": [*LAUNCH, "nano2", "--profile", "eos", "--dry-run"],
+            "nemotron-launch toy.stage0 (all reused)": [*LAUNCH, "toy.stage0"],
+        }
+        results = {name: wall(command, env, args.repeat) for name, command in cases.items()}
+        torch_s, torch_all = wall([sys.executable, "-c", "import torch"], env, args.torch_repeat)
+    print(f"{'command':<48} {'median s':>9} {'x torch':>8}   runs (s)")
+    for name, (median, times) in {**results, 'python -c "import torch"': (torch_s, torch_all)}.items():
+        runs = " ".join(f"{t:.3f}" for t in times)
+        print(f"{name:<48} {median:>9.3f} {median / torch_s:>8.3f}   {runs}")
+    print(f"cpus={os.cpu_count()} load average={os.getloadavg()[0]:.2f} (other work on the machine inflates figures)")
+
+
+if __name__ == "__main__":
+    main()
