@@ -288,6 +288,7 @@ Command = (
 )
 
 _BOX_RE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+")
+_HELP_HINT_RE = re.compile(r"(For full helptext, run )?nemotron-launch( \w+)? --help")
 
 
 def parse(argv: list[str]):
@@ -304,8 +305,9 @@ def parse(argv: list[str]):
             raise
         lines = [_BOX_RE.sub(" ", line).strip() for line in captured.getvalue().splitlines()]
         words = [ln for ln in lines if ln and not ln.startswith(("For full helptext", "usage:", "Parsing error"))]
-        message = " ".join(" ".join(words).split()) or "invalid arguments"
-        print(f"error: {message} (see nemotron-launch {argv[0] if argv else ''} --help)", file=sys.stderr)
+        message = _HELP_HINT_RE.sub("", " ".join(" ".join(words).split())).strip() or "invalid arguments"
+        where = "nemotron-launch " + (f"{argv[0]} " if argv and argv[0] in SUBCOMMANDS else "")
+        print(f"error: {message} (see {where}--help)", file=sys.stderr)
         raise SystemExit(2) from None
 
 
