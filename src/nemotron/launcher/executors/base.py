@@ -17,6 +17,9 @@ Contract for implementations:
 - ``logs(run, job, follow) -> iterator of text chunks`` of that job's log; with ``follow`` until the job finishes.
 - ``cancel(run) -> RunRecord``: stop every job of the run that has not finished; mark them "cancelled".
 Job names are ``<stage>.<step>`` (``plan.jobs[i].name``); ``plan.job("training")`` also finds a job by step name.
+``job.depends_on`` names upstream jobs of the plan, reused ones included: chain only on those in ``jobs_to_run``
+(a reused job's output already exists). ``job.resources.nproc_per_node`` is the number of ranks per node (one per
+GPU on GPU steps); ``job.env`` is the non-secret environment (``NEMOTRON_ARTIFACT_ROOT`` included).
 """
 
 from __future__ import annotations
