@@ -229,3 +229,36 @@ def docker_engine():
             engine.docker("rm", "-f", *leftovers, check=False)
         stop_dockerd(process)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- the test image
+TEST_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+# The project's code at the same fixed path as containers/nano2/Dockerfile; Python and the venv are mounted.
+COPY src /opt/nemotron/src
+COPY containers/nano2 /opt/nemotron/containers/nano2
+ENV PYTHONPATH=/opt/nemotron/src PATH={venv}/bin:/usr/local/bin:/usr/bin
+WORKDIR /opt/nemotron
+USER 1000
+"""
+
+
+def build_test_image(engine: DockerEngine, dockerfile_dir: Path, repository: str = "nemotron-test/nano2"):
+    """The repository's own context (selected by ``containers/nano2/.dockerignore``) on the offline base image."""
+    from unittest import mock
+
+    from nemotron.launcher.containers import REPO, BuildContext, build_image
+
+    dockerfile = dockerfile_dir / "Dockerfile"
+    dockerfile.write_text(TEST_DOCKERFILE.format(venv=engine.venv))
+    ignore = REPO / "containers" / "nano2" / ".dockerignore"
+    context = BuildContext.collect(REPO, dockerfile, ignore, {"BASE_IMAGE": engine.base_image})
+    with mock.patch.dict(os.environ, {"DOCKER_HOST": engine.host}):  # env only: the build itself is real
+        return build_image(context, repository)
+
+
+@pytest.fixture(scope="session")
+def docker_test_image(docker_engine, tmp_path_factory):
+    """``(engine, BuiltImage)``: the project's code in an image built offline from the repository's context."""
+    return docker_engine, build_test_image(docker_engine, tmp_path_factory.mktemp("test-image"))

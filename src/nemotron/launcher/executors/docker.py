@@ -1,0 +1,210 @@
+"""The Docker executor: each job a ``docker run`` of the recipe's image on this machine's engine, in dependency order.
+
+It is the local executor with every step's command wrapped in ``docker run`` (same runner, same per-step logs, same
+detached mode): the container runs attached to the docker CLI, whose output goes to the step's log and whose exit
+code is the step's; SIGTERM to the CLI is proxied into the container (``--init`` forwards it to the step, so
+training can checkpoint and exit 75). Every container carries the labels ``nemotron.run=<run id>`` and
+``nemotron.job=<stage.step>`` and is kept after it exits, so ``status``/``cancel`` find a run's containers from any
+shell (``docker ps -a --filter label=nemotron.run=<id>``) and ``docker logs``/``inspect`` work for post-mortems.
+
+The artifact root is mounted at the same path, so artifacts land on the host where the plan says. Secrets never
+reach a command line or the container's configuration: ``--env-file``/``-e`` would show their values in
+``docker inspect`` (Config.Env), so they go into a 0600 file in the run directory, bind-mounted read-only at
+``/run/secrets/nemotron.env`` and sourced by ``sh`` just before the step starts; the file is removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from nemotron.launcher.executors.base import ExecutorError, secret_values, write_env_file
+from nemotron.launcher.executors.local import LocalExecutor, job_command
+from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.profiles import Profile
+from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
+
+RUN_LABEL = "nemotron.run"
+JOB_LABEL = "nemotron.job"
+SECRETS_FILE = "secrets.env"
+SECRETS_IN_CONTAINER = "/run/secrets/nemotron.env"
+STOP_TIMEOUT_S = 10
+# Sources the secrets file, then becomes the step: `exec "$@"` keeps the step's own CLI as separate, visible words.
+SOURCE_SECRETS = f'set -a; . {SECRETS_IN_CONTAINER}; set +a; exec "$@"'
+
+
+def container_name(run_id: str, job_name: str) -> str:
+    return f"nemotron-{run_id}-{job_name.replace('.', '-')}"
+
+
+def docker_run_command(
+    job: Job,
+    plan: Plan,
+    profile: Profile,
+    image: str,
+    run_id: str,
+    run_dir: Path | str,
+    user: str | None = None,
+) -> list[str]:
+    """The ``docker run`` words for one job. Pure: the same inputs give the same words (golden-tested)."""
+    docker = profile.docker
+    root = str(plan.artifact_root)
+    command = ["docker", "run", "--name", container_name(run_id, job.name)]
+    command += ["--label", f"{RUN_LABEL}={run_id}", "--label", f"{JOB_LABEL}={job.name}", "--init"]
+    if user:
+        command += ["--user", user]  # files written on the mounted artifact root belong to whoever launched
+    if docker.gpus:
+        command += ["--gpus", docker.gpus]
+    if docker.ipc:
+        command += [f"--ipc={docker.ipc}"]
+    if docker.shm_size:
+        command += [f"--shm-size={docker.shm_size}"]
+    for limit, value in docker.ulimits.items():
+        command += ["--ulimit", f"{limit}={value}"]
+    command += ["-v", f"{root}:{root}"]
+    for mount in profile.container.mounts:
+        command += ["-v", mount]
+    for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id}.items():
+        command += ["-e", f"{key}={value}"]  # non-secret by construction: profiles name secrets, never hold them
+    step = job_command(job, python="python")
+    if plan.secret_names:
+        command += ["-v", f"{Path(run_dir) / SECRETS_FILE}:{SECRETS_IN_CONTAINER}:ro"]
+        step = ["sh", "-c", SOURCE_SECRETS, "nemotron-step", *step]
+    return [*command, *docker.extra_args, image, *step]
+
+
+def profile_image(profile: Profile) -> str:
+    image = profile.container.image
+    if not image:
+        raise ExecutorError(
+            f"profile {profile.name} sets no container.image: build one with `nemotron-launch build RECIPE` "
+            "and set [container] image (or NEMOTRON_IMAGE)"
+        )
+    if image.endswith(".sqsh"):
+        raise ExecutorError(
+            f"profile {profile.name}: container.image {image} is an enroot squashfs, which Docker cannot run: "
+            "use an image reference such as nemotron/nano2:latest"
+        )
+    return image
+
+
+def require_docker() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise ExecutorError(
+            "docker is not installed (or not on PATH): install Docker Engine (Debian: apt-get install docker.io)"
+        )
+    return path
+
+
+def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """One docker CLI call (``DOCKER_HOST`` from the environment); failures are one line for people."""
+    require_docker()
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ExecutorError(f"docker {args[0]} failed: {detail}")
+    return result
+
+
+def image_id(image: str) -> str:
+    """The image's content id (``sha256:...``), or a one-line error saying how to get the image."""
+    result = docker_cli("image", "inspect", "--format", "{{.Id}}", image, check=False)
+    if result.returncode != 0:
+        if "Cannot connect" in result.stderr:
+            raise ExecutorError(f"cannot reach the Docker engine: {result.stderr.strip().splitlines()[-1]}")
+        raise ExecutorError(f"image {image} is not in the Docker engine: build it with `nemotron-launch build RECIPE`")
+    return result.stdout.strip()
+
+
+def run_containers(run_id: str) -> dict[str, dict[str, str]]:
+    """The run's containers, by name: ``{"state": running|exited|..., "exit_code": "0"}``."""
+    fmt = "{{.Names}}\t{{.State}}\t{{.Status}}"
+    result = docker_cli("ps", "-a", "--filter", f"label={RUN_LABEL}={run_id}", "--format", fmt, check=False)
+    found = {}
+    for line in result.stdout.splitlines():
+        name, state, status = (line.split("\t") + ["", ""])[:3]
+        code = status.split("(")[1].split(")")[0] if state == "exited" and "(" in status else ""
+        found[name] = {"state": state, "exit_code": code}
+    return found
+
+
+class DockerExecutor(LocalExecutor):
+    name = "docker"
+
+    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+        image = profile_image(profile)
+        rendered = {}
+        for job in plan.jobs_to_run:
+            words = docker_run_command(job, plan, profile, image, "RUN_ID", "RUN_DIR", _current_user())
+            after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
+            secrets = f"# RUN_DIR/{SECRETS_FILE} (0600): {', '.join(plan.secret_names)} from your shell\n"
+            rendered[job.name] = after + (secrets if plan.secret_names else "") + shlex.join(words) + "\n"
+        return rendered
+
+    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+        secret_values(plan)
+        # Pin the image by content id: every job of this run uses the same image even if the tag moves meanwhile.
+        run.executor_data["image"] = profile_image(profile)
+        run.executor_data["image_id"] = image_id(run.executor_data["image"])
+        run.executor_data["user"] = _current_user()
+        save_run(run)
+        return super().submit(plan, profile, run, detach=detach)
+
+    def job_command(self, run: RunRecord, job: Job) -> list[str]:
+        if run.plan.secret_names:
+            write_env_file(
+                Path(run.run_dir) / SECRETS_FILE, {k: shlex.quote(v) for k, v in secret_values(run.plan).items()}
+            )
+        profile = Profile.model_validate(run.profile)
+        image = run.executor_data.get("image_id") or profile_image(profile)
+        return docker_run_command(job, run.plan, profile, image, run.run_id, run.run_dir, run.executor_data.get("user"))
+
+    def run_jobs(self, run: RunRecord) -> RunRecord:
+        try:
+            return super().run_jobs(run)
+        finally:
+            (Path(run.run_dir) / SECRETS_FILE).unlink(missing_ok=True)
+
+    def status(self, run: RunRecord) -> dict[str, StepRecord]:
+        """The run record's states, checked against the run's containers (the truth when the runner is gone)."""
+        steps = super().status(run)
+        containers = run_containers(run.run_id)
+        for name, record in steps.items():
+            container = containers.get(container_name(run.run_id, name))
+            if container is None:
+                continue
+            update: dict = {"job_id": container_name(run.run_id, name)}
+            if record.state == "unknown" and container["state"] == "running":
+                update.update(state="running", reason=None)
+            elif record.state == "unknown" and container["exit_code"]:
+                code = int(container["exit_code"])
+                update.update(state="completed" if code == 0 else "failed", exit_code=code, reason=None)
+            steps[name] = record.model_copy(update=update)
+        return steps
+
+    def cancel(self, run: RunRecord) -> RunRecord:
+        """Stop the runner (so nothing new starts), then every still-running container of the run."""
+        current = super().cancel(run)
+        running = [name for name, c in run_containers(run.run_id).items() if c["state"] in ("running", "created")]
+        if running:
+            docker_cli("stop", "--time", str(STOP_TIMEOUT_S), *running, check=False, timeout=STOP_TIMEOUT_S + 60)
+        for record in current.steps.values():
+            if record.state not in FINISHED_STATES:
+                record.state, record.reason = "cancelled", "cancelled"
+        save_run(current)
+        return current
+
+
+def _current_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+if __name__ == "__main__":
+    from nemotron.launcher.executors.local import main
+
+    raise SystemExit(main(sys.argv[1:], DockerExecutor()))
