@@ -51,6 +51,7 @@ class CausalLMAdapter(LM):
         self._forward = forward
         self.tokenizer = tokenizer
         self.eod_id = eod_id
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.max_length = max_length
         self.batch_size = batch_size
 
@@ -80,7 +81,9 @@ class CausalLMAdapter(LM):
         batch = torch.full((len(sequences), width), self.eod_id, dtype=torch.long)
         for row, seq in enumerate(sequences):
             batch[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        return torch.log_softmax(self._forward(batch).float(), dim=-1)
+        logits = self._forward(batch).float()
+        # Megatron pads the output layer's vocabulary (to a multiple of 128): ids past the tokenizer's are never text.
+        return torch.log_softmax(logits[..., : self.vocab_size], dim=-1)
 
     def score_tokens(self, pairs: Sequence[TokenPair], description: str = "scoring") -> list[tuple[float, bool]]:
         """(sum log P(continuation | context), continuation is the greedy one) for each token pair, batched."""
