@@ -1,0 +1,13 @@
+"""nano2 stage0: pretraining, as three steps that each run alone, in a pipe, or together.
+
+Steps (each a module with ``Config`` and ``main(config) -> Artifact``):
+
+- ``data_curation``: embedded world corpus (or your files) -> filtered, deduplicated, tokenized ``Dataset``
+- ``training``: megatron-core hybrid model pretraining on the Dataset -> ``Checkpoint``
+- ``evaluation``: lm-eval on held-out facts and validation perplexity -> ``Results``
+
+Run the whole stage with ``python -m nemotron.recipes.nano2.stage0_pretrain --scale tiny``. Nothing heavy is
+imported here: the launcher imports this package to plan.
+"""
+
+STEPS = ("data_curation", "training", "evaluation")

@@ -1,0 +1,100 @@
+"""nano2 stage0 evaluation: score a pretrained checkpoint with lm-eval, offline.
+
+Default tasks are the recipe's own, built at run time from the checkpoint's dataset: held-out multiple-choice facts
+(``facts_mc``: acc, with ``chance_acc``), held-out facts completed greedily (``facts_gen``: exact_match) and the
+validation split's perplexity (``valid_ppl``: ``valid_perplexity`` per token, word perplexity, bits per byte).
+Standard lm-eval benchmarks (``--tasks facts_mc hellaswag``) run when their data is in the local HF cache.
+
+    python src/nemotron/recipes/nano2/stage0_pretrain/evaluation.py --scale tiny --checkpoint-path DIR
+    ... training.py | python -m nemotron.recipes.nano2.stage0_pretrain.evaluation
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.evaluation.artifacts import Results
+from nemotron.evaluation.tasks import LOCAL_TASKS
+from nemotron.scale import Scale
+from nemotron.step import config_snapshot, resolve_output_dir, run_step
+
+STEP = "evaluation"
+
+
+@dataclass
+class Config:
+    """Evaluate a stage0 Checkpoint on lm-eval tasks."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    checkpoint_path: Path | None = None
+    """Checkpoint artifact directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
+    checkpoint_artifact: str | None = None
+    """Tracked checkpoint, e.g. pretrain-checkpoint:latest."""
+    output_dir: Path | None = None
+    tasks: tuple[str, ...] = LOCAL_TASKS
+    """Local tasks (facts_mc, facts_gen, valid_ppl) and/or lm-eval benchmark names cached on this machine."""
+    limit: int | None = None
+    """At most this many items per task (all when unset)."""
+    batch_size: int = 32
+
+
+def main(config: Config) -> Results:
+    from nemotron.data.artifacts import Dataset
+    from nemotron.errors import UserError
+    from nemotron.evaluation.harness import go_offline
+    from nemotron.training.artifacts import Checkpoint
+
+    if config.limit is not None and config.limit < 1:
+        raise UserError(f"--limit must be a positive number of items per task, got {config.limit}")
+    if config.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
+    checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
+    dataset = Dataset.load(path=checkpoint.dataset_path)
+    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
+    go_offline()  # before lm_eval/datasets are imported: evaluation never downloads
+    outcome = _evaluate(config, checkpoint, dataset, output_dir)
+    results = Results(
+        path=output_dir,
+        tasks=outcome.tasks,
+        num_samples=outcome.num_samples,
+        checkpoint_path=Path(checkpoint.path),
+        dataset_path=Path(dataset.path),
+        metrics=outcome.flat,
+        config=config_snapshot(config),
+        lineage=[checkpoint.as_lineage(step="training"), dataset.as_lineage(step="data_curation")],
+    )
+    results.save()
+    return results
+
+
+def _evaluate(config: Config, checkpoint, dataset, output_dir: Path):
+    """Load the weights for CPU/GPU inference, wrap them for lm-eval, run the tasks, keep lm-eval's own report."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from nemotron.evaluation.adapter import CausalLMAdapter
+    from nemotron.evaluation.harness import evaluate_tasks
+    from nemotron.evaluation.tasks import LocalTaskData
+    from nemotron.fsutil import atomic_write_text
+    from nemotron.training.inference import load_for_inference
+
+    torch.manual_seed(config.seed)
+    _, forward = load_for_inference(checkpoint)
+    lm = CausalLMAdapter(
+        forward,
+        Tokenizer.from_file(str(checkpoint.tokenizer_path)),
+        max_length=int(checkpoint.model["seq_length"]),
+        batch_size=config.batch_size,
+    )
+    data = LocalTaskData(eval_dir=Path(dataset.eval_dir), valid_path=Path(dataset.valid_path))
+    outcome = evaluate_tasks(lm, list(config.tasks), data, output_dir, limit=config.limit, seed=config.seed)
+    report = {"tasks": outcome.tasks, "metrics": outcome.flat, "num_samples": outcome.num_samples}
+    atomic_write_text(output_dir / "lm_eval_results.json", json.dumps(report, indent=2) + "\n")
+    return outcome
+
+
+if __name__ == "__main__":
+    run_step(main, Config, STEP)
