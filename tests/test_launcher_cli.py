@@ -137,7 +137,7 @@ def test_importing_cli_and_rendering_a_plan_stays_light(launcher_env: LauncherEn
         from nemotron.launcher.executors.base import get_executor
         from nemotron.launcher.plan import build_plan, describe
         from nemotron.launcher.profiles import profile_for
-        for target, profile in (("toy", "eos"), ("toy.stage0", "local")):
+        for target, profile in (("nano2", "eos"), ("nano2.stage0", "local"), ("toy.stage0", "local")):
             plan = build_plan(target, profile_for(profile, None), "tiny", ["training.lr=0.5"])
             describe(plan)
         get_executor("local").render(plan, profile_for("local", None))
