@@ -1,0 +1,165 @@
+"""nano2 stage0 data curation: raw text -> curated Parquet, BPE tokenizer, Megatron indexed datasets, eval items.
+
+With no ``--sources`` it curates the embedded corpus: a small world generated from ``--seed`` (people, cities, jobs,
+pets, colours, sums) with held-out multiple-choice and generation items in ``eval/`` (chance accuracy 0.25).
+With ``--sources`` it reads files, directories or globs of .txt/.jsonl/.parquet (``--text-field`` names the column).
+
+Examples:
+  python -m nemotron.recipes.nano2.stage0_pretrain.data_curation --scale tiny
+  python -m nemotron.recipes.nano2.stage0_pretrain.data_curation --sources 'corpus/*.jsonl' --text-field content
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from nemotron.data.artifacts import Dataset
+from nemotron.errors import UserError
+from nemotron.scale import Scale, apply_scale, check_scale
+
+STEP = "data_curation"
+VOCAB_SIZE_BY_SCALE = {"tiny": 1024, "small": 8192, "medium": 16384, "full": 32768}
+
+
+@dataclass
+class Config:
+    """Curate a pretraining corpus into train/valid token files for Megatron."""
+
+    scale: Scale = "tiny"
+    """tiny/small/medium/full = 1/10/30/100 % of the documents (embedded corpus: 500,000 at full)."""
+    seed: int = 1234
+    """Seed of the embedded corpus (its world, documents and held-out items)."""
+    output_dir: Path | None = None
+    """Artifact directory (default: under $NEMOTRON_ARTIFACT_ROOT or ~/.cache/nemotron)."""
+    sources: tuple[str, ...] = ()
+    """Files, directories or globs of .txt/.jsonl/.parquet; none = the embedded corpus."""
+    text_field: str = "text"
+    """Field holding the text in .jsonl records and .parquet columns."""
+    txt_split: Literal["file", "paragraph"] = "file"
+    """A .txt file is one document, or one per blank-line-separated paragraph."""
+    max_documents: int | None = None
+    """Documents to read at full scale (scaled down like everything else); none = all of --sources."""
+    quality_threshold: float = 0.5
+    """Drop documents whose heuristic quality score (0-1, see nemotron.data.filters) is below this."""
+    valid_fraction: float = 0.05
+    """Share of documents in the validation split (chosen by content hash)."""
+    vocab_size: int | None = None
+    """BPE vocabulary size to train (default per scale: tiny 1024 ... full 32768)."""
+    tokenizer_path: Path | None = None
+    """Use this tokenizer.json (must define <|endoftext|>) instead of training one."""
+
+
+def validate(config: Config) -> None:
+    check_scale(config.scale)
+    if not 0.0 <= config.quality_threshold <= 1.0:
+        raise UserError(f"--quality-threshold {config.quality_threshold} is out of range: use a value in [0, 1]")
+    if not 0.0 < config.valid_fraction < 1.0:
+        raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
+    if config.max_documents is not None and config.max_documents < 1:
+        raise UserError(f"--max-documents {config.max_documents} must be a positive number of documents")
+    if config.vocab_size is not None and config.vocab_size < 257:
+        raise UserError(f"--vocab-size {config.vocab_size} is too small: a byte-level BPE needs at least 257")
+
+
+def main(config: Config) -> Dataset:
+    from itertools import islice
+
+    from nemotron.data.curate import curate_to_parquet
+    from nemotron.data.indexed import write_indexed_dataset
+    from nemotron.data.sources import iter_documents, iter_parquet_texts, resolve_sources
+    from nemotron.data.tokenizer import load_tokenizer, train_bpe_tokenizer
+    from nemotron.data.world import FULL_SCALE_DOCUMENTS, World, write_eval_items
+    from nemotron.log import get_logger
+    from nemotron.step import config_snapshot, resolve_output_dir
+
+    log = get_logger("nano2.data_curation")
+    validate(config)
+    # Everything a person can get wrong is checked before a single output file exists.
+    files = resolve_sources(config.sources, config.text_field) if config.sources else None
+    given_tokenizer = load_tokenizer(config.tokenizer_path) if config.tokenizer_path else None
+    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
+
+    world = None if files else World(config.seed)
+    if files:
+        documents = iter_documents(files, config.text_field, config.txt_split)
+        if config.max_documents is not None:
+            documents = islice(documents, apply_scale(config.max_documents, config.scale))
+    else:
+        documents = world.documents(apply_scale(config.max_documents or FULL_SCALE_DOCUMENTS, config.scale))
+
+    staging = _staging_dir(output_dir)
+    try:
+        train_parquet, valid_parquet = staging / "train.parquet", staging / "valid.parquet"
+        log.info("curating %s -> %s", f"{len(files)} source files" if files else "the embedded corpus", output_dir)
+        stats = curate_to_parquet(
+            documents, train_parquet, valid_parquet, config.quality_threshold, config.valid_fraction
+        )
+        if given_tokenizer is None:
+            vocab_size = config.vocab_size or VOCAB_SIZE_BY_SCALE[config.scale]
+            log.info("training a byte-level BPE (vocab %d) on %d documents", vocab_size, stats.train_documents)
+            tokenizer = train_bpe_tokenizer(iter_parquet_texts(train_parquet), vocab_size)
+        else:
+            tokenizer = given_tokenizer
+        tokenizer.save(str(staging / "tokenizer.json"))
+        _, train_tokens = write_indexed_dataset(
+            staging / "train_text_document", iter_parquet_texts(train_parquet), tokenizer
+        )
+        _, valid_tokens = write_indexed_dataset(
+            staging / "valid_text_document", iter_parquet_texts(valid_parquet), tokenizer
+        )
+        eval_metrics = write_eval_items(world, staging / "eval") if world else _empty_eval_dir(staging / "eval")
+        _publish_files(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    dataset = Dataset(
+        path=output_dir,
+        num_examples=stats.train_documents,
+        num_tokens=train_tokens,
+        train_path=output_dir / "train.parquet",
+        valid_path=output_dir / "valid.parquet",
+        tokenizer_path=output_dir / "tokenizer.json",
+        train_prefix=output_dir / "train_text_document",
+        valid_prefix=output_dir / "valid_text_document",
+        eval_dir=output_dir / "eval",
+        vocab_size=tokenizer.get_vocab_size(),
+        metrics={**stats.metrics(), "tokens": train_tokens, "valid_tokens": valid_tokens, **eval_metrics},
+        config=config_snapshot(config),
+    )
+    dataset.save()
+    return dataset
+
+
+def _staging_dir(output_dir: Path) -> Path:
+    """A private directory beside the outputs: a failed run leaves nothing half-written in ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = output_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def _empty_eval_dir(eval_dir: Path) -> dict[str, float]:
+    """User sources carry no held-out facts; the directory exists so the artifact's contract holds."""
+    eval_dir.mkdir()
+    return {}
+
+
+def _publish_files(staging: Path, output_dir: Path) -> None:
+    """Move finished files into ``output_dir``; the old metadata goes first so no reader pairs it with new files."""
+    (output_dir / "metadata.json").unlink(missing_ok=True)
+    for entry in staging.iterdir():
+        target = output_dir / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+
+
+if __name__ == "__main__":
+    from nemotron.step import run_step
+
+    run_step(main, Config, STEP)
