@@ -1,0 +1,213 @@
+"""Rendering sbatch scripts: one pure function whose keyword arguments are the schema (submitit style).
+
+``render_sbatch(**params)`` turns parameters into a script an HPC user can read and re-submit by hand: ``#SBATCH``
+lines, a ``set -euo pipefail`` body exporting the non-secret environment, sourcing secrets from a 0600 file with
+tracing off, deriving ``MASTER_ADDR``/``MASTER_PORT`` from the allocation, then ``srun`` (with the container
+runtime's flags) running the step's own CLI. The profile's signal is forwarded to the step; a step that exits with
+``REQUEUE_EXIT_CODE`` (checkpoint saved) is requeued until ``max_requeues`` is reached. Every value is shell-quoted.
+``sbatch_parameters`` maps a plan job + profile to those parameters; an unknown parameter is an error listing the
+valid ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from nemotron.errors import REQUEUE_EXIT_CODE, UserError
+
+CONTAINER_RUNTIMES = ("pyxis", "none", "docker")
+# torch.distributed's env:// variables, set per task from Slurm's (the srun tasks are the ranks)
+RANK_WRAPPER = (
+    'export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM_NTASKS" '
+    'LOCAL_WORLD_SIZE="$SLURM_NTASKS_PER_NODE"; exec "$@"'
+)
+RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class SbatchParameterError(UserError):
+    pass
+
+
+def q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def render_sbatch(
+    *,
+    job_name: str,
+    command: Sequence[str],
+    log_file: str,
+    nodes: int = 1,
+    ntasks_per_node: int = 1,
+    gpus_per_node: int = 0,
+    cpus_per_task: int | None = None,
+    mem: str | None = None,
+    time: str | None = None,
+    account: str | None = None,
+    partition: str | None = None,
+    exclusive: bool = False,
+    qos: str | None = None,
+    reservation: str | None = None,
+    constraint: str | None = None,
+    dependencies: Sequence[str] = (),
+    signal: str | None = None,
+    max_requeues: int = 0,
+    sbatch_args: Sequence[str] = (),
+    srun_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    secrets_file: str | None = None,
+    workdir: str | None = None,
+    pythonpath: str | None = None,
+    container_runtime: str = "none",
+    container_image: str | None = None,
+    container_mounts: Sequence[str] = (),
+    container_workdir: str | None = None,
+    container_mount_home: bool = False,
+    container_args: Sequence[str] = (),
+    exit_marker: str | None = None,
+) -> str:
+    """The text of one sbatch script (pure). ``dependencies`` are job ids (or ``{job}`` placeholders in a dry-run)."""
+    if container_runtime not in CONTAINER_RUNTIMES:
+        raise SbatchParameterError(
+            f"container runtime {container_runtime!r} is not one of {', '.join(CONTAINER_RUNTIMES)}"
+        )
+    directives = [
+        f"--job-name={job_name}",
+        *([f"--account={account}"] if account else []),
+        *([f"--partition={partition}"] if partition else []),
+        f"--nodes={nodes}",
+        f"--ntasks-per-node={ntasks_per_node}",
+        *([f"--gpus-per-node={gpus_per_node}"] if gpus_per_node else []),
+        *([f"--cpus-per-task={cpus_per_task}"] if cpus_per_task else []),
+        *([f"--mem={mem}"] if mem is not None else []),
+        *([f"--time={time}"] if time else []),
+        *(["--exclusive"] if exclusive else []),
+        *([f"--qos={qos}"] if qos else []),
+        *([f"--reservation={reservation}"] if reservation else []),
+        *([f"--constraint={constraint}"] if constraint else []),
+        f"--output={log_file}",
+        f"--error={log_file}",
+        "--open-mode=append",
+        *([f"--dependency=afterok:{':'.join(dependencies)}", "--kill-on-invalid-dep=yes"] if dependencies else []),
+        *([f"--signal={signal}"] if signal else []),
+        "--requeue",
+        *sbatch_args,
+    ]
+    lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), "", "set -euo pipefail"]
+    lines += _environment(env or {}, secrets_file, workdir, pythonpath, container_runtime)
+    lines += [
+        "",
+        "# rendezvous of the ranks: the first node of the allocation, a port derived from the job id",
+        'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))",
+        "export MASTER_ADDR MASTER_PORT",
+        "",
+    ]
+    srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
+    srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
+                             container_mount_home, container_args)  # fmt: skip
+    step = [*srun, "bash", "-c", RANK_WRAPPER, "nemotron-rank"]
+    if container_runtime == "docker":
+        step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
+                            secrets_file)  # fmt: skip
+    step += list(command)
+    lines += _run_and_forward(step, signal, max_requeues, exit_marker)
+    return "\n".join(lines) + "\n"
+
+
+def _environment(env, secrets_file, workdir, pythonpath, runtime) -> list[str]:
+    lines = ["", "# environment (secrets are not written here: they come from a 0600 file)"]
+    lines += [f"export {name}={q(value)}" for name, value in env.items()]
+    if runtime == "pyxis":
+        lines.append("export PYTHONNOUSERSITE=1")
+    if secrets_file:
+        lines += ["{ set +x; } 2>/dev/null", "set -a", f". {q(secrets_file)}", "set +a"]
+    if workdir:
+        lines.append(f"cd {q(workdir)}")
+    if pythonpath:
+        lines.append(f'export PYTHONPATH={q(pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"')
+    return lines
+
+
+def _container_flags(runtime, image, mounts, workdir, mount_home, extra) -> list[str]:
+    if runtime != "pyxis":
+        return []
+    if not image:
+        raise SbatchParameterError("container_runtime pyxis needs a container image (profile [container] image)")
+    flags = [f"--container-image={image}"]
+    if mounts:
+        flags.append(f"--container-mounts={','.join(mounts)}")
+    if workdir:
+        flags.append(f"--container-workdir={workdir}")
+    if not mount_home:
+        flags.append("--no-container-mount-home")
+    return flags + list(extra)
+
+
+def _docker_run(image, mounts, workdir, extra, env, secrets_file) -> list[str]:
+    if not image:
+        raise SbatchParameterError("container_runtime docker needs a container image (profile [container] image)")
+    args = ["docker", "run", "--rm", "--network=host", "--ipc=host"]
+    for mount in mounts:
+        args += ["-v", mount]
+    if workdir:
+        args += ["-w", workdir]
+    # by name only: docker copies the values from the task's environment, so nothing secret is on a command line
+    for name in [*env, *RANK_ENV]:
+        args += ["-e", name]
+    if secrets_file:
+        args += ["--env-file", secrets_file]
+    return [*args, *extra, image]
+
+
+def _run_and_forward(step: list[str], signal: str | None, max_requeues: int, exit_marker: str | None) -> list[str]:
+    """Run the step in the background so the batch shell can forward signals to it, then requeue on 75."""
+    forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
+    lines = ["# the step runs in the background so this shell can forward signals to it", "set +e"]
+    lines.append(" ".join(q(a) for a in step) + " &")
+    lines.append("step_pid=$!")
+    if forwarded:
+        lines.append(
+            f"trap 'echo \"forwarding SIG{forwarded} to the step\" >&2; kill -{forwarded} $step_pid' {forwarded}"
+        )
+    lines += [
+        "trap 'kill -TERM $step_pid 2>/dev/null' TERM",
+        'while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid"; done',
+        'wait "$step_pid"',
+        "rc=$?",
+        "set -e",
+        f'if [ "$rc" -eq {REQUEUE_EXIT_CODE} ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then',
+        '  echo "step saved a checkpoint and asked to be requeued (restart ${SLURM_RESTART_COUNT:-0})" >&2',
+        '  scontrol requeue "$SLURM_JOB_ID"',
+        '  exit "$rc"',
+        "fi",
+    ]
+    if exit_marker:
+        lines.append(f'echo "$rc" > {q(exit_marker)}')
+    lines.append('exit "$rc"')
+    return lines
+
+
+def sbatch_parameter_names() -> list[str]:
+    return list(inspect.signature(render_sbatch).parameters)
+
+
+def check_parameters(params: Mapping[str, object]) -> None:
+    """Schema-as-signature: a parameter ``render_sbatch`` does not take is an error naming the valid ones."""
+    valid = sbatch_parameter_names()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise SbatchParameterError(f"unknown sbatch parameter {unknown[0]!r}: valid parameters are {', '.join(valid)}")
+
+
+def render(params: Mapping[str, object]) -> str:
+    check_parameters(params)
+    return render_sbatch(**params)  # type: ignore[arg-type]
+
+
+def log_file_pattern(log_dir: Path, job_name: str) -> str:
+    """Log file of a job, named by step and Slurm job id (``%j``); requeues of the same job append to it."""
+    return str(Path(log_dir) / f"{job_name}.%j.log")

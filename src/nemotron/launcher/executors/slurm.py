@@ -1,0 +1,260 @@
+"""The Slurm executor: the whole DAG submitted at once as sbatch jobs chained with ``afterok``.
+
+``render`` is the dry-run (one sbatch script per job, upstream job ids shown as ``{stage.step}`` placeholders).
+``submit`` ships the code first when the profile names an SSH host, writes the secrets to a 0600 file on the
+cluster, then runs ``sbatch --parsable`` job by job in topological order, each with the real ids of its upstream
+jobs; if any sbatch fails, it cancels what this launch submitted and raises sbatch's own error as one line.
+``status`` makes one scheduler call for all of a run's unfinished jobs; ``logs`` reads the log files (shared
+filesystem), asking the scheduler at most every ``FOLLOW_SCHEDULER_S`` while following; ``cancel`` scancels the
+run's jobs and waits until none is left in the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values
+from nemotron.launcher.executors.sbatch import render, render_sbatch
+from nemotron.launcher.executors.slurm_state import map_state, query_jobs
+from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.profiles import Profile, SSHOptions
+from nemotron.launcher.remote import REPO_ROOT, LocalShell, SSHShell, shell_for, ship_code
+from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
+
+POLL_START_S = 1.0
+POLL_MAX_S = 15.0
+FOLLOW_SCHEDULER_S = 30.0
+CANCEL_WAIT_S = 30.0
+
+
+def sbatch_parameters(
+    plan: Plan, profile: Profile, job: Job, run_id: str, run_dir: str, dependencies: list[str], code_dir: str
+) -> dict:
+    """The ``render_sbatch`` keyword arguments for one job of a plan on a profile."""
+    slurm, res = profile.slurm, job.resources
+    runtime = slurm.container_runtime
+    mounts = [*profile.container.mounts, f"{plan.artifact_root}:{plan.artifact_root}"]
+    in_container = runtime in ("pyxis", "docker")
+    return {
+        "job_name": f"{run_id}.{job.name}",
+        "command": job.command("python"),
+        "log_file": f"{run_dir}/logs/{job.name}.%j.log",
+        "nodes": res.nodes,
+        "ntasks_per_node": res.nproc_per_node if res.distributed else 1,
+        "gpus_per_node": res.gpus_per_node,
+        "cpus_per_task": res.cpus_per_task,
+        "mem": res.mem,
+        "time": res.time,
+        "account": slurm.account,
+        "partition": res.partition,
+        "exclusive": slurm.exclusive,
+        "qos": slurm.qos,
+        "reservation": slurm.reservation,
+        "constraint": slurm.constraint,
+        "dependencies": dependencies,
+        "signal": slurm.signal,
+        "max_requeues": slurm.max_requeues,
+        "sbatch_args": slurm.sbatch_args,
+        "srun_args": slurm.srun_args,
+        "env": {**job.env, "NEMOTRON_RUN_ID": run_id},
+        "secrets_file": f"{run_dir}/secrets.env" if plan.secret_names else None,
+        "workdir": None if in_container else code_dir,
+        "pythonpath": None if in_container else f"{code_dir}/src",
+        "container_runtime": runtime,
+        "container_image": profile.container.image,
+        "container_mounts": mounts if in_container else [],
+        "container_workdir": slurm.pyxis.workdir if runtime == "pyxis" else None,
+        "container_mount_home": slurm.pyxis.mount_home,
+        "container_args": slurm.pyxis.extra_args if runtime == "pyxis" else profile.docker.extra_args,
+        "exit_marker": f"{run_dir}/logs/{job.name}.exit",
+    }
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+        run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+        code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
+        return {
+            job.name: render(
+                sbatch_parameters(
+                    plan, profile, job, "{run_id}", run_dir, [f"{{{d}}}" for d in job.depends_on], code_dir
+                )
+            )
+            for job in plan.jobs_to_run
+        }
+
+    # ------------------------------------------------------------------------------------------------ submit
+    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+        secrets = secret_values(plan)
+        shell = shell_for(profile.ssh)
+        code_dir = str(REPO_ROOT)
+        if isinstance(shell, SSHShell):
+            code_dir, sent = ship_code(shell, profile.ssh.remote_dir)
+            print(f"code {'shipped to' if sent else 'already on'} {shell.host}:{code_dir}", file=sys.stderr)
+        run.executor_data.update({"ssh": profile.ssh.model_dump() if profile.ssh else None, "code_dir": code_dir})
+        run_dir = str(run.run_dir)
+        if secrets:
+            shell.write_file(f"{run_dir}/secrets.env", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
+        submitted: dict[str, str] = {}
+        for job in plan.jobs_to_run:
+            dependencies = [submitted[name] for name in job.depends_on if name in submitted]
+            params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir)
+            script_path = f"{run_dir}/sbatch/{job.name}.sbatch"
+            shell.write_file(script_path, render_sbatch(**params))
+            done = shell.run(["sbatch", "--parsable", script_path])
+            if done.returncode != 0 or not done.stdout.strip():
+                self._undo(shell, submitted)
+                raise ExecutorError(f"sbatch rejected {job.name}: {_one_line(done.stderr or done.stdout)}")
+            job_id = done.stdout.strip().split(";")[0]
+            submitted[job.name] = job_id
+            record = run.steps[job.name]
+            record.job_id, record.state = job_id, "pending"
+            record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}.log")
+            print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
+        save_run(run)
+        return run if detach else self.follow(run)
+
+    def _undo(self, shell: LocalShell | SSHShell, submitted: dict[str, str]) -> None:
+        if submitted:
+            shell.run(["scancel", *submitted.values()])
+            _wait_gone(shell, list(submitted.values()))
+
+    # ------------------------------------------------------------------------------------------------ watch
+    def status(self, run: RunRecord) -> dict[str, StepRecord]:
+        shell = _shell(run)
+        watched = {n: r.job_id for n, r in run.steps.items() if r.job_id and r.state not in FINISHED_STATES}
+        found = query_jobs(list(watched.values()), shell.run)
+        now = _dt.datetime.now(_dt.UTC)
+        for name, job_id in watched.items():
+            record = run.steps[name]
+            if job_id in found:
+                state, reason = map_state(found[job_id])
+                record.exit_code = found[job_id].exit_code if found[job_id].exit_code is not None else record.exit_code
+            else:
+                state, reason = _from_exit_marker(shell, run, name, job_id)
+            if state == "completed" and record.exit_code not in (None, 0):
+                state = "failed"
+            record.state, record.reason = state, reason
+            if state == "running" and record.started_at is None:
+                record.started_at = now
+            if state in FINISHED_STATES and record.ended_at is None:
+                record.ended_at = now
+        _explain_cancelled(run)
+        save_run(run)
+        return dict(run.steps)
+
+    def follow(self, run: RunRecord) -> RunRecord:
+        """Watch the run to its end (attached launch); Ctrl-C asks whether to cancel it."""
+        delay, seen = POLL_START_S, {}
+        try:
+            while True:
+                steps = self.status(run)
+                for name, record in steps.items():
+                    if seen.get(name) != (record.state, record.reason):
+                        seen[name] = (record.state, record.reason)
+                        detail = f" ({record.reason})" if record.reason else ""
+                        print(f"[{run.run_id}] {name} job {record.job_id}: {record.state}{detail}", file=sys.stderr)
+                if run.finished:
+                    return run
+                time.sleep(delay)
+                delay = min(delay * 1.5, POLL_MAX_S)
+        except KeyboardInterrupt:
+            if _ask(f"\ncancel run {run.run_id} (its jobs keep running on the cluster otherwise)? [y/N] "):
+                return self.cancel(run)
+            print(f"left running: nemotron-launch status {run.run_id} / cancel {run.run_id}", file=sys.stderr)
+            return run
+
+    def logs(self, run: RunRecord, job: str, follow: bool = False) -> Iterator[str]:
+        shell, record = _shell(run), run.steps[job]
+        if record.log is None:
+            return
+        if not follow:
+            yield shell.read_file(str(record.log)).decode(errors="replace")
+            return
+        offset, last_check = 0, time.monotonic()
+        while True:
+            finished = bool(shell.read_file(f"{run.run_dir}/logs/{job}.exit"))
+            if not finished and time.monotonic() - last_check > FOLLOW_SCHEDULER_S:  # killed before its marker
+                finished, last_check = self.status(run)[job].state in FINISHED_STATES, time.monotonic()
+            chunk = shell.read_file(str(record.log), offset)
+            if chunk:
+                offset += len(chunk)
+                yield chunk.decode(errors="replace")
+            elif finished:
+                return
+            else:
+                time.sleep(1.0)
+
+    def cancel(self, run: RunRecord) -> RunRecord:
+        shell = _shell(run)
+        ids = {n: r.job_id for n, r in run.steps.items() if r.job_id and r.state not in FINISHED_STATES}
+        if ids:
+            done = shell.run(["scancel", *ids.values()])
+            if done.returncode != 0:
+                raise ExecutorError(f"scancel failed: {_one_line(done.stderr)}")
+            _wait_gone(shell, list(ids.values()))
+        for name in ids:
+            record = run.steps[name]
+            record.state, record.reason = "cancelled", "cancelled"
+            record.ended_at = record.ended_at or _dt.datetime.now(_dt.UTC)
+        save_run(run)
+        return run
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _shell(run: RunRecord) -> LocalShell | SSHShell:
+    ssh = run.executor_data.get("ssh")
+    return shell_for(SSHOptions.model_validate(ssh) if ssh else None)
+
+
+def _wait_gone(shell: LocalShell | SSHShell, job_ids: list[str]) -> None:
+    """Until squeue lists none of ``job_ids`` as pending or running (scancel is asynchronous)."""
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while time.monotonic() < deadline:
+        listed = shell.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i"])
+        if listed.returncode == 0 and not listed.stdout.split():
+            return
+        time.sleep(0.5)
+
+
+def _from_exit_marker(shell, run: RunRecord, name: str, job_id: str) -> tuple[str, str | None]:
+    """A job the scheduler forgot (accounting off, past MinJobAge): the batch script's exit marker tells."""
+    marker = shell.read_file(f"{run.run_dir}/logs/{name}.exit").decode().strip()
+    if marker.isdigit():
+        run.steps[name].exit_code = int(marker)
+        return ("completed", None) if marker == "0" else ("failed", f"exit code {marker}")
+    return "unknown", f"Slurm no longer knows job {job_id}"
+
+
+def _explain_cancelled(run: RunRecord) -> None:
+    """A job cancelled because an upstream one failed says which."""
+    for job in run.plan.jobs:
+        record = run.steps.get(job.name)
+        if record is None or record.state != "cancelled":
+            continue
+        failed = [d for d in job.depends_on if run.steps[d].state in ("failed", "timeout", "unknown")]
+        upstream = [d for d in job.depends_on if run.steps[d].state == "cancelled"]
+        if failed:
+            record.reason = f"upstream {failed[0]} {run.steps[failed[0]].state}"
+        elif upstream and record.reason in (None, "cancelled"):
+            record.reason = f"upstream {upstream[0]} cancelled"
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _one_line(text: str) -> str:
+    lines = [line.removeprefix("sbatch: error: ").strip() for line in text.strip().splitlines() if line.strip()]
+    return "; ".join(dict.fromkeys(lines)) or "no output"

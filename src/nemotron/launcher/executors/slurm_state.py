@@ -1,0 +1,103 @@
+"""What Slurm says about a run's jobs, in ONE scheduler call, mapped to the launcher's per-step states.
+
+``query_jobs`` asks ``sacct`` once for every job id; where accounting is disabled ("Slurm accounting storage is
+disabled") it asks ``squeue --states=all`` once instead (finished jobs stay there for ``MinJobAge`` seconds).
+``map_state`` turns every Slurm job state (and the pending reason) into a step state with a reason in words.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+ACCOUNTING_DISABLED = "accounting storage is disabled"
+
+# Slurm job state -> (step state, reason in words or None)
+STATE_MAP: dict[str, tuple[str, str | None]] = {
+    "PENDING": ("pending", None),
+    "REQUEUED": ("pending", "requeued"),
+    "REQUEUE_HOLD": ("pending", "requeued, held"),
+    "REQUEUE_FED": ("pending", "requeued"),
+    "RESV_DEL_HOLD": ("pending", "held: its reservation was deleted"),
+    "SUSPENDED": ("pending", "suspended"),
+    "STOPPED": ("pending", "stopped"),
+    "CONFIGURING": ("running", None),
+    "RUNNING": ("running", None),
+    "COMPLETING": ("running", "completing"),
+    "SIGNALING": ("running", "signaled"),
+    "STAGE_OUT": ("running", "staging out"),
+    "RESIZING": ("running", "resizing"),
+    "COMPLETED": ("completed", None),
+    "FAILED": ("failed", None),
+    "BOOT_FAIL": ("failed", "its node failed to boot"),
+    "NODE_FAIL": ("failed", "a node of the job failed"),
+    "OUT_OF_MEMORY": ("failed", "out of memory"),
+    "SPECIAL_EXIT": ("failed", "special exit"),
+    "CANCELLED": ("cancelled", "cancelled"),
+    "REVOKED": ("cancelled", "revoked"),
+    "DEADLINE": ("timeout", "its deadline passed"),
+    "TIMEOUT": ("timeout", "time limit reached"),
+    "PREEMPTED": ("preempted", "preempted"),
+}
+NEVER_RUNS = "DependencyNeverSatisfied"
+
+
+@dataclass(frozen=True)
+class SlurmJobState:
+    job_id: str
+    slurm_state: str  # e.g. "CANCELLED" (without " by 0")
+    reason: str | None = None  # Slurm's pending reason, "None" dropped
+    exit_code: int | None = None
+
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
+
+
+def query_jobs(job_ids: Sequence[str], run_command: Runner) -> dict[str, SlurmJobState]:
+    """One ``sacct`` call for all ``job_ids`` (``squeue`` when accounting is disabled); ids Slurm forgot are absent."""
+    if not job_ids:
+        return {}
+    ids = ",".join(job_ids)
+    sacct = run_command(["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobIDRaw,State,ExitCode,Reason"])
+    if sacct.returncode == 0 and ACCOUNTING_DISABLED not in (sacct.stdout + sacct.stderr):
+        found = _parse(sacct.stdout, with_exit_code=True)
+        if set(found) >= set(job_ids):
+            return found
+        # jobs slurmctld has not yet handed to slurmdbd: the queue knows them
+    squeue = run_command(["squeue", "-h", "--states=all", "-j", ids, "-o", "%i|%T|%r"])
+    found_in_queue = _parse(squeue.stdout, with_exit_code=False)
+    if sacct.returncode == 0 and ACCOUNTING_DISABLED not in (sacct.stdout + sacct.stderr):
+        return {**found_in_queue, **_parse(sacct.stdout, with_exit_code=True)}
+    return found_in_queue
+
+
+def _parse(text: str, with_exit_code: bool) -> dict[str, SlurmJobState]:
+    states = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 3 or not fields[0]:
+            continue
+        job_id, state = fields[0], fields[1].split()[0] if fields[1] else "UNKNOWN"
+        reason = fields[3] if with_exit_code and len(fields) > 3 else fields[2] if not with_exit_code else None
+        exit_code = _exit_code(fields[2]) if with_exit_code else None
+        states[job_id] = SlurmJobState(job_id, state, None if reason in (None, "", "None") else reason, exit_code)
+    return states
+
+
+def _exit_code(text: str) -> int | None:
+    code, _, signal = text.partition(":")
+    try:
+        return int(code) if int(code) or not signal or int(signal) == 0 else 128 + int(signal)
+    except ValueError:
+        return None
+
+
+def map_state(job: SlurmJobState) -> tuple[str, str | None]:
+    """A step state and a reason in words for one Slurm job state."""
+    if job.slurm_state == "PENDING" and job.reason == NEVER_RUNS:
+        return "cancelled", "its dependency can never be satisfied (an upstream job failed)"
+    state, reason = STATE_MAP.get(job.slurm_state, ("unknown", f"Slurm state {job.slurm_state}"))
+    if state == "pending" and job.reason:
+        reason = f"{reason}; {job.reason}" if reason else job.reason
+    return state, reason
