@@ -7,6 +7,10 @@ Measures, in one run on this machine: the interpreter floor (``python -c pass``)
 step is reused (the toy recipe in tests/, run once first, so the figure is the launcher's own cost), and
 ``python -c "import torch"`` as the yardstick the ratios are printed against. Targets: help <= 0.15 s, eos dry-run
 <= 0.4 s, reuse launch < 2 s.
+
+Each figure is taken twice: with Python's bytecode cache (how an installed tool runs: the warm-up run writes the
+cache, here under .bench/pycache so the venv is left alone) and without it (``PYTHONDONTWRITEBYTECODE=1``, which this
+project's development machines export: then every run compiles every imported module from source).
 """
 
 from __future__ import annotations
@@ -35,6 +39,26 @@ def wall(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, l
     return statistics.median(times), times
 
 
+def measure(env: dict[str, str], repeat: int, torch_repeat: int) -> dict[str, tuple[float, list[float]]]:
+    cases = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "nemotron-launch --help": [*LAUNCH, "--help"],
+        "nemotron-launch nano2 --profile eos --dry-run": [*LAUNCH, "nano2", "--profile", "eos", "--dry-run"],
+        "nemotron-launch toy.stage0 (all reused)": [*LAUNCH, "toy.stage0"],
+    }
+    results = {name: wall(command, env, repeat) for name, command in cases.items()}
+    results['python -c "import torch"'] = wall([sys.executable, "-c", "import torch"], env, torch_repeat)
+    return results
+
+
+def report(title: str, results: dict[str, tuple[float, list[float]]]) -> None:
+    torch_s = results['python -c "import torch"'][0]
+    print(f"\n{title}\n{'command':<48} {'median s':>9} {'x torch':>8}   runs (s)")
+    for name, (median, times) in results.items():
+        runs = " ".join(f"{t:.3f}" for t in times)
+        print(f"{name:<48} {median:>9.3f} {median / torch_s:>8.3f}   {runs}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -49,20 +73,13 @@ def main() -> None:
             "PYTHONPATH": str(REPO / "tests"),
             "USER": os.environ.get("USER", "bench"),
         }
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([*LAUNCH, "toy.stage0"], env=env, capture_output=True, check=True)  # so the next reuses
-        cases = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "nemotron-launch --help": [*LAUNCH, "--help"],
-            "nemotron-launch nano2 --profile eos --dry-run": [*LAUNCH, "nano2", "--profile", "eos", "--dry-run"],
-            "nemotron-launch toy.stage0 (all reused)": [*LAUNCH, "toy.stage0"],
-        }
-        results = {name: wall(command, env, args.repeat) for name, command in cases.items()}
-        torch_s, torch_all = wall([sys.executable, "-c", "import torch"], env, args.torch_repeat)
-    print(f"{'command':<48} {'median s':>9} {'x torch':>8}   runs (s)")
-    for name, (median, times) in {**results, 'python -c "import torch"': (torch_s, torch_all)}.items():
-        runs = " ".join(f"{t:.3f}" for t in times)
-        print(f"{name:<48} {median:>9.3f} {median / torch_s:>8.3f}   {runs}")
-    print(f"cpus={os.cpu_count()} load average={os.getloadavg()[0]:.2f} (other work on the machine inflates figures)")
+        cached = measure({**env, "PYTHONPYCACHEPREFIX": str(REPO / ".bench" / "pycache")}, args.repeat, 1)
+        uncached = measure({**env, "PYTHONDONTWRITEBYTECODE": "1"}, args.repeat, args.torch_repeat)
+    report("with the bytecode cache (an installed tool)", cached)
+    report("without a bytecode cache (PYTHONDONTWRITEBYTECODE=1)", uncached)
+    print(f"\ncpus={os.cpu_count()} load average={os.getloadavg()[0]:.2f} (other work on the machine inflates figures)")
 
 
 if __name__ == "__main__":

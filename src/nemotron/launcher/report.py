@@ -81,7 +81,19 @@ def print_failure(run: RunRecord, job_name: str, tail: str) -> None:
     """The failing step and the tail of its log, so the cause is on screen without opening a file."""
     record = run.steps[job_name]
     out = sys.stderr
-    out.write(f"\nstep {job_name} failed (exit code {record.exit_code}); log: {record.log}\n")
+    out.write(f"\nstep {job_name} failed ({_exit_text(record.exit_code, record.reason)}); log: {record.log}\n")
     if tail:
         out.write("---- last lines of its log ----\n" + tail + "\n-------------------------------\n")
     out.flush()
+
+
+def _exit_text(code: int | None, reason: str | None) -> str:
+    if code is not None and code < 0:  # subprocess reports death by signal N as -N
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    text = f"exit code {code}" if code is not None else "no exit code"
+    return f"{text}: {reason}" if reason else text
