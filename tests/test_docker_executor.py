@@ -85,6 +85,20 @@ def test_docker_run_command_golden(launcher_env, monkeypatch, tmp_path):
     assert "--env-file" not in words and not any(w.startswith("HF_TOKEN=") for w in words)
 
 
+def test_dry_run_shows_docker_run_lines_and_no_secret(launcher_env):
+    (launcher_env.profiles / "dryrun.toml").write_text('extends = "docker"\nsecrets = ["HF_TOKEN"]\n')
+    done = launcher_env.launch("toy.stage0", "--profile", "dryrun", "--dry-run", HF_TOKEN=SECRET_VALUE)
+    assert done.returncode == 0, done.stderr
+    rendered = done.document["rendered"]
+    assert list(rendered) == ["stage0_toy.data_curation", "stage0_toy.training", "stage0_toy.evaluation"]
+    training = rendered["stage0_toy.training"]
+    assert training.startswith("# after: stage0_toy.data_curation\n# RUN_DIR/secrets.env (0600): HF_TOKEN from your")
+    assert "docker run --name nemotron-RUN_ID-stage0_toy-training" in training
+    assert "-v RUN_DIR/secrets.env:/run/secrets/nemotron.env:ro nemotron/nano2:latest sh -c" in training
+    assert SECRET_VALUE not in done.stdout + done.stderr
+    assert launcher_env.files() == []  # a dry run writes nothing
+
+
 # ------------------------------------------------------------------------------------------------ real runs
 
 
@@ -144,6 +158,8 @@ def test_failing_step_stops_the_run_and_names_it(docker_env):
     assert steps["stage0_toy.evaluation"]["state"] != "completed"
     started = engine.containers(f"label=nemotron.run={done.document['run_id']}")
     assert len(started) == 2  # evaluation never got a container
+    logs = launcher_env.launch("logs", done.document["run_id"], "training")
+    assert logs.returncode == 0 and "toy training failed on purpose" in logs.stderr
 
 
 @pytest.mark.docker
