@@ -45,12 +45,14 @@ def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.errors import UserError
     from nemotron.evaluation.harness import go_offline
+    from nemotron.evaluation.tasks import split_task_names
     from nemotron.training.artifacts import Checkpoint
 
     if config.limit is not None and config.limit < 1:
         raise UserError(f"--limit must be a positive number of items per task, got {config.limit}")
     if config.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
+    split_task_names(list(config.tasks))  # empty or repeated --tasks fail before any loading
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = Dataset.load(path=checkpoint.dataset_path)
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
