@@ -96,6 +96,9 @@ def render_sbatch(
         "--requeue",
         *sbatch_args,
     ]
+    broken = next((d for d in directives if "\n" in d or "\r" in d), None)
+    if broken is not None:  # a #SBATCH line ends at a line break: the rest would run as shell code
+        raise SbatchParameterError(f"sbatch option {broken!r} contains a line break, which #SBATCH cannot carry")
     lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), "", "set -euo pipefail"]
     lines += _environment(env or {}, secrets_file, workdir, pythonpath, container_runtime)
     lines += [

@@ -129,7 +129,8 @@ class SlurmExecutor(Executor):
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
         shell = _shell(run)
         watched = {n: r.job_id for n, r in run.steps.items() if r.job_id and r.state not in FINISHED_STATES}
-        found = query_jobs(list(watched.values()), shell.run)
+        accounting = run.executor_data.get("accounting")
+        found, run.executor_data["accounting"] = query_jobs(list(watched.values()), shell.run, accounting)
         now = _dt.datetime.now(_dt.UTC)
         for name, job_id in watched.items():
             record = run.steps[name]
@@ -140,6 +141,8 @@ class SlurmExecutor(Executor):
                 state, reason = _from_exit_marker(shell, run, name, job_id)
             if state == "completed" and record.exit_code not in (None, 0):
                 state = "failed"
+            if state == "failed" and record.exit_code is None:  # squeue has no exit codes: the marker has
+                _from_exit_marker(shell, run, name, job_id)
             record.state, record.reason = state, reason
             if state == "running" and record.started_at is None:
                 record.started_at = now

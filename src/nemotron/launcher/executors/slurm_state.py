@@ -54,22 +54,28 @@ class SlurmJobState:
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
 
-def query_jobs(job_ids: Sequence[str], run_command: Runner) -> dict[str, SlurmJobState]:
-    """One ``sacct`` call for all ``job_ids`` (``squeue`` when accounting is disabled); ids Slurm forgot are absent."""
+def query_jobs(
+    job_ids: Sequence[str], run_command: Runner, accounting: bool | None = None
+) -> tuple[dict[str, SlurmJobState], bool | None]:
+    """One scheduler call for all ``job_ids``: ``sacct``, or ``squeue`` once ``sacct`` said accounting is disabled.
+
+    Returns the states found (ids Slurm forgot are absent) and whether accounting is on, which the caller passes
+    back next time so a cluster without accounting costs one ``squeue`` per poll.
+    """
     if not job_ids:
-        return {}
+        return {}, accounting
     ids = ",".join(job_ids)
-    sacct = run_command(["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobIDRaw,State,ExitCode,Reason"])
-    if sacct.returncode == 0 and ACCOUNTING_DISABLED not in (sacct.stdout + sacct.stderr):
-        found = _parse(sacct.stdout, with_exit_code=True)
-        if set(found) >= set(job_ids):
-            return found
-        # jobs slurmctld has not yet handed to slurmdbd: the queue knows them
+    found: dict[str, SlurmJobState] = {}
+    if accounting is not False:
+        sacct = run_command(["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobIDRaw,State,ExitCode,Reason"])
+        accounting = not (ACCOUNTING_DISABLED in sacct.stdout + sacct.stderr or sacct.returncode != 0)
+        if accounting:
+            found = _parse(sacct.stdout, with_exit_code=True)
+            if set(found) >= set(job_ids):
+                return found, True
+            # jobs slurmctld has not handed to slurmdbd yet: the queue knows them
     squeue = run_command(["squeue", "-h", "--states=all", "-j", ids, "-o", "%i|%T|%r"])
-    found_in_queue = _parse(squeue.stdout, with_exit_code=False)
-    if sacct.returncode == 0 and ACCOUNTING_DISABLED not in (sacct.stdout + sacct.stderr):
-        return {**found_in_queue, **_parse(sacct.stdout, with_exit_code=True)}
-    return found_in_queue
+    return {**_parse(squeue.stdout, with_exit_code=False), **found}, accounting
 
 
 def _parse(text: str, with_exit_code: bool) -> dict[str, SlurmJobState]:

@@ -1,0 +1,156 @@
+"""Rendering sbatch scripts (pure): golden scripts for the eos profile, quoting under arbitrary input, no secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from nemotron.launcher.executors.sbatch import SbatchParameterError, render, render_sbatch
+from nemotron.launcher.executors.slurm import SlurmExecutor
+from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.profiles import load_profile
+from nemotron.launcher.resources import resolve_resources
+from nemotron.recipes.nano2.recipe import RECIPE
+
+GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path("/lustre/fsw/nemotron")
+SECRET = "s3cr3t-value-never-rendered"
+
+
+@pytest.fixture
+def eos(monkeypatch):
+    monkeypatch.setenv("NEMOTRON_ARTIFACT_ROOT", str(ROOT))
+    return load_profile("eos")
+
+
+def nano2_stage0_plan(profile) -> Plan:
+    """The plan the launcher makes for nano2.stage0 on ``profile``, with fixed paths (no step module imported)."""
+    stage = RECIPE.stage("stage0")
+    jobs, previous = [], None
+    for step in stage.steps:
+        output = ROOT / "nano2" / stage.name / step.name / "full-0123456789ab"
+        inputs = {spec.name: jobs[-1].output for spec in step.inputs} if previous else {}
+        args = ["--scale", "full", "--output-dir", str(output)]
+        for name, path in inputs.items():
+            args += [f"--{name}-path", str(path)]
+        jobs.append(
+            Job(
+                name=f"{stage.name}.{step.name}",
+                stage=stage.name,
+                step=step.name,
+                module=step.module,
+                args=args,
+                config={},
+                resources=resolve_resources(step, profile),
+                inputs=inputs,
+                depends_on=[previous] if previous else [],
+                output=output,
+                artifact_type=step.artifact_type,
+                fingerprint="0123456789ab",
+                env={**profile.env, "NEMOTRON_ARTIFACT_ROOT": str(ROOT)},
+            )
+        )
+        previous = jobs[-1].name
+    return Plan(
+        recipe="nano2", target="nano2.stage0", scale="full", profile=profile.name, executor="slurm",
+        artifact_root=ROOT, code_version="0.1.0", secret_names=list(profile.secrets), jobs=jobs,
+    )  # fmt: skip
+
+
+def test_eos_scripts_match_golden(eos):
+    rendered = SlurmExecutor().render(nano2_stage0_plan(eos), eos)
+    assert list(rendered) == ["stage0_pretrain.data_curation", "stage0_pretrain.training", "stage0_pretrain.evaluation"]
+    for name, text in rendered.items():
+        golden = GOLDEN / f"eos_{name}.sbatch"
+        if os.environ.get("NEMOTRON_UPDATE_GOLDEN"):
+            golden.write_text(text)
+        assert text == golden.read_text(), f"{name} differs from {golden} (NEMOTRON_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
+    text = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.training"]
+    for line in (
+        "#SBATCH --nodes=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=batch",
+        "#SBATCH --account=llmservice_nemotron", "#SBATCH --exclusive", "#SBATCH --signal=USR1@300",
+        "#SBATCH --kill-on-invalid-dep=yes", "#SBATCH --requeue", "#SBATCH --open-mode=append",
+        "export PYTHONNOUSERSITE=1",
+    ):  # fmt: skip
+        assert line in text.splitlines()
+    srun = next(line for line in text.splitlines() if line.startswith("srun "))
+    assert "--container-image=/lustre/fsw/portfolios/llmservice/containers/nemotron-nano2.sqsh" in srun
+    assert srun.count("--container-mounts=") == 1 and f"{ROOT}:{ROOT}" in srun and "/lustre:/lustre" in srun
+    assert "--no-container-mount-home" in srun and "--container-workdir=/opt/nemotron" in srun
+    assert "python -m nemotron.recipes.nano2.stage0_pretrain.training --scale full" in srun
+    assert "'--dependency=afterok:{stage0_pretrain.data_curation}'" in text
+    data = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.data_curation"]
+    assert "#SBATCH --partition=cpu" in data.splitlines() and "#SBATCH --ntasks-per-node=1" in data.splitlines()
+
+
+def test_rendered_scripts_are_valid_bash(eos, tmp_path):
+    for name, text in SlurmExecutor().render(nano2_stage0_plan(eos), eos).items():
+        script = tmp_path / f"{name}.sh"
+        script.write_text(text)
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, name
+
+
+def test_unknown_parameter_lists_the_valid_ones():
+    with pytest.raises(SbatchParameterError, match=r"unknown sbatch parameter 'gpus'.*gpus_per_node"):
+        render({"job_name": "x", "command": ["true"], "log_file": "/tmp/x.log", "gpus": 8})
+
+
+def test_no_secret_in_any_rendered_script_or_dry_run(eos, monkeypatch, launcher_env):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    rendered = SlurmExecutor().render(nano2_stage0_plan(eos), eos)
+    assert all(SECRET not in text for text in rendered.values())
+    assert all("secrets.env" in text and "set +x" in text for text in rendered.values())
+    dry = launcher_env.launch(
+        "toy.stage0", "--profile", "eos", "--dry-run", HF_TOKEN=SECRET, WANDB_API_KEY=SECRET, NEMOTRON_IMAGE="x"
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert SECRET not in dry.stdout + dry.stderr and "#SBATCH" in dry.stderr
+
+
+# -------------------------------------------------------------------------- quoting under arbitrary input
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=st.lists(TEXT, max_size=5), value=TEXT, path=TEXT.filter(bool))
+@example(
+    args=["; touch $SENTINEL", "'", '"', "$(touch $SENTINEL)"], value='$(touch "$SENTINEL")', path="`touch $SENTINEL`"
+)
+@example(args=["a\nb"], value="x'\n touch $SENTINEL #", path="/tmp/p\ntouch $SENTINEL")
+def test_arbitrary_strings_survive_rendering(args, value, path, tmp_path):
+    """Overrides, paths and env values reach the step exactly; nothing in them runs (bash executes the script)."""
+    sentinel = tmp_path / "executed"
+    params = {
+        "job_name": path, "command": ["python", "-m", "step", *args, "--output-dir", path],
+        "log_file": f"{path}/%j.log", "env": {"VALUE": value, "P": path}, "workdir": str(tmp_path),
+        "pythonpath": path,
+    }  # fmt: skip
+    if "\n" in path or "\r" in path:  # cannot be carried by a #SBATCH line: refused, never half-rendered
+        with pytest.raises(SbatchParameterError, match="line break"):
+            render_sbatch(**params)
+        params.update(job_name="job", log_file="/tmp/%j.log")
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_sbatch(**params))
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    env = {
+        "PATH": f"{FAKE_BIN}:{os.environ['PATH']}", "SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "n1",
+        "PROBE": str(tmp_path / "probe"), "SENTINEL": str(sentinel),
+    }  # fmt: skip
+    done = subprocess.run(["bash", str(script)], capture_output=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = [part.decode() for part in (tmp_path / "probe").read_bytes().split(b"\0")[:-1]]
+    assert printed[:2] == [value, path]  # the environment the step sees
+    assert printed[-(len(args) + 5) :] == ["python", "-m", "step", *args, "--output-dir", path]  # its argv
+    assert not sentinel.exists()
+
+
+FAKE_BIN = Path(__file__).parent / "golden" / "fake_slurm_bin"
