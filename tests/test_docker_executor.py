@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -177,6 +178,12 @@ def test_cancel_stops_the_running_container(docker_env):
     status = launcher_env.launch("status", run_id)
     assert status.document["steps"]["stage0_toy.training"]["state"] == "running"
     assert status.document["steps"]["stage0_toy.training"]["job_id"].startswith(f"nemotron-{run_id}")
+    # The runner dies (OOM-killed, its machine rebooted...): the container is the truth, and cancel still works.
+    runner = json.loads((Path(done.document["run_dir"]) / "run.json").read_text())["executor_data"]["runner_pid"]
+    os.kill(runner, signal.SIGKILL)
+    time.sleep(0.5)
+    status = launcher_env.launch("status", run_id)
+    assert status.document["steps"]["stage0_toy.training"]["state"] == "running"
     cancelled = launcher_env.launch("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert not engine.containers(f"label=nemotron.run={run_id}", "status=running")
@@ -191,7 +198,16 @@ def test_missing_image_is_one_line_and_starts_nothing(docker_env):
     done = launcher_env.launch("toy.stage0", "--profile", profile)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: image nemotron-test/absent:nope is not in")
+    assert not (launcher_env.root / "runs").exists()  # checked before the run was recorded
     assert "Traceback" not in done.stderr
+
+
+def test_docker_missing_at_submit_is_one_line(launcher_env):
+    done = launcher_env.launch("toy.stage0", "--executor", "docker", PATH="/nonexistent")
+    assert done.returncode == 2 and done.stdout == "" and launcher_env.files() == []  # no run recorded
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: docker is not installed (or not on PATH): install Docker Engine (Debian: apt-get install docker.io)"
+    )
 
 
 @pytest.mark.docker

@@ -86,6 +86,8 @@ class Run:
             check_writable(plan.artifact_root)
         executor = get_executor(plan.executor) if plan.jobs_to_run else None
         secret_values(plan)
+        if executor is not None:
+            executor.check(plan, profile)  # e.g. docker installed, image present: fail before anything is recorded
         print(describe(plan), file=sys.stderr)
         run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)
         if executor is not None:

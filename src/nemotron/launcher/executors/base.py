@@ -71,6 +71,9 @@ class Executor(abc.ABC):
     def cancel(self, run: RunRecord) -> RunRecord:
         """Stop every unfinished job of the run and mark it cancelled."""
 
+    def check(self, plan: Plan, profile: Profile) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Before a run is recorded: raise a ``UserError`` if this plan cannot be started here (missing binary...)."""
+
 
 def get_executor(name: str) -> Executor:
     """The executor class for ``name``, imported lazily (the CLI stays light)."""

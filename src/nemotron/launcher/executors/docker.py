@@ -146,6 +146,9 @@ class DockerExecutor(LocalExecutor):
             rendered[job.name] = after + (secrets if plan.secret_names else "") + shlex.join(words) + "\n"
         return rendered
 
+    def check(self, plan: Plan, profile: Profile) -> None:
+        image_id(profile_image(profile))
+
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secret_values(plan)
         # Pin the image by content id: every job of this run uses the same image even if the tag moves meanwhile.
