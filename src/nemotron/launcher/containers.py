@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -72,8 +73,6 @@ def _matches(rel: str, pattern: str) -> bool:
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     if "**" in pattern:
         regex = fnmatch.translate(pattern).replace(".*.*/", "(.*/)?").replace(".*.*", ".*")
-        import re
-
         return any(re.match(regex, p) for p in prefixes)
     return any(fnmatch.fnmatchcase(p, pattern) and p.count("/") == pattern.count("/") for p in prefixes)
 
@@ -312,20 +311,28 @@ def convert_to_squashfs(profile, recipe: str, image: BuiltImage, pushed: str | N
         if subprocess.run(enroot_import_command(enroot_source(image.tag, None), partial), stdout=2).returncode:
             raise BuildError(f"enroot import of {image.tag} failed (its output is above)")
         os.replace(partial, target)
-    else:
+    elif pushed is not None:
         _import_on_cluster(profile, image, pushed, target)
+    else:
+        check_squashfs_route(profile, None)  # raises: no enroot here and nothing pushed
     record_squashfs(directory, image.image_id, target, [image.tag, *([pushed] if pushed else [])], recipe)
     point_profile_at(profile, target)
     return target
 
 
-def _import_on_cluster(profile, image: BuiltImage, pushed: str | None, target: Path) -> None:
-    if pushed is None:
+def check_squashfs_route(profile, push: str | None) -> None:
+    """Before building: without enroot here, the image must reach a registry that a cluster job can import from."""
+    if shutil.which("enroot") is not None:
+        return
+    if not push:
         raise BuildError(
-            "enroot is not installed here and the image exists only in this machine's Docker engine: install enroot "
-            "(https://github.com/NVIDIA/enroot) or pass --push REGISTRY so a cluster job can import it"
+            f"profile {profile.name} runs squashfs images (pyxis) and enroot is not installed here: install enroot "
+            "(https://github.com/NVIDIA/enroot) or pass --push REGISTRY so a cluster job can import the image"
         )
     require_binary("sbatch", "install the Slurm client (Debian: apt-get install slurm-client) or enroot")
+
+
+def _import_on_cluster(profile, image: BuiltImage, pushed: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     script = import_sbatch_script(
         enroot_source(image.tag, pushed), target, profile.slurm.partitions.get("cpu"), profile.slurm.account
@@ -344,11 +351,8 @@ def build_cli(args) -> int:
     profile = profile_for(args.profile, None) if args.profile else None
     require_binary("docker", "install Docker Engine (Debian: apt-get install docker.io)")
     pyxis = profile is not None and profile.slurm.container_runtime == "pyxis"
-    if pyxis and shutil.which("enroot") is None and not args.push:
-        raise BuildError(
-            f"profile {profile.name} runs squashfs images (pyxis) and enroot is not installed here: install enroot "
-            "(https://github.com/NVIDIA/enroot) or pass --push REGISTRY so a cluster job can import the image"
-        )
+    if pyxis:
+        check_squashfs_route(profile, args.push)
     context = recipe_context(args.recipe, args.base_image)
     image = build_image(context, image_repository(args.recipe))
     pushed = push_image(image.tag, args.push) if args.push else None
