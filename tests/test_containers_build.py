@@ -18,6 +18,7 @@ from nemotron.launcher.containers import (
     enroot_import_command,
     enroot_source,
     import_sbatch_script,
+    pinned_container_image,
     read_index,
     recipe_context,
 )
@@ -112,6 +113,8 @@ def test_squashfs_is_cached_by_image_id_and_the_profile_points_at_it(tmp_path, c
     assert convert_to_squashfs(profile, "nano2", image, pushed=None) == cached
     assert "already at" in capfd.readouterr().err
     assert (tmp_path / "nemotron-nano2.sqsh").resolve() == cached.resolve()
+    assert pinned_container_image(str(tmp_path / "nemotron-nano2.sqsh")) == str(cached)
+    assert pinned_container_image("nemotron/nano2:latest") == "nemotron/nano2:latest"
     entry = read_index(tmp_path)["images"]["sha256:" + "ab" * 32]
     assert entry["squashfs"] == str(cached) and entry["tags"] == ["nemotron/nano2:ctx-0123456789ab"]
 
