@@ -1,0 +1,60 @@
+"""Everything megatron-core 0.16 needs to train on a machine without CUDA, in one place.
+
+megatron-core is written for GPUs: a few code paths ask CUDA for a device or an RNG state even when every tensor
+lives on the CPU. Each patch below names the upstream behaviour it works around and when it can go. They are applied
+only when CUDA is unavailable (``apply_cpu_shim`` is a no-op on a GPU machine) and are idempotent.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_applied = False
+
+
+def apply_cpu_shim() -> bool:
+    """Patch megatron-core for CPU training; return True if the shim is active (no CUDA), False on a GPU machine."""
+    global _applied
+    if torch.cuda.is_available():
+        return False
+    if _applied:
+        return True
+    _current_device_is_cpu()
+    _final_norm_without_transformer_engine()
+    _applied = True
+    return True
+
+
+def _current_device_is_cpu() -> None:
+    # Why: megatron uses ``torch.cuda.current_device()`` as a *device* for freshly allocated tensors (the global
+    # memory buffer in ``megatron.core.utils.GlobalMemoryBuffer.get_tensor``; RoPE frequencies in
+    # ``models/common/embeddings/rotary_pos_embedding.py``). Without CUDA that call raises. Returning "cpu" makes
+    # those allocations land where every other tensor is. Remove when upstream derives the device from its inputs.
+    torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
+
+
+def _final_norm_without_transformer_engine() -> None:
+    # Why: ``MambaStack.__init__`` (megatron/core/ssm/mamba_block.py) builds its final norm with ``TENorm`` directly
+    # instead of taking it from the layer spec, and TENorm raises without Transformer Engine (which cannot be
+    # installed without CUDA). ``WrappedTorchNorm`` is the same RMSNorm/LayerNorm in plain PyTorch with the same
+    # constructor. Remove when the final norm comes from ``MambaStackSubmodules``.
+    from megatron.core.ssm import mamba_block
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    mamba_block.TENorm = WrappedTorchNorm
+
+
+def reset_rng_tracker(seed: int) -> None:
+    """Seed torch and megatron's model-parallel RNG tracker in a way that works with or without CUDA.
+
+    Why: ``tensor_parallel.model_parallel_cuda_manual_seed`` calls ``torch.cuda.manual_seed`` and forks CUDA RNG
+    states, which fails on CPU. megatron's *inference* RNG tracker keeps no CUDA state, and our models have no
+    dropout (Nemotron-H trains without it), so the tracker only needs to exist. Remove with the CPU shim above.
+    """
+    from megatron.core import tensor_parallel
+
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    else:
+        tensor_parallel.random.initialize_rng_tracker(inference_rng_tracker=True, force_reset=True)

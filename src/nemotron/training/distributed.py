@@ -1,0 +1,138 @@
+"""torch.distributed and megatron's parallel state, initialised from whatever launched this process.
+
+Three launchers, one code path: torchrun (``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` already set),
+``srun`` with one rank per task (read through submitit's ``TorchDistributedEnvironment``: node list parsed by submitit,
+``MASTER_PORT`` derived from the job id so every task agrees without talking), or a plain single process (world size
+1 — megatron still needs a process group and its parallel state). gloo on CPU, nccl on GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from nemotron.errors import UserError
+from nemotron.log import get_logger
+
+log = get_logger("training.distributed")
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    data_parallel_rank: int
+    data_parallel_size: int
+    device: torch.device
+    launcher: str  # "torchrun", "slurm" or "single"
+
+    @property
+    def is_rank_zero(self) -> bool:
+        return self.rank == 0
+
+
+def _export_launcher_environment() -> str:
+    """Make sure the env:// variables exist; return which launcher provided them."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return "torchrun"
+    # SLURM_STEP_NUM_TASKS exists only inside an srun step: a batch script running one python process must not wait
+    # for SLURM_NTASKS peers that were never started.
+    if "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        # submitit picks its Slurm environment by this marker, which srun tasks started by hand do not carry.
+        os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        return "slurm"
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    return "single"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> DistributedContext:
+    """Initialise the process group (once) and megatron's model-parallel groups; data parallel fills the rest."""
+    from megatron.core import parallel_state
+
+    launcher = _export_launcher_environment()
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu and tensor_parallel * pipeline_parallel != 1:
+        raise UserError(
+            f"tensor_parallel={tensor_parallel}, pipeline_parallel={pipeline_parallel}: model parallelism needs GPUs;"
+            " on CPU use 1 and 1 (data parallel only)"
+        )
+    if pipeline_parallel != 1:
+        raise UserError(
+            f"pipeline_parallel={pipeline_parallel}: this training loop runs one pipeline stage; valid value is 1"
+        )
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
+    if on_gpu:
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if on_gpu else "gloo")
+    world_size = torch.distributed.get_world_size()
+    if world_size % (tensor_parallel * pipeline_parallel):
+        raise UserError(
+            f"world size {world_size} is not a multiple of tensor_parallel*pipeline_parallel="
+            f"{tensor_parallel * pipeline_parallel}"
+        )
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(tensor_parallel, pipeline_parallel)
+    context = DistributedContext(
+        rank=torch.distributed.get_rank(),
+        world_size=world_size,
+        local_rank=local_rank,
+        data_parallel_rank=parallel_state.get_data_parallel_rank(),
+        data_parallel_size=parallel_state.get_data_parallel_world_size(),
+        device=device,
+        launcher=launcher,
+    )
+    log.info("distributed: %s, rank %d of %d on %s", launcher, context.rank, world_size, device)
+    return context
+
+
+def destroy_distributed() -> None:
+    from megatron.core import parallel_state
+
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def all_reduce_gradients(model: torch.nn.Module) -> None:
+    """Average gradients over the data-parallel group (a no-op with one data-parallel rank)."""
+    from megatron.core import parallel_state
+
+    group = parallel_state.get_data_parallel_group()
+    size = torch.distributed.get_world_size(group)
+    if size == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat, group=group)
+    flat /= size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True if ``flag`` is true on any rank (used so every rank stops at the same step after a signal)."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item() > 0)

@@ -1,0 +1,224 @@
+"""The training loop, readable top to bottom: batch -> forward -> backward -> all-reduce -> clip -> step -> log -> save.
+
+Reusable by later stages: ``train`` takes the model, a sample source and a ``loss_fn`` (SFT/DPO pass their own).
+Stopping early on SIGTERM/SIGUSR1 (preemption, Slurm time limit) saves a checkpoint and raises
+``TrainingInterrupted``; the step turns that into exit code ``REQUEUE_EXIT_CODE`` (75).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nemotron.log import get_logger
+from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank
+from nemotron.training.model import causal_mask
+
+log = get_logger("training.loop")
+
+Batch = dict[str, torch.Tensor]
+# (model, batch) -> (sum of per-token losses, number of tokens counted)
+LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]
+# (first sample index, number of samples) -> batch
+BatchSource = Callable[[int, int], Batch]
+
+
+class TrainingInterrupted(Exception):
+    """A stop signal arrived; a checkpoint of ``step`` was saved before raising."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    train_iters: int
+    micro_batch_size: int
+    global_batch_size: int
+    lr: float
+    min_lr: float
+    warmup_iters: int
+    decay_style: str  # megatron's: "cosine", "linear", "WSD", ...
+    wsd_decay_iters: int
+    weight_decay: float
+    grad_clip: float
+    adam_betas: tuple[float, float]
+    save_interval: int
+    log_interval: int
+    bf16: bool
+
+
+def language_model_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy summed over unmasked positions (megatron computes it inside the model)."""
+    tokens = batch["tokens"]
+    mask = causal_mask(tokens.shape[1], tokens.device)
+    per_token = model(tokens, batch["position_ids"], mask, labels=batch["labels"])
+    loss_mask = batch["loss_mask"].float()
+    return (per_token.float() * loss_mask).sum(), loss_mask.sum()
+
+
+def build_optimizer(model: torch.nn.Module, settings: TrainSettings):
+    """AdamW without weight decay on norms (1-D params), and megatron's LR/WD scheduler (warmup + decay or WSD)."""
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "wd_mult": 1.0}, {"params": no_decay, "wd_mult": 0.0}],
+        lr=settings.lr,
+        betas=settings.adam_betas,
+        weight_decay=settings.weight_decay,
+        foreach=False,  # the per-parameter loop gives identical results run to run on CPU
+    )
+    scheduler = OptimizerParamScheduler(
+        optimizer,
+        init_lr=0.0,
+        max_lr=settings.lr,
+        min_lr=settings.min_lr,
+        lr_warmup_steps=settings.warmup_iters,
+        lr_decay_steps=settings.train_iters,
+        lr_decay_style=settings.decay_style,
+        start_wd=settings.weight_decay,
+        end_wd=settings.weight_decay,
+        wd_incr_steps=settings.train_iters,
+        wd_incr_style="constant",
+        wsd_decay_steps=settings.wsd_decay_iters if settings.decay_style == "WSD" else None,
+        lr_wsd_decay_style="linear" if settings.decay_style == "WSD" else None,
+    )
+    return optimizer, scheduler
+
+
+class _StopSignal:
+    """Remembers that SIGTERM/SIGUSR1 arrived; the loop checks between steps so a step is never cut in half."""
+
+    def __init__(self):
+        self.name: str | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame):
+        self.name = signal.Signals(signum).name
+
+
+def train(
+    model: torch.nn.Module,
+    batches: BatchSource,
+    settings: TrainSettings,
+    output_dir: Path,
+    ctx: DistributedContext,
+    loss_fn: LossFn = language_model_loss,
+) -> TrainingState:
+    """Train to ``settings.train_iters``, resuming from ``output_dir/checkpoints`` if a checkpoint is there."""
+    per_rank = settings.global_batch_size // ctx.data_parallel_size
+    accumulation = per_rank // settings.micro_batch_size
+    optimizer, scheduler = build_optimizer(model, settings)
+    checkpoints = output_dir / "checkpoints"
+    metrics_path = output_dir / "metrics.jsonl"
+    state = TrainingState()
+    resume_from = latest_checkpoint(checkpoints)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        log.info("resumed from %s (step %d)", resume_from, state.step)
+    if ctx.is_rank_zero:
+        _truncate_metrics(metrics_path, after_step=state.step)
+    stop = _StopSignal()
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
+
+    model.train()
+    while state.step < settings.train_iters:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=ctx.device)
+        first = state.consumed_samples + ctx.data_parallel_rank * per_rank
+        for micro in range(accumulation):
+            batch = batches(first + micro * settings.micro_batch_size, settings.micro_batch_size)
+            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            with autocast:
+                total, count = loss_fn(model, batch)
+            # Each micro-batch contributes its share of this rank's mean loss.
+            loss = total / count / accumulation
+            loss.backward()
+            loss_sum += loss.detach()
+        all_reduce_gradients(model)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step(1)
+
+        state.step += 1
+        state.consumed_samples += settings.global_batch_size
+        state.tokens_seen += int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
+        state.last_loss = _data_parallel_mean(loss_sum)
+        if not math.isfinite(state.last_loss):
+            raise FloatingPointError(f"training loss is {state.last_loss} at step {state.step}")
+        if ctx.is_rank_zero and (state.step % settings.log_interval == 0 or state.step == settings.train_iters):
+            elapsed = time.perf_counter() - started
+            tokens = int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
+            _log_step(metrics_path, state, optimizer.param_groups[0]["lr"], tokens / elapsed)
+
+        stopping = any_rank(stop.name is not None, ctx.device)
+        if stopping or state.step % settings.save_interval == 0 or state.step == settings.train_iters:
+            save_checkpoint(checkpoints, model, optimizer, scheduler, state)
+        if stopping:
+            raise TrainingInterrupted(state.step, stop.name or "a signal on another rank")
+    return state
+
+
+def _data_parallel_mean(value: torch.Tensor) -> float:
+    from megatron.core import parallel_state
+
+    group = parallel_state.get_data_parallel_group()
+    if torch.distributed.get_world_size(group) > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value, group=group)
+        value /= torch.distributed.get_world_size(group)
+    return float(value.item())
+
+
+def _log_step(metrics_path: Path, state: TrainingState, lr: float, tokens_per_second: float) -> None:
+    record = {"step": state.step, "loss": state.last_loss, "lr": lr, "tokens_per_second": round(tokens_per_second, 1)}
+    with metrics_path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    log.info("step %d loss %.4f lr %.2e %.0f tok/s", state.step, state.last_loss, lr, tokens_per_second)
+
+
+def _truncate_metrics(metrics_path: Path, after_step: int) -> None:
+    """Drop lines a killed run logged after its last checkpoint, so a resumed run's curve has each step once."""
+    if not metrics_path.exists():
+        return
+    kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line).get("step", 0) <= after_step]
+    metrics_path.write_text("".join(line + "\n" for line in kept))
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    batches: BatchSource,
+    num_samples: int,
+    micro_batch_size: int,
+    ctx: DistributedContext,
+    loss_fn: LossFn = language_model_loss,
+) -> float:
+    """Mean per-token loss over samples ``0 .. num_samples-1``, split across data-parallel ranks."""
+    from megatron.core import parallel_state
+
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    for first in range(
+        ctx.data_parallel_rank * micro_batch_size, num_samples, micro_batch_size * ctx.data_parallel_size
+    ):
+        batch = batches(first, min(micro_batch_size, num_samples - first))
+        total, count = loss_fn(model, {k: v.to(ctx.device) for k, v in batch.items()})
+        totals += torch.stack([total.double(), count.double()])
+    if torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(totals, group=parallel_state.get_data_parallel_group())
+    model.train()
+    return float(totals[0] / totals[1])

@@ -1,0 +1,193 @@
+"""One model builder for every scale: megatron-core's hybrid Mamba-Transformer (``MambaModel``) as in Nemotron-H.
+
+``full`` is Nemotron-Nano-12B-v2-Base as published: 62 layers in the pattern below (28 Mamba-2 ``M``, 28 FFN ``-``,
+6 attention ``*``), hidden 5120, FFN 20480, GQA 40 query / 8 KV heads, squared-ReLU, RMSNorm, no position
+embeddings, no bias, no dropout, sequence 8192. Smaller scales keep the same shape of layer stack.
+
+Mamba-2 layers need the ``mamba_ssm`` and ``causal_conv1d`` CUDA kernels. Where they are missing (any CPU machine),
+every ``M`` becomes an attention layer ``*`` of the same width, and the substitution is returned in words so the
+Checkpoint artifact records what was actually trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+NANO2_12B_PATTERN = "M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M-"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture; the layer count is the length of ``hybrid_override_pattern`` (M mamba, * attention, - FFN)."""
+
+    hybrid_override_pattern: str
+    hidden_size: int
+    ffn_hidden_size: int
+    num_attention_heads: int
+    num_query_groups: int
+    kv_channels: int
+    seq_length: int
+    mamba_num_heads: int
+    mamba_head_dim: int
+    mamba_state_dim: int
+    mamba_num_groups: int
+    init_method_std: float = 0.02
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hybrid_override_pattern)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "num_layers": self.num_layers}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # Trains on 2 CPU cores in about a minute; big enough to learn the embedded corpus's facts.
+    "tiny": ModelConfig("M-*-", 128, 512, 4, 2, 32, 128, 4, 32, 16, 1),
+    "small": ModelConfig("M-M-M*-M-M-M*-", 1024, 4096, 16, 4, 64, 2048, 32, 64, 64, 4),
+    # Nemotron-H-4B's stack.
+    "medium": ModelConfig(
+        "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-", 3072, 12288, 32, 8, 128, 4096, 112, 64, 128, 8
+    ),
+    "full": ModelConfig(NANO2_12B_PATTERN, 5120, 20480, 40, 8, 128, 8192, 128, 80, 128, 8, init_method_std=0.0099),
+}
+
+
+def mamba_kernels_available() -> bool:
+    """Mamba-2 layers run only with CUDA plus the mamba_ssm and causal_conv1d kernels."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    return all(importlib.util.find_spec(name) is not None for name in ("mamba_ssm", "causal_conv1d"))
+
+
+def adapt_to_machine(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
+    """The config this machine can build, and the substitutions made (in words) to get there."""
+    if "M" not in config.hybrid_override_pattern or mamba_kernels_available():
+        return config, []
+    pattern = config.hybrid_override_pattern.replace("M", "*")
+    count = config.hybrid_override_pattern.count("M")
+    note = (
+        f"{count} Mamba-2 layers replaced by attention layers (no mamba_ssm/causal_conv1d CUDA kernels here): "
+        f"pattern {config.hybrid_override_pattern} -> {pattern}"
+    )
+    return dataclasses.replace(config, hybrid_override_pattern=pattern), [note]
+
+
+def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipeline_parallel: int = 1, fp8: bool = False):
+    """megatron's TransformerConfig for ``config``: the Nemotron-H choices, and no fused kernels off the GPU.
+
+    Parameters stay fp32 (the optimizer's master weights); bf16 comes from autocast in the loop. ``fp8`` ("hybrid"
+    E4M3/E5M2 as in the Nemotron-H recipe) takes effect only in Transformer Engine layers.
+    """
+    import torch
+    from megatron.core.activations import squared_relu
+    from megatron.core.transformer import TransformerConfig
+
+    on_gpu = torch.cuda.is_available()
+    return TransformerConfig(
+        num_layers=config.num_layers,
+        hidden_size=config.hidden_size,
+        ffn_hidden_size=config.ffn_hidden_size,
+        num_attention_heads=config.num_attention_heads,
+        num_query_groups=config.num_query_groups,
+        kv_channels=config.kv_channels,
+        mamba_num_heads=config.mamba_num_heads,
+        mamba_head_dim=config.mamba_head_dim,
+        mamba_state_dim=config.mamba_state_dim,
+        mamba_num_groups=config.mamba_num_groups,
+        init_method_std=config.init_method_std,
+        activation_func=squared_relu,
+        gated_linear_unit=False,
+        normalization="RMSNorm",
+        add_bias_linear=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        attention_softmax_in_fp32=True,
+        tensor_model_parallel_size=tensor_parallel,
+        pipeline_model_parallel_size=pipeline_parallel,
+        params_dtype=torch.float32,
+        fp8="hybrid" if fp8 else None,
+        use_cpu_initialization=not on_gpu,
+        gradient_accumulation_fusion=False,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+    )
+
+
+def _local_stack_spec():
+    """MambaStack spec built from megatron's own (non Transformer Engine) modules, so it also builds on CPU."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.ssm.mamba_block import MambaStack, MambaStackSubmodules
+    from megatron.core.ssm.mlp_layer import MLPLayer
+    from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
+
+    full_layer = get_gpt_layer_local_spec(normalization="RMSNorm").submodules
+    attention_only = TransformerLayerSubmodules(
+        input_layernorm=full_layer.input_layernorm,
+        self_attention=full_layer.self_attention,
+        self_attn_bda=full_layer.self_attn_bda,
+    )
+    mlp_only = TransformerLayerSubmodules(
+        pre_mlp_layernorm=full_layer.pre_mlp_layernorm, mlp=full_layer.mlp, mlp_bda=full_layer.mlp_bda
+    )
+    return ModuleSpec(
+        module=MambaStack,
+        submodules=MambaStackSubmodules(
+            attention_layer=ModuleSpec(module=TransformerLayer, submodules=attention_only),
+            mlp_layer=ModuleSpec(module=MLPLayer, submodules=mlp_only),
+        ),
+    )
+
+
+def _stack_spec(config: ModelConfig):
+    """Transformer Engine's spec (the published one) when Mamba kernels exist; megatron's local modules otherwise."""
+    if "M" in config.hybrid_override_pattern:
+        from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
+
+        return mamba_stack_spec
+    return _local_stack_spec()
+
+
+def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
+    """A megatron ``MambaModel`` (hybrid stack, no position embeddings, untied output layer) on this machine."""
+    from megatron.core.models.mamba import MambaModel
+
+    return MambaModel(
+        config=tconfig,
+        mamba_stack_spec=_stack_spec(config),
+        vocab_size=vocab_size,
+        max_sequence_length=config.seq_length,
+        hybrid_override_pattern=config.hybrid_override_pattern,
+        position_embedding_type="none",
+        share_embeddings_and_output_weights=False,
+    )
+
+
+def padded_vocab_size(vocab_size: int, tensor_parallel: int = 1, multiple: int = 128) -> int:
+    """Vocab rounded up so the output layer splits evenly across tensor-parallel ranks (as megatron-LM does)."""
+    step = multiple * tensor_parallel
+    return -(-vocab_size // step) * step
+
+
+def causal_mask(seq_length: int, device: Any = "cpu") -> Any:
+    """megatron's attention mask (True = hidden) for causal attention, shaped [1, 1, S, S].
+
+    Passed explicitly because megatron's fallback (``get_default_causal_mask``) allocates it on "cuda" by name.
+    """
+    import torch
+
+    return torch.triu(torch.ones(seq_length, seq_length, dtype=torch.bool, device=device), diagonal=1)[None, None]

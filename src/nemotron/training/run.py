@@ -1,0 +1,119 @@
+"""Setting up a training process (distributed + shim + seeded model) and writing its outputs (metrics, loss PNG).
+
+Shared by every stage's training step, so a later SFT/DPO step builds the same model the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nemotron.errors import UserError
+from nemotron.log import get_logger
+from nemotron.training.checkpointing import load_model_weights
+from nemotron.training.cpu_shim import apply_cpu_shim, reset_rng_tracker
+from nemotron.training.distributed import DistributedContext, destroy_distributed, init_distributed
+from nemotron.training.model import (
+    MODEL_PRESETS,
+    ModelConfig,
+    adapt_to_machine,
+    build_model,
+    padded_vocab_size,
+    transformer_config,
+)
+
+log = get_logger("training")
+
+
+@dataclass
+class PreparedRun:
+    ctx: DistributedContext
+    model: torch.nn.Module
+    model_config: ModelConfig
+    vocab_size: int
+    substitutions: list[str] = field(default_factory=list)
+
+    def load_weights(self, checkpoint) -> None:
+        """Start from another Checkpoint's weights (same architecture after substitutions)."""
+        theirs = ModelConfig.from_dict(checkpoint.model)
+        if theirs != self.model_config or checkpoint.model.get("vocab_size") != self.vocab_size:
+            raise UserError(
+                f"init checkpoint {checkpoint.path} has model {checkpoint.model}, this run builds "
+                f"{self.model_config.as_dict() | {'vocab_size': self.vocab_size}}: use a checkpoint of the same scale"
+            )
+        load_model_weights(Path(checkpoint.checkpoint_path), self.model)
+
+    def close(self) -> None:
+        destroy_distributed()
+
+
+def prepare_run(
+    scale: str, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
+) -> PreparedRun:
+    return prepare_model_run(MODEL_PRESETS[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
+
+
+def prepare_model_run(
+    config: ModelConfig, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
+) -> PreparedRun:
+    """Initialise distributed + parallel state, then build the seeded model for this machine."""
+    ctx = init_distributed(tensor_parallel, pipeline_parallel)
+    apply_cpu_shim()
+    config, substitutions = adapt_to_machine(config)
+    for note in substitutions:
+        log.warning("substitution: %s", note)
+    padded = padded_vocab_size(vocab_size, tensor_parallel)
+    reset_rng_tracker(seed)
+    model = build_model(config, padded, transformer_config(config, tensor_parallel=tensor_parallel))
+    model.to(ctx.device)
+    params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "model: %d layers %s, hidden %d, %.2fM parameters per model-parallel rank",
+        config.num_layers,
+        config.hybrid_override_pattern,
+        config.hidden_size,
+        params / 1e6,
+    )
+    return PreparedRun(ctx, model, config, padded, substitutions)
+
+
+def write_outputs(output_dir: Path, training_loss: float, valid_loss: float, unigram_loss: float) -> dict[str, float]:
+    """Append the final metrics to ``metrics.jsonl``, draw ``loss.png``; return the artifact's metrics."""
+    metrics_path = output_dir / "metrics.jsonl"
+    steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    steps = [s for s in steps if "loss" in s]
+    speeds = [s["tokens_per_second"] for s in steps[1:]] or [s["tokens_per_second"] for s in steps]
+    metrics = {
+        "training_loss": training_loss,
+        "valid_loss": valid_loss,
+        "unigram_loss": unigram_loss,
+        "tokens_per_second": sum(speeds) / len(speeds),
+    }
+    with metrics_path.open("a") as f:
+        f.write(json.dumps({"step": steps[-1]["step"], **metrics}) + "\n")
+    _plot_loss(steps, valid_loss, unigram_loss, output_dir / "loss.png")
+    log.info("valid loss %.4f (unigram baseline %.4f)", valid_loss, unigram_loss)
+    return metrics
+
+
+def _plot_loss(steps: list[dict], valid_loss: float, unigram_loss: float, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], label="training loss")
+    ax.axhline(valid_loss, color="tab:green", linestyle="--", label=f"valid loss {valid_loss:.3f}")
+    ax.axhline(unigram_loss, color="tab:red", linestyle=":", label=f"unigram baseline {unigram_loss:.3f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = target.with_name(f".{target.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(target)
