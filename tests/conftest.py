@@ -1,5 +1,6 @@
 """Shared fixtures, each defined in the module named for its area."""
 
+from data_curated import curated_dataset  # noqa: F401
 from docker_engine import docker_engine, docker_test_image  # noqa: F401
 from eval_toy import toy_world  # noqa: F401
 from launcher_env import launcher_env  # noqa: F401

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-with warnings.catch_warnings():  # megatron.core warns on import that Transformer Engine/Apex are absent (CPU: expected)
-    warnings.simplefilter("ignore", UserWarning)
+with warnings.catch_warnings():  # megatron.core warns on import (no Transformer Engine/Apex on CPU; deprecations)
+    warnings.simplefilter("ignore")
     from megatron.core.datasets.indexed_dataset import DType, IndexedDataset, IndexedDatasetBuilder
 
 from nemotron.data.tokenizer import eod_id

@@ -68,8 +68,6 @@ def validate(config: Config) -> None:
 def main(config: Config) -> Dataset:
     from itertools import islice
 
-    from nemotron.data.curate import curate_to_parquet
-    from nemotron.data.indexed import write_indexed_dataset
     from nemotron.data.sources import iter_documents, iter_parquet_texts, resolve_sources
     from nemotron.data.tokenizer import load_tokenizer, train_bpe_tokenizer
     from nemotron.data.world import FULL_SCALE_DOCUMENTS, World, write_eval_items
@@ -78,10 +76,13 @@ def main(config: Config) -> Dataset:
 
     log = get_logger("nano2.data_curation")
     validate(config)
-    # Everything a person can get wrong is checked before a single output file exists.
+    # Everything a person can get wrong is checked before a single output file exists (and before megatron loads).
     files = resolve_sources(config.sources, config.text_field) if config.sources else None
     given_tokenizer = load_tokenizer(config.tokenizer_path) if config.tokenizer_path else None
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
+
+    from nemotron.data.curate import curate_to_parquet
+    from nemotron.data.indexed import write_indexed_dataset
 
     world = None if files else World(config.seed)
     if files:
