@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nemotron.launcher.executors.base import ExecutorError, secret_values, write_env_file
 from nemotron.launcher.executors.local import LocalExecutor, job_command
+from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
@@ -185,8 +186,9 @@ class DockerExecutor(LocalExecutor):
             if record.state == "unknown" and container["state"] == "running":
                 update.update(state="running", reason=None)
             elif record.state == "unknown" and container["exit_code"]:
-                code = int(container["exit_code"])
-                update.update(state="completed" if code == 0 else "failed", exit_code=code, reason=None)
+                code, job = int(container["exit_code"]), run.plan.job(name)
+                done = code == 0 and is_complete(job.output, job.artifact_type)
+                update.update(state="completed" if done else "failed", exit_code=code, reason=None)
             steps[name] = record.model_copy(update=update)
         return steps
 
