@@ -124,7 +124,11 @@ class SlurmCluster:
         )
 
     def queue(self) -> list[str]:
-        """Job ids still known to squeue (any state)."""
+        """Job ids squeue still knows (any state: finished ones stay for MinJobAge)."""
+        return self.run("squeue", "-h", "--states=all", "-o", "%i").stdout.split()
+
+    def queue_active(self) -> list[str]:
+        """Job ids pending or running."""
         return self.run("squeue", "-h", "-o", "%i").stdout.split()
 
     def stop(self) -> None:

@@ -80,6 +80,7 @@ def train(config: TrainConfig, stage: str) -> Checkpoint:
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGUSR1, lambda *_: stop.update(now=True))  # Slurm's time-limit warning
     deadline = time.monotonic() + config.sleep_s
     print(f"training on {dataset.path} (rank {os.environ.get('RANK', '0')})", file=sys.stderr, flush=True)
     while time.monotonic() < deadline and not stop["now"]:

@@ -176,13 +176,16 @@ def _run_and_forward(step: list[str], signal: str | None, max_requeues: int, exi
         lines.append(
             f"trap 'echo \"forwarding SIG{forwarded} to the step\" >&2; kill -{forwarded} $step_pid' {forwarded}"
         )
+    # TERM is scancel (or a preemption Slurm requeues itself): pass it on, and do not requeue from here
     lines += [
-        "trap 'kill -TERM $step_pid 2>/dev/null' TERM",
+        "terminated=0",
+        "trap 'terminated=1; kill -TERM $step_pid 2>/dev/null' TERM",
         'while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid"; done',
         'wait "$step_pid"',
         "rc=$?",
         "set -e",
-        f'if [ "$rc" -eq {REQUEUE_EXIT_CODE} ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then',
+        f'if [ "$rc" -eq {REQUEUE_EXIT_CODE} ] && [ "$terminated" -eq 0 ] '
+        f'&& [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then',
         '  echo "step saved a checkpoint and asked to be requeued (restart ${SLURM_RESTART_COUNT:-0})" >&2',
         '  scontrol requeue "$SLURM_JOB_ID"',
         '  exit "$rc"',

@@ -1,0 +1,172 @@
+"""The Slurm executor on real clusters (tests/slurm_cluster.py), driving the real CLI with the toy recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm]
+
+
+def use_cluster(launcher_env, cluster):
+    launcher_env.env["SLURM_CONF"] = str(cluster.conf)
+    return launcher_env
+
+
+@pytest.fixture
+def on_slurm(launcher_env, slurm_cluster):
+    return use_cluster(launcher_env, slurm_cluster)
+
+
+def run_ids(document: dict) -> list[str]:
+    return [step["job_id"] for step in document["steps"].values() if step["job_id"]]
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached in {timeout}s")
+
+
+def test_stage_completes_with_chained_artifacts(on_slurm, slurm_cluster):
+    launched = on_slurm.launch("toy.stage0", "--profile", "slurm-test")
+    assert launched.returncode == 0, launched.stderr
+    document = launched.document
+    assert document["state"] == "completed"
+    assert [s["state"] for s in document["steps"].values()] == ["completed"] * 3
+    assert all(job_id.isdigit() for job_id in run_ids(document)) and len(set(run_ids(document))) == 3
+    steps = document["steps"]
+    evaluation = json.loads((Path(steps["stage0_toy.evaluation"]["artifact"]) / "metadata.json").read_text())
+    training = json.loads((Path(steps["stage0_toy.training"]["artifact"]) / "metadata.json").read_text())
+    assert evaluation["lineage"][0]["path"] == steps["stage0_toy.training"]["artifact"]
+    assert training["lineage"][0]["path"] == steps["stage0_toy.data_curation"]["artifact"]
+    assert training["producer"] == f"slurm:{steps['stage0_toy.training']['job_id']}"
+    status = on_slurm.launch("status", document["run_id"])
+    assert status.returncode == 0
+    assert {name: (s["state"], s["job_id"]) for name, s in status.document["steps"].items()} == {
+        name: ("completed", s["job_id"]) for name, s in steps.items()
+    }
+    script = Path(document["run_dir"]) / "sbatch" / "stage0_toy.training.sbatch"
+    assert f"--dependency=afterok:{steps['stage0_toy.data_curation']['job_id']}" in script.read_text()
+
+
+def test_failed_step_cancels_its_dependents_and_status_shows_its_log(on_slurm, slurm_cluster):
+    launched = on_slurm.launch("toy.stage0", "--profile", "slurm-test", "training.fail=true")
+    assert launched.returncode == 1
+    steps = launched.document["steps"]
+    assert steps["stage0_toy.data_curation"]["state"] == "completed"
+    assert steps["stage0_toy.training"]["state"] == "failed"
+    assert steps["stage0_toy.evaluation"]["state"] == "cancelled"  # not left PENDING forever
+    assert not set(run_ids(launched.document)) & set(slurm_cluster.queue_active())
+    status = on_slurm.launch("status", launched.document["run_id"])
+    assert "stage0_toy.training failed" in status.stderr
+    assert "toy training failed on purpose" in status.stderr  # its log tail
+    record = json.loads((Path(launched.document["run_dir"]) / "run.json").read_text())
+    assert record["steps"]["stage0_toy.evaluation"]["reason"] == "upstream stage0_toy.training failed"
+
+
+def test_cancel_leaves_no_job_of_the_run_queued(on_slurm, slurm_cluster):
+    launched = on_slurm.launch("toy.stage0", "--profile", "slurm-test", "--detach", "training.sleep_s=300")
+    assert launched.returncode == 0, launched.stderr
+    ids = run_ids(launched.document)
+    wait_for(lambda: on_slurm.launch("status", launched.document["run_id"]).document["steps"]["stage0_toy.training"]
+             ["state"] == "running", what="training running")  # fmt: skip
+    cancelled = on_slurm.launch("cancel", launched.document["run_id"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert not set(ids) & set(slurm_cluster.queue_active())
+    states = {s["state"] for name, s in cancelled.document["steps"].items() if name != "stage0_toy.data_curation"}
+    assert states == {"cancelled"}
+
+
+def test_sbatch_rejection_is_one_line_and_leaves_nothing_queued(on_slurm, slurm_cluster):
+    (on_slurm.profiles / "badpart.toml").write_text('extends = "slurm-test"\n[steps.training]\npartition = "nope"\n')
+    before = set(slurm_cluster.queue())
+    launched = on_slurm.launch("toy.stage0", "--profile", "badpart")
+    assert launched.returncode == 2
+    last = launched.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sbatch rejected stage0_toy.training: invalid partition specified: nope"), last
+    assert "Traceback" not in launched.stderr and launched.stdout == ""
+    new_jobs = set(slurm_cluster.queue()) - before
+    assert not new_jobs & set(slurm_cluster.queue_active())  # the data_curation job it had submitted is gone
+
+
+def test_secret_reaches_the_job_through_a_private_file_only(on_slurm, slurm_cluster):
+    secret = "tok-" + os.urandom(6).hex()
+    (on_slurm.profiles / "withsecret.toml").write_text('extends = "slurm-test"\nsecrets = ["NEMOTRON_TEST_TOKEN"]\n')
+    launched = on_slurm.launch("toy.stage0.data_curation", "--profile", "withsecret", NEMOTRON_TEST_TOKEN=secret)
+    assert launched.returncode == 0, launched.stderr
+    run_dir = Path(launched.document["run_dir"])
+    secrets_file = run_dir / "secrets.env"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert secrets_file.read_text() == f"NEMOTRON_TEST_TOKEN={secret}\n"
+    for path in [*run_dir.rglob("*"), *on_slurm.state.rglob("*")]:
+        if path.is_file() and path != secrets_file:
+            assert secret not in path.read_text(errors="replace"), path
+    assert secret not in launched.stdout + launched.stderr
+
+
+# ----------------------------------------------------------------------------------------- polling & accounting
+def _wrap_scheduler_commands(tmp_path: Path) -> tuple[Path, Path]:
+    """sacct/squeue pass-through scripts on PATH that record each call."""
+    bin_dir, calls = tmp_path / "wrapped-bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for name in ("sacct", "squeue", "scontrol"):
+        real = f"/usr/bin/{name}"
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexec {real} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir, calls
+
+
+def _calls_per_status(env, run_id: str, bin_dir: Path, calls: Path, polls: int = 3) -> list[int]:
+    counts = []
+    for _ in range(polls):
+        calls.write_text("")
+        status = env.launch("status", run_id, PATH=f"{bin_dir}:{os.environ['PATH']}")
+        assert status.returncode == 0, status.stderr
+        counts.append(len(calls.read_text().splitlines()))
+    return counts
+
+
+@pytest.mark.parametrize("accounting", [False, True], ids=["no-accounting", "accounting"])
+def test_one_scheduler_call_per_poll_whatever_the_number_of_jobs(
+    launcher_env, slurm_cluster, slurm_cluster_acct, tmp_path, accounting
+):
+    cluster = slurm_cluster_acct if accounting else slurm_cluster
+    env = use_cluster(launcher_env, cluster)
+    bin_dir, calls = _wrap_scheduler_commands(tmp_path)
+    per_run = {}
+    for target in ("toy.stage0", "toy.stage0.data_curation"):
+        launched = env.launch(target, "--profile", "slurm-test", "--detach", "--force", "training.sleep_s=300"
+                              if target == "toy.stage0" else "data_curation.num_examples=3")  # fmt: skip
+        assert launched.returncode == 0, launched.stderr
+        run_id = launched.document["run_id"]
+        if accounting:  # slurmdbd knows every job of the run (sacct answers alone)
+            ids = ",".join(run_ids(launched.document))
+            wait_for(lambda i=ids: len(cluster.run("sacct", "-X", "-n", "-j", i).stdout.splitlines())
+                     == len(i.split(",")), what="jobs in accounting")  # fmt: skip
+        env.launch("status", run_id)  # first poll learns whether accounting is on
+        per_run[target] = (_calls_per_status(env, run_id, bin_dir, calls), launched.document)
+    stage_counts, stage_doc = per_run["toy.stage0"]
+    assert stage_counts == [1, 1, 1], calls.read_text()
+    single_counts, _ = per_run["toy.stage0.data_curation"]
+    assert all(count <= 1 for count in single_counts)
+    env.launch("cancel", stage_doc["run_id"])
+
+
+def test_status_with_real_accounting_reports_exit_codes(launcher_env, slurm_cluster_acct):
+    env = use_cluster(launcher_env, slurm_cluster_acct)
+    launched = env.launch("toy.stage0", "--profile", "slurm-test", "training.fail=true")
+    assert launched.returncode == 1, launched.stderr
+    record = json.loads((Path(launched.document["run_dir"]) / "run.json").read_text())
+    assert record["executor_data"]["accounting"] is True
+    assert record["steps"]["stage0_toy.training"]["state"] == "failed"
+    assert record["steps"]["stage0_toy.training"]["exit_code"] == 3
+    assert record["steps"]["stage0_toy.evaluation"]["state"] == "cancelled"
