@@ -67,21 +67,31 @@ def test_limit_applies_to_every_task_and_to_chance(toy_outcome, tmp_path):
     assert outcome.flat["facts_mc/chance_acc"] == chance_accuracy(data.facts_mc, 3)
 
 
-def test_unknown_task_names_the_closest_valid_one(toy_outcome, tmp_path):
-    from nemotron.evaluation.harness import evaluate_tasks
+@pytest.fixture(scope="module")
+def manager_with_benchmarks(toy_outcome):
+    """lm-eval's built-in task index plus our local tasks (indexing ~10k YAMLs is the slow part: build it once)."""
+    from lm_eval.tasks import TaskManager
 
-    lm, data, _, _ = toy_outcome
-    with pytest.raises(TaskError, match=r"unknown task 'facts_mcq': did you mean 'facts_mc'\?"):
-        evaluate_tasks(lm, ["facts_mcq"], data, tmp_path)
+    _, _, work, _ = toy_outcome
+    return TaskManager(include_path=str(work / "lm_eval_tasks"), include_defaults=True)
 
 
 @pytest.mark.slow
-def test_benchmark_without_local_data_names_the_missing_dataset(toy_outcome, tmp_path):
-    from nemotron.evaluation.harness import evaluate_tasks
+def test_unknown_task_names_the_closest_valid_one(manager_with_benchmarks):
+    from nemotron.evaluation.harness import _build_task
 
-    lm, data, _, _ = toy_outcome
+    with pytest.raises(TaskError, match=r"unknown task 'facts_mcq': did you mean 'facts_mc'\?"):
+        _build_task(manager_with_benchmarks, "facts_mcq")
+    assert _build_task(manager_with_benchmarks, "facts_mc").task_name == "facts_mc"
+
+
+@pytest.mark.slow
+def test_benchmark_without_local_data_names_the_missing_dataset(manager_with_benchmarks):
+    from nemotron.evaluation.harness import _build_task, go_offline
+
+    go_offline()
     with pytest.raises(TaskError) as err:
-        evaluate_tasks(lm, ["facts_mc", "hellaswag"], data, tmp_path)
+        _build_task(manager_with_benchmarks, "hellaswag")
     message = str(err.value)
     assert "'hellaswag' needs dataset 'Rowan/hellaswag'" in message and "offline" in message
     assert "\n" not in message

@@ -109,7 +109,7 @@ def test_evaluation_module_on_a_tracked_checkpoint_with_chosen_tasks(tiny_stage)
     [
         (["--checkpoint-path", "/nonexistent/ckpt"], "no artifact at /nonexistent/ckpt"),
         (["--tasks", "hellaswag"], "task 'hellaswag' needs dataset 'Rowan/hellaswag'"),
-        (["--tasks", "facts_mcq"], "unknown task 'facts_mcq': did you mean 'facts_mc'?"),
+        (["--tasks", "facts_mc", "facts_mc"], "task 'facts_mc' is listed twice"),
         (["--limit", "0"], "--limit must be a positive number"),
     ],
 )
