@@ -1,0 +1,167 @@
+"""nano2 stage0 training, run for real: learning, artifact, SIGTERM -> exit 75 -> exact resume, torchrun, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nemotron.errors import REQUEUE_EXIT_CODE
+from nemotron.training.artifacts import Checkpoint
+
+STEP = "nemotron.recipes.nano2.stage0_pretrain.training"
+TRAIN_ITERS = 120
+# Same arguments for the uninterrupted and the interrupted run: their loss sequences must match exactly.
+COMMON = ["--train-iters", str(TRAIN_ITERS), "--log-interval", "10", "--warmup-iters", "10"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)  # set in this process by in-process tests; each subprocess starts its own world
+    return env
+
+
+def _train(dataset_dir: Path, output_dir: Path, *extra: str, launcher: tuple[str, ...] = (sys.executable, "-m")):
+    return subprocess.run(
+        [*launcher, STEP, "--dataset-path", str(dataset_dir), "--output-dir", str(output_dir), *COMMON, *extra],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+
+
+def _metrics(output_dir: Path) -> list[dict]:
+    path = output_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def trained(curated_dataset, tmp_path_factory):
+    """One uninterrupted tiny training run (real subprocess): (Checkpoint, completed process)."""
+    output = tmp_path_factory.mktemp("training") / "run"
+    done = _train(Path(curated_dataset.path), output)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Checkpoint.load(path=output), done
+
+
+@pytest.mark.slow
+def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
+    checkpoint, done = trained
+    metrics = checkpoint.metrics
+    assert metrics["valid_loss"] < metrics["unigram_loss"] - 1.0, metrics
+    assert checkpoint.num_steps == TRAIN_ITERS
+    assert checkpoint.tokens_seen == TRAIN_ITERS * 16 * 128
+    assert checkpoint.world_size == 1
+    assert checkpoint.training_loss == metrics["training_loss"]
+    assert "Mamba-2 layers replaced by attention" in checkpoint.substitutions[0]
+    assert checkpoint.model["hybrid_override_pattern"] == "*-*-"
+    assert checkpoint.tokenizer_path == curated_dataset.tokenizer_path
+    assert checkpoint.lineage[0].type == "Dataset" and checkpoint.lineage[0].path == Path(curated_dataset.path)
+    assert (Path(checkpoint.checkpoint_path) / "model_tp0_pp0.pt").is_file()
+    lines = _metrics(Path(checkpoint.path))
+    steps = [line for line in lines if "loss" in line]
+    assert [s["step"] for s in steps] == list(range(10, TRAIN_ITERS + 1, 10))
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert {"valid_loss", "unigram_loss"} <= set(lines[-1])
+    assert (Path(checkpoint.path) / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    document = json.loads(done.stdout)  # stdout carries exactly one JSON document
+    assert document["artifacts"]["training"]["type"] == "Checkpoint"
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_75_and_resume_matches_uninterrupted_run(trained, curated_dataset, tmp_path):
+    reference, _ = trained
+    output = tmp_path / "run"
+    args = [sys.executable, "-m", STEP, "--dataset-path", str(curated_dataset.path), "--output-dir", str(output)]
+    proc = subprocess.Popen([*args, *COMMON], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
+    deadline = time.monotonic() + 300
+    while not any(m.get("step", 0) >= 30 for m in _metrics(output)):
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == REQUEUE_EXIT_CODE, stderr[-3000:]
+    stopped_at = int((output / "checkpoints" / "latest").read_text().strip().removeprefix("iter_"))
+    assert 30 <= stopped_at < TRAIN_ITERS
+    assert not (output / "metadata.json").exists()
+
+    resumed = _train(Path(curated_dataset.path), output)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {output / 'checkpoints'}" in resumed.stderr
+    checkpoint = Checkpoint.load(path=output)
+    assert checkpoint.training_loss == reference.training_loss  # bitwise: the same float
+    assert [m["loss"] for m in _metrics(output) if "loss" in m] == [
+        m["loss"] for m in _metrics(Path(reference.path)) if "loss" in m
+    ]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_records_world_size_2(curated_dataset, tmp_path):
+    output = tmp_path / "run"
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m")
+    done = _train(Path(curated_dataset.path), output, "--train-iters", "12", "--global-batch-size", "32",
+                  launcher=launcher)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = Checkpoint.load(path=output)
+    assert checkpoint.world_size == 2
+    assert checkpoint.tokens_seen == 12 * 32 * 128
+    assert json.loads(done.stdout)["artifacts"]["training"]["world_size"] == 2  # rank 0 only printed
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_for_inference(trained, curated_dataset):
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    from nemotron.training.inference import load_for_inference
+
+    checkpoint, _ = trained
+    _, forward = load_for_inference(checkpoint)
+    document = torch.as_tensor(IndexedDataset(str(curated_dataset.valid_prefix))[0].astype("int64"))[None, :128]
+    logits = forward(document)
+    assert logits.shape == (1, document.shape[1], curated_dataset.vocab_size)
+    assert logits.dtype == torch.float32
+    loss = torch.nn.functional.cross_entropy(logits[0, :-1], document[0, 1:]).item()
+    assert loss < checkpoint.metrics["unigram_loss"]
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path):
+    done = _train(tmp_path / "no-such-dataset", tmp_path / "out")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "no-such-dataset" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_bad_batch_size_is_one_line_exit_2(curated_dataset, tmp_path):
+    done = _train(Path(curated_dataset.path), tmp_path / "out", "--global-batch-size", "20")
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --global-batch-size 20: must be a multiple of")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_full_preset_is_nemotron_nano_12b_v2():
+    from nemotron.training.model import MODEL_PRESETS
+
+    full = MODEL_PRESETS["full"]
+    pattern = full.hybrid_override_pattern
+    assert (full.num_layers, pattern.count("M"), pattern.count("-"), pattern.count("*")) == (62, 28, 28, 6)
+    assert (full.hidden_size, full.ffn_hidden_size, full.num_attention_heads, full.num_query_groups) == (
+        5120,
+        20480,
+        40,
+        8,
+    )
+    assert full.seq_length == 8192
