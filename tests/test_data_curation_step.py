@@ -134,3 +134,47 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert re.search(message, lines[0]), lines[0]
     assert not out.exists()
+
+
+def test_step_module_imports_stay_light():
+    code = (
+        "import sys, nemotron.recipes.nano2.stage0_pretrain.data_curation\n"
+        "print([m for m in ('torch', 'megatron', 'pyarrow', 'tokenizers') if m in sys.modules])"
+    )
+    result = _run(["-c", code])
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def _jsonl_corpus(path, label, count=40):
+    path.write_text("".join(json.dumps({"text": f"{PROSE} {label} part {i}."}) + "\n" for i in range(count)))
+    return path
+
+
+def test_rerun_replaces_the_artifact_and_a_failed_run_leaves_it_intact(curated_dataset, tmp_path):
+    from nemotron.errors import UserError
+    from nemotron.recipes.nano2.stage0_pretrain.data_curation import Config, main
+
+    out = tmp_path / "out"
+    common = {"output_dir": out, "scale": "full", "tokenizer_path": curated_dataset.tokenizer_path}
+    main(Config(sources=(str(_jsonl_corpus(tmp_path / "a.jsonl", "first")),), **common))
+    second = main(Config(sources=(str(_jsonl_corpus(tmp_path / "b.jsonl", "second")),), **common))
+    texts = _texts(second.train_path) + _texts(second.valid_path)
+    assert len(texts) == 40 and all("second part" in t for t in texts)
+    assert Dataset.load(path=out) == second
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(_jsonl_corpus(tmp_path / "c.jsonl", "third").read_text() + '{"title": "no text"}\n')
+    with pytest.raises(UserError, match="line 41 has no text field"):
+        main(Config(sources=(str(broken),), **common))
+    assert Dataset.load(path=out) == second
+    assert _texts(second.train_path) + _texts(second.valid_path) == texts
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_output_dir_that_is_a_file_is_a_user_error(tmp_path):
+    from nemotron.errors import UserError
+    from nemotron.recipes.nano2.stage0_pretrain.data_curation import Config, main
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot create output directory"):
+        main(Config(output_dir=tmp_path / "file" / "out"))

@@ -137,7 +137,10 @@ def main(config: Config) -> Dataset:
 
 def _staging_dir(output_dir: Path) -> Path:
     """A private directory beside the outputs: a failed run leaves nothing half-written in ``output_dir``."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {str(output_dir)!r}: {exc.strerror}") from None
     staging = output_dir / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
