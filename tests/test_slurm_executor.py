@@ -170,3 +170,47 @@ def test_status_with_real_accounting_reports_exit_codes(launcher_env, slurm_clus
     assert record["steps"]["stage0_toy.training"]["state"] == "failed"
     assert record["steps"]["stage0_toy.training"]["exit_code"] == 3
     assert record["steps"]["stage0_toy.evaluation"]["state"] == "cancelled"
+
+
+# ----------------------------------------------------------------------------------------- remote submission
+def test_remote_submission_through_ssh_ships_code_once(on_slurm, loopback_ssh, tmp_path):
+    remote_dir = tmp_path / "remote-code"
+    (on_slurm.profiles / "viassh.toml").write_text(loopback_ssh.profile_toml("slurm-test", remote_dir))
+    env = {k: v for k, v in on_slurm.env.items() if k != "SLURM_CONF"}  # only the ssh session knows the cluster
+    on_slurm.env = env
+    first = on_slurm.launch("toy.stage0", "--profile", "viassh")
+    assert first.returncode == 0, first.stderr
+    assert first.document["state"] == "completed"
+    (code_dir,) = [p for p in remote_dir.iterdir() if not p.name.endswith(".partial")]
+    assert (code_dir / "src/nemotron/launcher/executors/slurm.py").is_file() and (code_dir / ".complete").exists()
+    assert f"code shipped to 127.0.0.1:{code_dir}" in first.stderr
+    script = (Path(first.document["run_dir"]) / "sbatch" / "stage0_toy.training.sbatch").read_text()
+    assert f"export PYTHONPATH={code_dir}/src" in script  # the job runs the shipped code
+    status = on_slurm.launch("status", first.document["run_id"])
+    assert {s["state"] for s in status.document["steps"].values()} == {"completed"}
+
+
+def test_code_snapshot_is_content_addressed_and_sent_once(loopback_ssh, tmp_path):
+    import subprocess
+
+    from nemotron.launcher.profiles import SSHOptions
+    from nemotron.launcher.remote import SSHShell, ship_code
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "tracked.py").write_text("x = 1\n")
+    (repo / "untracked.py").write_text("y = 2\n")
+    (repo / ".gitignore").write_text("ignored/\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "big.bin").write_text("not shipped")
+    subprocess.run(["git", "-C", str(repo), "add", "tracked.py", ".gitignore"], check=True)
+    shell = SSHShell(SSHOptions.model_validate(loopback_ssh.options(tmp_path / "remote")))
+    first, sent = ship_code(shell, str(tmp_path / "remote"), repo)
+    assert sent and sorted(p.name for p in Path(first).iterdir()) == [".complete", ".gitignore", "tracked.py",
+                                                                       "untracked.py"]  # fmt: skip
+    again, sent_again = ship_code(shell, str(tmp_path / "remote"), repo)
+    assert (again, sent_again) == (first, False)  # unchanged code is not sent again
+    (repo / "untracked.py").write_text("y = 3\n")
+    changed, sent_changed = ship_code(shell, str(tmp_path / "remote"), repo)
+    assert sent_changed and changed != first and (Path(changed) / "untracked.py").read_text() == "y = 3\n"

@@ -101,6 +101,7 @@ class SSHOptions(_Strict):
     port: int = 22
     key: str | None = None  # path of the private key (the key itself never goes in a profile)
     remote_dir: str = "~/.cache/nemotron/code"
+    options: list[str] = Field(default_factory=list)  # extra `ssh -o` options, e.g. "UserKnownHostsFile=..."
 
 
 class DockerOptions(_Strict):

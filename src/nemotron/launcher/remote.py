@@ -73,7 +73,7 @@ class SSHShell:
         argv = ["ssh", "-p", str(self.ssh.port), "-o", "BatchMode=yes"]
         if self.ssh.key:
             argv += ["-i", str(Path(self.ssh.key).expanduser()), "-o", "IdentitiesOnly=yes"]
-        for option in getattr(self.ssh, "options", []):
+        for option in self.ssh.options:
             argv += ["-o", option]
         return [*argv, f"{self.ssh.user}@{self.ssh.host}" if self.ssh.user else self.ssh.host]
 

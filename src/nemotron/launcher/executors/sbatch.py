@@ -112,7 +112,9 @@ def render_sbatch(
     srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
     srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
                              container_mount_home, container_args)  # fmt: skip
-    step = [*srun, "bash", "-c", RANK_WRAPPER, "nemotron-rank"]
+    # --norc: bash sources ~/.bashrc when it believes sshd started it (SSH_CLIENT in a job submitted over ssh),
+    # which would put the user's interactive PATH before the job's own
+    step = [*srun, "bash", "--norc", "--noprofile", "-c", RANK_WRAPPER, "nemotron-rank"]
     if container_runtime == "docker":
         step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
                             secrets_file)  # fmt: skip
