@@ -65,6 +65,10 @@ class LocalExecutor(Executor):
         secret_values(plan)  # fail before starting anything if a secret is missing
         if not detach:
             return self.run_jobs(run)
+        for record in run.steps.values():  # saved before the runner exists, so no write of ours races with its own
+            if record.state == "planned":
+                record.state, record.reason = "pending", "waiting for the runner"
+        save_run(run)
         runner_log = Path(run.run_dir) / "runner.log"
         with open(runner_log, "ab") as log:
             process = subprocess.Popen(
@@ -127,7 +131,7 @@ def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] 
         with _sigterm_as_cancel(), view:
             for job in run.plan.jobs:
                 record = run.steps[job.name]
-                if record.state != "planned":
+                if record.state not in ("planned", "pending"):
                     continue
                 failed = [d for d in job.depends_on if run.steps[d].state not in SUCCESS_STATES]
                 if failed:
@@ -157,7 +161,7 @@ def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView, 
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
         )
-    record.state, record.job_id, record.started_at = "running", str(process.pid), _now()
+    record.state, record.reason, record.job_id, record.started_at = "running", None, str(process.pid), _now()
     save_run(run)
     try:
         while process.poll() is None:
