@@ -154,3 +154,53 @@ def test_arbitrary_strings_survive_rendering(args, value, path, tmp_path):
 
 
 FAKE_BIN = Path(__file__).parent / "golden" / "fake_slurm_bin"
+
+
+# -------------------------------------------------------------------------- Slurm states -> step states
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("7|PENDING|0:0|Priority", ("pending", "Priority")),
+        ("7|PENDING|0:0|DependencyNeverSatisfied", ("cancelled", "its dependency can never be satisfied")),
+        ("7|RUNNING|0:0|None", ("running", None)),
+        ("7|COMPLETED|0:0|None", ("completed", None)),
+        ("7|FAILED|3:0|NonZeroExitCode", ("failed", None)),
+        ("7|CANCELLED by 0|0:0|None", ("cancelled", "cancelled")),
+        ("7|TIMEOUT|0:15|None", ("timeout", "time limit reached")),
+        ("7|PREEMPTED|0:15|None", ("preempted", "preempted")),
+        ("7|NODE_FAIL|0:0|None", ("failed", "a node of the job failed")),
+        ("7|OUT_OF_MEMORY|0:125|None", ("failed", "out of memory")),
+        ("7|REQUEUED|0:0|BeginTime", ("pending", "requeued; BeginTime")),
+    ],
+)
+def test_every_slurm_state_maps_to_a_clear_step_state(line, expected):
+    from nemotron.launcher.executors.slurm_state import map_state, query_jobs
+
+    calls = []
+
+    def sacct(argv):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=line + "\n", stderr="")
+
+    found, accounting = query_jobs(["7"], sacct)
+    state, reason = map_state(found["7"])
+    assert (state, reason if expected[1] is None else reason[: len(expected[1])]) == expected
+    assert accounting is True and len(calls) == 1
+
+
+def test_accounting_disabled_falls_back_to_squeue_once_then_only_squeue():
+    from nemotron.launcher.executors.slurm_state import query_jobs
+
+    calls = []
+
+    def scheduler(argv):
+        calls.append(argv[0])
+        if argv[0] == "sacct":
+            return subprocess.CompletedProcess(argv, 0, stdout="", stderr="Slurm accounting storage is disabled\n")
+        return subprocess.CompletedProcess(argv, 0, stdout="7|RUNNING|None\n8|PENDING|Dependency\n", stderr="")
+
+    found, accounting = query_jobs(["7", "8"], scheduler)
+    assert accounting is False and calls == ["sacct", "squeue"]
+    assert found["8"].reason == "Dependency" and found["7"].slurm_state == "RUNNING"
+    query_jobs(["7", "8"], scheduler, accounting)
+    assert calls == ["sacct", "squeue", "squeue"]

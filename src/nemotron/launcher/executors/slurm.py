@@ -164,6 +164,7 @@ class SlurmExecutor(Executor):
                         detail = f" ({record.reason})" if record.reason else ""
                         print(f"[{run.run_id}] {name} job {record.job_id}: {record.state}{detail}", file=sys.stderr)
                 if run.finished:
+                    _show_failures(run)
                     return run
                 time.sleep(delay)
                 delay = min(delay * 1.5, POLL_MAX_S)
@@ -247,6 +248,15 @@ def _explain_cancelled(run: RunRecord) -> None:
             record.reason = f"upstream {failed[0]} {run.steps[failed[0]].state}"
         elif upstream and record.reason in (None, "cancelled"):
             record.reason = f"upstream {upstream[0]} cancelled"
+
+
+def _show_failures(run: RunRecord) -> None:
+    from nemotron.launcher.executors.base import log_tail
+    from nemotron.launcher.report import print_failure
+
+    for name, record in run.steps.items():
+        if record.state in ("failed", "timeout"):
+            print_failure(run, name, log_tail(record.log))
 
 
 def _ask(question: str) -> bool:

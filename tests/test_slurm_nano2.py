@@ -1,0 +1,124 @@
+"""nano2 stage0 for real on the test clusters: the whole stage, preemption + requeue + resume, two nodes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+TRAIN_ITERS = 20  # orchestration, not learning
+
+
+def metadata(path: str | Path) -> dict:
+    return json.loads((Path(path) / "metadata.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def nano2_stage0(tmp_path_factory, slurm_cluster):
+    """One real nano2.stage0 run on the single-node cluster through the CLI (shared by this module's tests)."""
+    from launcher_env import LauncherEnv
+
+    base = tmp_path_factory.mktemp("nano2")
+    env = _launcher_env(base, slurm_cluster)
+    launched = env.launch(
+        "nano2.stage0", "--profile", "slurm-test", "--scale", "tiny", f"training.train_iters={TRAIN_ITERS}",
+        timeout=1500,
+    )  # fmt: skip
+    assert isinstance(env, LauncherEnv)
+    return env, launched
+
+
+def _launcher_env(base: Path, cluster):
+    import os
+
+    from launcher_env import LauncherEnv
+
+    root, state, profiles = base / "artifacts", base / "state", base / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ, "NEMOTRON_ARTIFACT_ROOT": str(root), "NEMOTRON_STATE_DIR": str(state),
+        "NEMOTRON_PROFILES": str(profiles), "XDG_CONFIG_HOME": str(base / "config"), "COLUMNS": "160",
+        "SLURM_CONF": str(cluster.conf),
+    }  # fmt: skip
+    return LauncherEnv(root, state, profiles, env)
+
+
+def test_stage0_completes_on_slurm_with_chained_artifacts(nano2_stage0):
+    env, launched = nano2_stage0
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    steps = launched.document["steps"]
+    assert [s["state"] for s in steps.values()] == ["completed"] * 3
+    checkpoint = metadata(steps["stage0_pretrain.training"]["artifact"])
+    results = metadata(steps["stage0_pretrain.evaluation"]["artifact"])
+    assert checkpoint["lineage"][0]["path"] == steps["stage0_pretrain.data_curation"]["artifact"]
+    assert results["lineage"][0]["path"] == steps["stage0_pretrain.training"]["artifact"]
+    assert checkpoint["num_steps"] == TRAIN_ITERS and checkpoint["world_size"] == 1
+    status = env.launch("status", launched.document["run_id"])
+    assert [(s["state"], s["job_id"]) for s in status.document["steps"].values()] == [
+        ("completed", s["job_id"]) for s in steps.values()
+    ]
+
+
+def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run(nano2_stage0, slurm_cluster):
+    env, launched = nano2_stage0
+    dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
+    args = ["nano2.stage0.training", f"training.dataset_path={dataset}", "training.train_iters=30",
+            "training.save_interval=10", "--force"]  # fmt: skip
+    preempted = env.launch(*args, "--profile", "slurm-test", "--artifact-root", str(env.root / "preempted"), "--detach")
+    assert preempted.returncode == 0, preempted.stderr
+    job_id = preempted.document["steps"]["stage0_pretrain.training"]["job_id"]
+    run_dir = Path(preempted.document["run_dir"])
+    log = run_dir / "logs" / f"stage0_pretrain.training.{job_id}.log"
+    _wait(lambda: "step 10 " in _read(log), 600, "training step 10")
+    # the time-limit warning Slurm sends with --signal=B:USR1@N, sent now
+    slurm_cluster.run("scancel", "--batch", "--signal=USR1", job_id)
+    _wait(lambda: "requeued" in _read(log) and _job_state(slurm_cluster, job_id) == "PENDING", 300, "requeue")
+    slurm_cluster.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")  # skip the 120 s requeue delay
+    reference = env.launch(*args, "--profile", "local", "--artifact-root", str(env.root / "reference"), timeout=1200)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    _wait(lambda: _job_state(slurm_cluster, job_id) in ("COMPLETED", "FAILED"), 900, "resumed job end")
+    status = env.launch("status", preempted.document["run_id"])
+    assert status.document["steps"]["stage0_pretrain.training"]["state"] == "completed", _read(log)[-3000:]
+    text = _read(log)
+    assert "forwarding SIGUSR1 to the step" in text and "asked to be requeued (restart 0)" in text
+    resumed = metadata(status.document["steps"]["stage0_pretrain.training"]["artifact"])
+    uninterrupted = metadata(reference.document["steps"]["stage0_pretrain.training"]["artifact"])
+    assert resumed["num_steps"] == uninterrupted["num_steps"] == 30
+    assert resumed["training_loss"] == pytest.approx(uninterrupted["training_loss"], rel=1e-6)
+
+
+def test_training_on_two_nodes_runs_one_rank_per_node(nano2_stage0, slurm_cluster_2nodes, tmp_path):
+    _, launched = nano2_stage0
+    env = _launcher_env(tmp_path, slurm_cluster_2nodes)
+    (env.profiles / "twonodes.toml").write_text('extends = "slurm-test"\n[steps.training]\nnodes = 2\n')
+    dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
+    run = env.launch("nano2.stage0.training", "--profile", "twonodes", f"training.dataset_path={dataset}",
+                     "training.train_iters=5", timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    step = run.document["steps"]["stage0_pretrain.training"]
+    assert metadata(step["artifact"])["world_size"] == 2
+    script = (Path(run.document["run_dir"]) / "sbatch" / "stage0_pretrain.training.sbatch").read_text()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
+    nodes = slurm_cluster_2nodes.run("scontrol", "show", "job", step["job_id"]).stdout
+    assert "NodeList=n[1-2]" in nodes
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _job_state(cluster, job_id: str) -> str:
+    out = cluster.run("squeue", "-h", "--states=all", "-j", job_id, "-o", "%T", check=False).stdout.strip()
+    return out
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"{what}: not reached in {timeout}s")
