@@ -8,7 +8,8 @@ libraries that they, the Python interpreter and the project's venv link against 
 in the image — they are bind-mounted read-only at their own paths (``engine.python_mounts``): the venv is ~6 GB.
 
 Tests talk to it through ``engine.env`` (``DOCKER_HOST`` set). Teardown removes every container, stops dockerd
-by the pid it wrote, and deletes the scratch directory. Without ``dockerd``/``docker`` the fixture skips, except
+by the pid it wrote, and deletes the scratch directory; if the test process is killed first, dockerd gets SIGTERM
+from the kernel (``PR_SET_PDEATHSIG``) instead of outliving it. Without ``dockerd``/``docker`` the fixture skips, except
 under ``CI`` where it fails.
 """
 
@@ -81,6 +82,14 @@ def require_docker() -> None:
     pytest.skip(message)
 
 
+def _terminate_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies (``timeout``, SIGKILL) before its teardown could run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_dockerd(root: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, Path]:
     socket = root / "docker.sock"
     log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - kept open for the daemon's lifetime
@@ -94,7 +103,9 @@ def start_dockerd(root: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, 
         "--iptables=false",
         "--ip6tables=false",
     ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_terminate_with_parent
+    )
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket}"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
