@@ -129,7 +129,7 @@ def main(config: Config) -> Checkpoint:
         seed=config.seed,
         num_train_samples=settings.train_iters * settings.global_batch_size,
         vocab_size=dataset.vocab_size,
-        cache_dir=output_dir / "data_cache" / f"rank{run.ctx.rank}",
+        cache_dir=output_dir / "data_cache",  # megatron: rank 0 builds the index, the others read it
     )
     try:
         state = loop.train(run.model, lambda i, n: data.get_batch(train_set, i, n), settings, output_dir, run.ctx)
