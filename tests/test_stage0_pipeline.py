@@ -74,7 +74,8 @@ def test_steps_as_files_in_a_real_shell_pipe(tmp_path):
     out = tmp_path / "pipe"
     pipeline = (
         f"{sys.executable} {STAGE_DIR / 'data_curation.py'} --scale tiny --output-dir {out / 'data'}"
-        f" | {sys.executable} {STAGE_DIR / 'training.py'} --scale tiny --train-iters 3 --output-dir {out / 'train'}"
+        f" | {sys.executable} {STAGE_DIR / 'training.py'} --scale tiny --train-iters 3 --warmup-iters 1"
+        f" --output-dir {out / 'train'}"
         f" | {sys.executable} {STAGE_DIR / 'evaluation.py'} --scale tiny --limit 4 --output-dir {out / 'eval'}"
     )
     done = _run(["bash", "-o", "pipefail", "-c", pipeline], tmp_path)
