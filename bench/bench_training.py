@@ -1,0 +1,158 @@
+"""Tokens/s of our megatron-core training loop vs a plain-PyTorch loop training the same-size model, in one run.
+
+Both train the tiny preset's shape (on CPU: attention/FFN stack ``*-*-``, hidden 128, FFN 512, 4 query / 2 KV heads,
+squared-ReLU, RMSNorm, no bias, seq 128, micro-batch 16) on the same random tokens with AdamW and gradient clipping.
+Figures are medians of per-step throughput after warm-up steps. Usage::
+
+    uv run python bench/bench_training.py [--steps 40] [--scale tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WARMUP_STEPS = 5
+
+
+class PlainBlock(nn.Module):
+    """One layer of the hybrid stack in plain PyTorch: '*' = pre-norm GQA attention, '-' = pre-norm squared-ReLU MLP."""
+
+    def __init__(self, kind: str, cfg):
+        super().__init__()
+        self.kind = kind
+        self.norm = nn.RMSNorm(cfg.hidden_size, eps=1e-5)
+        self.heads, self.groups, self.head_dim = cfg.num_attention_heads, cfg.num_query_groups, cfg.kv_channels
+        if kind == "*":
+            qkv = (self.heads + 2 * self.groups) * self.head_dim
+            self.qkv = nn.Linear(cfg.hidden_size, qkv, bias=False)
+            self.proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+        else:
+            self.fc1 = nn.Linear(cfg.hidden_size, cfg.ffn_hidden_size, bias=False)
+            self.fc2 = nn.Linear(cfg.ffn_hidden_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        if self.kind == "-":
+            return x + self.fc2(F.relu(self.fc1(h)).square())
+        b, t, _ = h.shape
+        q, k, v = self.qkv(h).split(
+            [self.heads * self.head_dim, self.groups * self.head_dim, self.groups * self.head_dim], -1
+        )
+        q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.groups, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.groups, self.head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return x + self.proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class PlainModel(nn.Module):
+    def __init__(self, cfg, vocab_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(PlainBlock(kind, cfg) for kind in cfg.hybrid_override_pattern)
+        self.norm = nn.RMSNorm(cfg.hidden_size, eps=1e-5)
+        self.out = nn.Linear(cfg.hidden_size, vocab_size, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out(self.norm(x))
+
+
+def random_batches(vocab_size: int, seq_length: int, seed: int = 0):
+    def batch(first: int, size: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed + first)
+        text = torch.randint(0, vocab_size, (size, seq_length + 1), generator=g)
+        return {
+            "tokens": text[:, :-1],
+            "labels": text[:, 1:],
+            "loss_mask": torch.ones(size, seq_length),
+            "position_ids": torch.arange(seq_length).expand(size, seq_length),
+        }
+
+    return batch
+
+
+def bench_plain(cfg, vocab_size: int, batch_size: int, steps: int) -> float:
+    torch.manual_seed(0)
+    model = PlainModel(cfg, vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=False)
+    batches = random_batches(vocab_size, cfg.seq_length)
+    rates = []
+    for step in range(steps):
+        started = time.perf_counter()
+        batch = batches(step * batch_size, batch_size)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(batch["tokens"])
+        loss = F.cross_entropy(logits.reshape(-1, vocab_size), batch["labels"].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        rates.append(batch["tokens"].numel() / (time.perf_counter() - started))
+    return statistics.median(rates[WARMUP_STEPS:])
+
+
+def bench_megatron(scale: str, vocab_size: int, batch_size: int, steps: int) -> float:
+    from nemotron.training.loop import TrainSettings, train
+    from nemotron.training.run import prepare_run
+
+    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
+    settings = TrainSettings(
+        train_iters=steps,
+        micro_batch_size=batch_size,
+        global_batch_size=batch_size,
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup_iters=1,
+        decay_style="cosine",
+        wsd_decay_iters=1,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        adam_betas=(0.9, 0.95),
+        save_interval=10 * steps,  # one checkpoint, at the end, outside the timed steps
+        log_interval=1,
+        bf16=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        train(run.model, random_batches(vocab_size, run.model_config.seq_length), settings, Path(tmp), run.ctx)
+        lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    run.close()
+    return statistics.median(line["tokens_per_second"] for line in lines[WARMUP_STEPS:-1])
+
+
+def main() -> None:
+    from nemotron.training.model import MODEL_PRESETS, adapt_to_machine, padded_vocab_size
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--scale", default="tiny", choices=["tiny", "small"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    cfg, _ = adapt_to_machine(MODEL_PRESETS[args.scale])
+    vocab = padded_vocab_size(1024)  # the tiny corpus's BPE vocabulary
+    megatron = bench_megatron(args.scale, vocab, args.batch_size, args.steps)
+    plain = bench_plain(cfg, vocab, args.batch_size, args.steps)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(
+        f"model {args.scale}: pattern {cfg.hybrid_override_pattern}, hidden {cfg.hidden_size}, seq {cfg.seq_length}, "
+        f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.steps} steps (median after {WARMUP_STEPS})"
+    )
+    print(f"megatron-core loop: {megatron:10.0f} tokens/s")
+    print(f"plain PyTorch loop: {plain:10.0f} tokens/s")
+    print(f"ratio megatron/plain: {megatron / plain:.2f}")
+    print(f"peak RSS of this process: {peak_gb:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
