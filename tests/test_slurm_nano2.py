@@ -25,7 +25,7 @@ def nano2_stage0(tmp_path_factory, slurm_cluster):
     env = _launcher_env(base, slurm_cluster)
     launched = env.launch(
         "nano2.stage0", "--profile", "slurm-test", "--scale", "tiny", f"training.train_iters={TRAIN_ITERS}",
-        timeout=1500,
+        "training.warmup_iters=2", timeout=1500,
     )  # fmt: skip
     assert isinstance(env, LauncherEnv)
     return env, launched
@@ -66,7 +66,7 @@ def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run
     env, launched = nano2_stage0
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
     args = ["nano2.stage0.training", f"training.dataset_path={dataset}", "training.train_iters=30",
-            "training.save_interval=10", "--force"]  # fmt: skip
+            "training.warmup_iters=2", "training.save_interval=10", "--force"]  # fmt: skip
     preempted = env.launch(*args, "--profile", "slurm-test", "--artifact-root", str(env.root / "preempted"), "--detach")
     assert preempted.returncode == 0, preempted.stderr
     job_id = preempted.document["steps"]["stage0_pretrain.training"]["job_id"]
@@ -96,7 +96,7 @@ def test_training_on_two_nodes_runs_one_rank_per_node(nano2_stage0, slurm_cluste
     (env.profiles / "twonodes.toml").write_text('extends = "slurm-test"\n[steps.training]\nnodes = 2\n')
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
     run = env.launch("nano2.stage0.training", "--profile", "twonodes", f"training.dataset_path={dataset}",
-                     "training.train_iters=5", timeout=900)  # fmt: skip
+                     "training.train_iters=5", "training.warmup_iters=1", timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     step = run.document["steps"]["stage0_pretrain.training"]
     assert metadata(step["artifact"])["world_size"] == 2
