@@ -13,13 +13,14 @@ from nemotron.artifact import Artifact
 class Checkpoint(Artifact):
     """Trained weights plus everything a downstream step needs to use them.
 
-    Files under ``path``: ``checkpoints/iter_NNNNNNN/`` (one directory per saved step: ``model.pt``, ``optim.pt``,
-    ``state.json``; written to a temp dir and renamed), ``checkpoints/latest`` (the newest complete step),
+    Files under ``path``: ``checkpoints/iter_NNNNNNN/`` (one directory per saved step: ``model_tp0_pp0.pt`` per
+    model-parallel shard, ``optim_*.pt``, ``rng_rank*.pt``, ``state.json``; written to a temp dir and renamed),
+    ``checkpoints/latest`` (the newest complete step),
     ``metrics.jsonl`` (one JSON object per logged step: step, loss, lr, tokens_per_second; a final line with
     valid_loss and unigram_loss) and ``loss.png``.
 
-    ``checkpoint_path`` is the directory holding the final weights (``model.pt``, a plain ``state_dict`` of the
-    megatron module). ``model`` is the model config (``nemotron.training.model.ModelConfig`` as a dict) the weights
+    ``checkpoint_path`` is the directory holding the final weights (``model_tp0_pp0.pt``, a plain ``state_dict`` of
+    the megatron ``MambaModel``; load it with ``nemotron.training.inference.load_for_inference``). ``model`` is the model config (``nemotron.training.model.ModelConfig`` as a dict) the weights
     fit, after substitutions; ``substitutions`` says in words what differs from the published architecture because
     of the machine it ran on (e.g. attention in place of Mamba-2 layers on CPU). Metrics: ``training_loss``,
     ``valid_loss``, ``unigram_loss``, ``tokens_per_second``.
