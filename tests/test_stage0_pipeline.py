@@ -23,7 +23,7 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], tmp: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, env=_env(tmp), timeout=900, **kwargs)
+    return subprocess.run(args, capture_output=True, text=True, env=_env(tmp), timeout=1800, **kwargs)
 
 
 @pytest.fixture(scope="session")
