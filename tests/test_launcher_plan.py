@@ -130,7 +130,7 @@ def test_any_string_or_number_survives_the_step_cli(note: str, num: int) -> None
     assert tyro.cli(Config, args=cli_flags(config)) == config
 
 
-def test_fingerprints_follow_config_inputs_and_code(toy: Path) -> None:
+def test_fingerprints_follow_config_inputs_and_code(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = profile_for(None, None)
 
     def outputs(*overrides: str, scale: str = "tiny") -> dict[str, Path]:
@@ -146,6 +146,10 @@ def test_fingerprints_follow_config_inputs_and_code(toy: Path) -> None:
     upstream = outputs("data_curation.num_examples=3")
     assert all(upstream[step] != base[step] for step in base)
     assert outputs(scale="small")["training"].name.startswith("small-")
+    import nemotron.launcher.plan as plan_module
+
+    monkeypatch.setattr(plan_module, "source_hash", lambda package: f"edited {package}")  # any source edit
+    assert all(path != base[step] for step, path in outputs().items())
 
 
 def test_inputs_from_disk_overrides_and_the_registry(toy: Path) -> None:
