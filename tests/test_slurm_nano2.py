@@ -95,8 +95,9 @@ def test_training_on_two_nodes_runs_one_rank_per_node(nano2_stage0, slurm_cluste
     env = _launcher_env(tmp_path, slurm_cluster_2nodes)
     (env.profiles / "twonodes.toml").write_text('extends = "slurm-test"\n[steps.training]\nnodes = 2\n')
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
-    run = env.launch("nano2.stage0.training", "--profile", "twonodes", f"training.dataset_path={dataset}",
-                     "training.train_iters=5", "training.warmup_iters=1", timeout=900)  # fmt: skip
+    overrides = ["training.train_iters=5", "training.warmup_iters=1", "training.micro_batch_size=8"]  # 2 DP ranks
+    run = env.launch("nano2.stage0.training", "--profile", "twonodes", f"training.dataset_path={dataset}", *overrides,
+                     timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     step = run.document["steps"]["stage0_pretrain.training"]
     assert metadata(step["artifact"])["world_size"] == 2
