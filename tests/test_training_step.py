@@ -126,7 +126,8 @@ def test_checkpoint_loads_for_inference(trained, curated_dataset):
 
     checkpoint, _ = trained
     _, forward = load_for_inference(checkpoint)
-    document = torch.as_tensor(IndexedDataset(str(curated_dataset.valid_prefix))[0].astype("int64"))[None, :128]
+    valid = IndexedDataset(str(curated_dataset.valid_prefix))  # keep it alive: documents are views of its mmap
+    document = torch.as_tensor(valid[0].astype("int64"))[None, :128]
     logits = forward(document)
     assert logits.shape == (1, document.shape[1], curated_dataset.vocab_size)
     assert logits.dtype == torch.float32
