@@ -89,9 +89,9 @@ def test_steps_as_files_in_a_real_shell_pipe(tmp_path):
 @pytest.mark.slow
 def test_evaluation_module_on_a_tracked_checkpoint_with_chosen_tasks(tiny_stage):
     tmp, artifacts = tiny_stage
-    from nemotron.artifact import Artifact
+    from nemotron.training.artifacts import Checkpoint
 
-    Artifact.load(artifacts["training"]["path"]).publish("stage0-ckpt", root=tmp / "artifact_root")
+    Checkpoint.load(artifacts["training"]["path"]).publish("stage0-ckpt", root=tmp / "artifact_root")
     done = _run(
         [sys.executable, "-m", f"{MODULE}.evaluation", "--checkpoint-artifact", "stage0-ckpt:latest",
          "--tasks", "facts_mc", "--limit", "6", "--batch-size", "2", "--output-dir", str(tmp / "eval_mc")],
