@@ -119,9 +119,7 @@ class Registry:
                 except FileNotFoundError:
                     continue
                 if time.monotonic() > deadline:
-                    raise RegistryError(
-                        f"timed out waiting for {lock}; remove it if no publisher is running"
-                    ) from None
+                    raise RegistryError(f"timed out waiting for {lock}; remove it if no publisher is running") from None
                 time.sleep(0.01)
         try:
             current = self._read_latest(directory) or 0
