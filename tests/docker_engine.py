@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from system_tools import require_tools
 
 BASE_IMAGE = "nemotron-test/base:offline"
 TOOLS = ("sh", "bash", "cat", "ls", "mkdir", "rm", "sleep", "env", "id", "echo", "true", "false", "chmod", "cp")
@@ -70,16 +71,6 @@ class DockerEngine:
     def containers(self, *filters: str) -> list[str]:
         args = ["ps", "-aq", "--no-trunc", *(a for f in filters for a in ("--filter", f))]
         return self.docker(*args).stdout.decode().split()
-
-
-def require_docker() -> None:
-    missing = [name for name in ("dockerd", "docker") if shutil.which(name) is None]
-    if not missing:
-        return
-    message = f"Docker engine tests need {', '.join(missing)} (apt-get install docker.io)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _terminate_with_parent() -> None:
@@ -218,7 +209,7 @@ def import_base_image(engine: DockerEngine) -> None:
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    require_docker()
+    require_tools(("dockerd", "docker"), "Docker engine tests", "apt-get install docker.io")
     root = Path(tempfile.mkdtemp(prefix="nemotron-dockerd-", dir="/tmp"))  # short: unix socket paths are limited
     started = time.monotonic()
     process, socket = start_dockerd(root)

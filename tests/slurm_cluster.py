@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from system_tools import require_tools
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scontrol")
 ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr")
@@ -33,17 +34,6 @@ NODE_CPUS = 2
 
 class ClusterStartError(RuntimeError):
     pass
-
-
-def require_binaries(names: tuple[str, ...]) -> None:
-    """Skip (laptop) or fail (CI) when the Debian packages these fixtures start are missing."""
-    missing = [name for name in names if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
-    if not missing:
-        return
-    message = f"Slurm test cluster needs {', '.join(missing)} (apt-get install slurmctld slurmd slurmdbd ...)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def free_port_block(count: int) -> int:
@@ -393,7 +383,7 @@ def _start_accounting(cluster: SlurmCluster, db_port: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ fixtures
 def _session_cluster(tmp_path_factory, binaries: tuple[str, ...], start, *args, **kwargs):
-    require_binaries(binaries)
+    require_tools(binaries, "Slurm test cluster", "apt-get install slurmctld slurmd slurmdbd mariadb-server munge")
     if os.geteuid() != 0:
         message = "the Slurm test clusters run their daemons as root"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
@@ -483,7 +473,7 @@ def start_sshd(base: Path, session_env: dict[str, str]) -> LoopbackSSH:
 @pytest.fixture(scope="session")
 def loopback_ssh(slurm_cluster, tmp_path_factory):
     """sshd on loopback whose sessions submit to ``slurm_cluster`` with this venv (a login node's environment)."""
-    require_binaries(("sshd", "ssh", "ssh-keygen"))
+    require_tools(("sshd", "ssh", "ssh-keygen"), "SSH submission tests", "apt-get install openssh-server")
     tests = str(Path(__file__).resolve().parent)
     env = {
         "SLURM_CONF": str(slurm_cluster.conf),
