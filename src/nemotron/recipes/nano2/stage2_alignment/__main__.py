@@ -1,0 +1,78 @@
+"""Run nano2 stage2 in this process: data_curation -> training -> evaluation, each step's artifact wired into the next.
+
+    python -m nemotron.recipes.nano2.stage2_alignment --checkpoint-path STAGE1_TRAINING_DIR --scale tiny
+    python -m nemotron.recipes.nano2.stage2_alignment --checkpoint-path DIR --output-root runs/dpo --train.beta 0.2
+
+``--checkpoint-path`` (or ``--checkpoint-artifact``) is the model to align (stage1's Checkpoint; any Checkpoint
+works). Top-level ``--scale`` and ``--seed`` apply to all three steps (a step keeps a value given explicitly for it);
+``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``. stdout carries one JSON document with the three
+artifacts; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemotron.recipes.nano2.stage0_pretrain.__main__ import step_config
+from nemotron.recipes.nano2.stage2_alignment import data_curation, evaluation, training
+from nemotron.scale import Scale
+
+
+@dataclass
+class StageConfig:
+    """nano2 stage2 (alignment): build preference pairs, train with DPO, evaluate against the input model."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    checkpoint_path: Path | None = None
+    """The model to align (a Checkpoint directory), else --checkpoint-artifact, else JSON on stdin."""
+    checkpoint_artifact: str | None = None
+    output_root: Path | None = None
+    """Directory for all three steps' outputs (DIR/data_curation, DIR/training, DIR/evaluation)."""
+    data: data_curation.Config = field(default_factory=data_curation.Config)
+    train: training.Config = field(default_factory=training.Config)
+    eval: evaluation.Config = field(default_factory=evaluation.Config)
+
+
+def main(stage: StageConfig) -> dict[str, Any]:
+    """The three artifacts, by step name."""
+    dataset = data_curation.main(
+        step_config(
+            stage,
+            stage.data,
+            "data_curation",
+            checkpoint_path=stage.checkpoint_path or stage.data.checkpoint_path,
+            checkpoint_artifact=stage.checkpoint_artifact or stage.data.checkpoint_artifact,
+        )
+    )
+    checkpoint = training.main(
+        step_config(stage, stage.train, "training", dataset_path=Path(dataset.path), dataset_artifact=None)
+    )
+    results = evaluation.main(
+        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
+    )
+    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+
+
+def run_stage(argv: list[str] | None = None) -> None:
+    import tyro
+
+    from nemotron.artifact import print_complete
+    from nemotron.errors import UserError
+    from nemotron.step import is_rank_zero
+
+    stage = tyro.cli(StageConfig, args=argv, description=(__doc__ or "").strip())
+    try:
+        artifacts = main(stage)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    if is_rank_zero():
+        print_complete(artifacts)
+
+
+if __name__ == "__main__":
+    run_stage()

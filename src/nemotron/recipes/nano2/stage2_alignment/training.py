@@ -1,0 +1,160 @@
+"""nano2 stage2 training: DPO from the input checkpoint against a frozen reference model.
+
+The policy starts from ``--init-checkpoint-path`` (default: the checkpoint the PreferenceDataset was tokenized for,
+i.e. stage1's). The reference is that same starting checkpoint (``--reference init``) or another Checkpoint directory;
+its log-probabilities are computed once, under no_grad, before the first step. Resumes from the newest checkpoint in
+the output directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits with code 75 (run it again to continue).
+
+    ... data_curation.py | python src/nemotron/recipes/nano2/stage2_alignment/training.py --beta 0.1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.scale import Scale
+from nemotron.step import run_step
+from nemotron.training.artifacts import Checkpoint
+
+STEP = "training"
+
+# (train_iters, micro_batch_size, global_batch_size, lr) per scale; batch sizes count preference pairs.
+DPO_PRESETS: dict[str, tuple[int, int, int, float]] = {
+    "tiny": (60, 16, 16, 3e-4),
+    "small": (1_000, 4, 64, 5e-6),
+    "medium": (2_000, 2, 128, 2e-6),
+    "full": (4_000, 1, 256, 1e-6),
+}
+
+
+@dataclass
+class Config:
+    """Align a Checkpoint with Direct Preference Optimisation on a PreferenceDataset."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    dataset_path: Path | None = None
+    """PreferenceDataset directory (from this stage's data_curation)."""
+    dataset_artifact: str | None = None
+    """Tracked PreferenceDataset, e.g. preference-data:latest."""
+    output_dir: Path | None = None
+    init_checkpoint_path: Path | None = None
+    """Start from this Checkpoint (default: the dataset's input checkpoint)."""
+    reference: str = "init"
+    """Frozen reference model: "init" (the starting checkpoint) or a Checkpoint directory."""
+    beta: float = 0.1
+    """DPO temperature: how far the policy may move from the reference."""
+    train_iters: int | None = None
+    micro_batch_size: int | None = None
+    global_batch_size: int | None = None
+    lr: float | None = None
+    warmup_iters: int = 5
+    save_interval: int | None = None
+    log_interval: int = 10
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+
+def _settings(config: Config, data_parallel_size: int, bf16: bool):
+    from nemotron.errors import UserError
+    from nemotron.training.loop import TrainSettings
+
+    iters, micro, global_batch, lr = DPO_PRESETS[config.scale]
+    iters = config.train_iters if config.train_iters is not None else iters
+    settings = TrainSettings(
+        train_iters=iters,
+        micro_batch_size=config.micro_batch_size or micro,
+        global_batch_size=config.global_batch_size or global_batch,
+        lr=config.lr if config.lr is not None else lr,
+        min_lr=(config.lr if config.lr is not None else lr) / 10,
+        warmup_iters=config.warmup_iters,
+        decay_style="cosine",
+        wsd_decay_iters=1,
+        weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip,
+        adam_betas=(0.9, 0.95),
+        save_interval=config.save_interval or iters,
+        log_interval=config.log_interval,
+        bf16=bf16,
+    )
+    for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
+        if getattr(settings, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(settings, name)}: must be at least 1")
+    if settings.global_batch_size % (settings.micro_batch_size * data_parallel_size):
+        raise UserError(
+            f"--global-batch-size {settings.global_batch_size}: must be a multiple of micro_batch_size x "
+            f"data-parallel size = {settings.micro_batch_size * data_parallel_size}"
+        )
+    if not 0 <= settings.warmup_iters < settings.train_iters:
+        raise UserError(f"--warmup-iters {settings.warmup_iters}: must be in [0, train_iters={settings.train_iters})")
+    return settings
+
+
+def main(config: Config) -> Checkpoint:
+    from nemotron.data.preference_artifacts import PreferenceDataset
+    from nemotron.errors import REQUEUE_EXIT_CODE, UserError
+    from nemotron.step import config_snapshot, resolve_output_dir
+
+    if config.beta <= 0:
+        raise UserError(f"--beta {config.beta}: must be positive (typical values 0.05-0.5)")
+    dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
+    init_from = Checkpoint.load(path=config.init_checkpoint_path or dataset.checkpoint_path)
+    reference = init_from if config.reference == "init" else Checkpoint.load(path=Path(config.reference))
+    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
+
+    import torch
+
+    from nemotron.data.preferences import load_tokenized_pairs
+    from nemotron.log import get_logger
+    from nemotron.training import dpo, loop
+    from nemotron.training.run import prepare_run
+
+    log = get_logger("nano2.stage2.training")
+    pairs, held_out = load_tokenized_pairs(dataset.train_path), load_tokenized_pairs(dataset.heldout_path)
+    run = prepare_run(config.scale, config.seed, dataset.vocab_size)
+    settings = _settings(config, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    pad_id = 0  # EOD; padded positions are masked out of every sum
+    run.load_weights(reference)
+    log.info("reference log-probs of %d pairs (%s)", len(pairs), reference.path)
+    reference_logps = dpo.pair_logps(run.model, pairs, pad_id, settings.micro_batch_size, run.ctx.device)
+    reference_heldout = dpo.pair_logps(run.model, held_out, pad_id, settings.micro_batch_size, run.ctx.device)
+    if reference is not init_from:
+        run.load_weights(init_from)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    batches = dpo.pair_batches(pairs, reference_logps, pad_id, config.seed)
+    try:
+        state = loop.train(run.model, batches, settings, output_dir, run.ctx, loss_fn=dpo.dpo_loss_fn(config.beta))
+    except loop.TrainingInterrupted as stopped:
+        run.close()
+        log.warning("%s; exiting %d so the job is requeued", stopped, REQUEUE_EXIT_CODE)
+        raise SystemExit(REQUEUE_EXIT_CODE) from None
+    except FloatingPointError as err:
+        run.close()
+        raise UserError(f"{err}: lower --lr (now {settings.lr})") from None
+
+    policy_heldout = dpo.pair_logps(run.model, held_out, pad_id, settings.micro_batch_size, run.ctx.device)
+    heldout = dpo.preference_metrics(policy_heldout, reference_heldout, config.beta)
+    artifact = Checkpoint(
+        path=output_dir,
+        num_steps=state.step,
+        training_loss=state.last_loss,
+        checkpoint_path=output_dir / "checkpoints" / f"iter_{state.step:07d}",
+        tokens_seen=state.tokens_seen,
+        model=run.model_config.as_dict() | {"vocab_size": run.vocab_size},
+        world_size=run.ctx.world_size,
+        tokenizer_path=init_from.tokenizer_path,
+        dataset_path=init_from.dataset_path,  # the pretraining corpus, so stage0's tasks still find their data
+        substitutions=run.substitutions,
+        metrics={"training_loss": state.last_loss, **{f"heldout_{k}": v for k, v in heldout.items()}},
+        config=config_snapshot(config) | {"reference_path": str(reference.path)},
+        lineage=[dataset.as_lineage(step="data_curation"), init_from.as_lineage(step="init_checkpoint")],
+    )
+    if run.ctx.is_rank_zero:
+        artifact.save()
+    run.close()
+    return artifact
+
+
+if __name__ == "__main__":
+    run_step(main, Config, STEP)
