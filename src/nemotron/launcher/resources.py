@@ -32,6 +32,8 @@ def resolve_resources(step: Step, profile: Profile) -> JobResources:
     if override is not None:
         nodes = override.nodes or nodes
         gpus = override.gpus_per_node if override.gpus_per_node is not None else gpus
+    if profile.executor != "slurm":  # local/docker take devices from the profile ([local], [docker] gpus)
+        gpus = 0
     nproc = 1
     if declared.distributed:
         nproc = gpus if profile.executor == "slurm" and gpus > 0 else profile.local.nproc_per_node
