@@ -5,3 +5,4 @@ from docker_engine import docker_engine, docker_test_image  # noqa: F401
 from eval_toy import toy_world  # noqa: F401
 from launcher_env import launcher_env  # noqa: F401
 from slurm_cluster import loopback_ssh, slurm_cluster, slurm_cluster_2nodes, slurm_cluster_acct  # noqa: F401
+from stage_runs import stage0_tiny_run, stage1_tiny_run  # noqa: F401

@@ -27,13 +27,9 @@ def _run(args: list[str], tmp: Path, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def tiny_stage(tmp_path_factory):
-    """The stage at --scale tiny, run as ``python -m nemotron.recipes.nano2.stage0_pretrain`` (one real process)."""
-    tmp = tmp_path_factory.mktemp("stage0")
-    done = _run([sys.executable, "-m", MODULE, "--scale", "tiny", "--output-root", str(tmp / "run")], tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    document = json.loads(done.stdout)
-    return tmp, document["artifacts"]
+def tiny_stage(stage0_tiny_run):
+    """The stage at --scale tiny, run as ``python -m nemotron.recipes.nano2.stage0_pretrain`` (shared with stage1)."""
+    return stage0_tiny_run
 
 
 @pytest.mark.slow

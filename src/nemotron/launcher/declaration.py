@@ -89,20 +89,25 @@ def three_step_stage(
     alias: str,
     init_from: str | None = None,
     training: Resources = GPU_TRAINING,
+    dataset_type: str = "Dataset",
 ) -> Stage:
     """The data_curation -> training -> evaluation stage every recipe stage follows.
 
-    ``init_from`` names an earlier stage whose checkpoint seeds this stage's training (``init_checkpoint_path``).
+    ``init_from`` names an earlier stage whose checkpoint seeds this stage's training (``init_checkpoint_path``) and
+    is also given to data_curation (``checkpoint_path``: a later stage tokenizes with the model's own vocabulary).
+    ``dataset_type`` is the Artifact subclass data_curation writes (e.g. ``PreferenceDataset`` for alignment).
     Adding a stage to a recipe is then one call: data, not code.
     """
     training_inputs = [Input("dataset", "data_curation")]
+    curation_inputs: tuple[Input, ...] = ()
     if init_from is not None:
         training_inputs.append(Input("init_checkpoint", "training", stage=init_from))
+        curation_inputs = (Input("checkpoint", "training", stage=init_from),)
     return Stage(
         name=name,
         alias=alias,
         steps=(
-            Step("data_curation", f"{package}.{name}.data_curation", "Dataset", resources=CPU),
+            Step("data_curation", f"{package}.{name}.data_curation", dataset_type, curation_inputs, CPU),
             Step("training", f"{package}.{name}.training", "Checkpoint", tuple(training_inputs), training),
             Step(
                 "evaluation",

@@ -80,8 +80,13 @@ def prepare_model_run(
     return PreparedRun(ctx, model, config, padded, substitutions)
 
 
-def write_outputs(output_dir: Path, training_loss: float, valid_loss: float, unigram_loss: float) -> dict[str, float]:
-    """Append the final metrics to ``metrics.jsonl``, draw ``loss.png``; return the artifact's metrics."""
+def write_outputs(
+    output_dir: Path, training_loss: float, valid_loss: float, unigram_loss: float, baseline: str = "unigram"
+) -> dict[str, float]:
+    """Append the final metrics to ``metrics.jsonl``, draw ``loss.png``; return the artifact's metrics.
+
+    ``unigram_loss`` is the bar the valid loss is drawn against, named ``<baseline>_loss`` (SFT: the initial model's).
+    """
     metrics_path = output_dir / "metrics.jsonl"
     steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     steps = [s for s in steps if "loss" in s]
@@ -89,17 +94,17 @@ def write_outputs(output_dir: Path, training_loss: float, valid_loss: float, uni
     metrics = {
         "training_loss": training_loss,
         "valid_loss": valid_loss,
-        "unigram_loss": unigram_loss,
+        f"{baseline}_loss": unigram_loss,
         "tokens_per_second": sum(speeds) / len(speeds),
     }
     with metrics_path.open("a") as f:
         f.write(json.dumps({"step": steps[-1]["step"], **metrics}) + "\n")
-    _plot_loss(steps, valid_loss, unigram_loss, output_dir / "loss.png")
-    log.info("valid loss %.4f (unigram baseline %.4f)", valid_loss, unigram_loss)
+    _plot_loss(steps, valid_loss, unigram_loss, output_dir / "loss.png", baseline)
+    log.info("valid loss %.4f (%s baseline %.4f)", valid_loss, baseline, unigram_loss)
     return metrics
 
 
-def _plot_loss(steps: list[dict], valid_loss: float, unigram_loss: float, target: Path) -> None:
+def _plot_loss(steps: list[dict], valid_loss: float, unigram_loss: float, target: Path, baseline: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +113,7 @@ def _plot_loss(steps: list[dict], valid_loss: float, unigram_loss: float, target
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], label="training loss")
     ax.axhline(valid_loss, color="tab:green", linestyle="--", label=f"valid loss {valid_loss:.3f}")
-    ax.axhline(unigram_loss, color="tab:red", linestyle=":", label=f"unigram baseline {unigram_loss:.3f}")
+    ax.axhline(unigram_loss, color="tab:red", linestyle=":", label=f"{baseline} baseline {unigram_loss:.3f}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()

@@ -15,5 +15,8 @@ RECIPE = Recipe(
     name="nano2",
     package=PACKAGE,
     description="Nemotron Nano 2: pretraining, instruction tuning and alignment of a hybrid Mamba-Transformer LM",
-    stages=(three_step_stage(PACKAGE, "stage0_pretrain", "stage0"),),
+    stages=(
+        three_step_stage(PACKAGE, "stage0_pretrain", "stage0"),
+        three_step_stage(PACKAGE, "stage1_instruction_tuning", "stage1", init_from="stage0_pretrain"),
+    ),
 )

@@ -61,11 +61,11 @@ class Config:
     pipeline_parallel: int = 1
 
 
-def _settings(config: Config, data_parallel_size: int, bf16: bool):
+def _settings(config: Config, data_parallel_size: int, bf16: bool, presets: dict[str, TrainPreset] = TRAIN_PRESETS):
     from nemotron.errors import UserError
     from nemotron.training.loop import TrainSettings
 
-    preset = TRAIN_PRESETS[config.scale]
+    preset = presets[config.scale]
 
     def pick(value, default):
         return default if value is None else value

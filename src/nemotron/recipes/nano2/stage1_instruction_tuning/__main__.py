@@ -1,0 +1,82 @@
+"""Run nano2 stage1 in this process: data_curation -> training -> evaluation, starting from a stage0 Checkpoint.
+
+    python -m nemotron.recipes.nano2.stage1_instruction_tuning --scale tiny --init-checkpoint-path STAGE0/training
+    python -m nemotron.recipes.nano2.stage1_instruction_tuning --init-checkpoint-artifact pretrain-checkpoint:latest
+
+The stage0 checkpoint feeds data_curation (tokenizer, sequence length) and training (initial weights); without
+``--init-checkpoint-*`` it is read from stdin (stage0's JSON). Top-level ``--scale``/``--seed`` apply to all steps
+unless set for a step; ``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemotron.recipes.nano2.stage0_pretrain.__main__ import step_config
+from nemotron.recipes.nano2.stage1_instruction_tuning import data_curation, evaluation, training
+from nemotron.scale import Scale
+
+
+@dataclass
+class StageConfig:
+    """nano2 stage1 (instruction tuning): curate chat data, fine-tune the stage0 model, evaluate both."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    init_checkpoint_path: Path | None = None
+    """stage0 Checkpoint directory (else --init-checkpoint-artifact, else stage0's JSON on stdin)."""
+    init_checkpoint_artifact: str | None = None
+    output_root: Path | None = None
+    """Directory for all three steps' outputs (DIR/data_curation, DIR/training, DIR/evaluation)."""
+    data: data_curation.Config = field(default_factory=data_curation.Config)
+    train: training.Config = field(default_factory=training.Config)
+    eval: evaluation.Config = field(default_factory=evaluation.Config)
+
+
+def main(stage: StageConfig) -> dict[str, Any]:
+    """The three artifacts, by step name."""
+    from nemotron.training.artifacts import Checkpoint
+
+    init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
+    dataset = data_curation.main(
+        step_config(stage, stage.data, "data_curation", checkpoint_path=Path(init.path), checkpoint_artifact=None)
+    )
+    checkpoint = training.main(
+        step_config(
+            stage,
+            stage.train,
+            "training",
+            dataset_path=Path(dataset.path),
+            dataset_artifact=None,
+            init_checkpoint_path=Path(init.path),
+            init_checkpoint_artifact=None,
+        )
+    )
+    results = evaluation.main(
+        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
+    )
+    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+
+
+def run_stage(argv: list[str] | None = None) -> None:
+    import tyro
+
+    from nemotron.artifact import print_complete
+    from nemotron.errors import UserError
+    from nemotron.step import is_rank_zero
+
+    stage = tyro.cli(StageConfig, args=argv, description=(__doc__ or "").strip())
+    try:
+        artifacts = main(stage)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    if is_rank_zero():
+        print_complete(artifacts)
+
+
+if __name__ == "__main__":
+    run_stage()

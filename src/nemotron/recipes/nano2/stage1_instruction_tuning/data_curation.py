@@ -1,0 +1,155 @@
+"""nano2 stage1 data curation: conversations -> chat template -> stage0's tokenizer -> assistant-masked packed rows.
+
+Takes the stage0 Checkpoint as input: its tokenizer (the vocabulary must match the model's) and its sequence length
+(rows are packed to ``seq_length + 1`` tokens). With no ``--sources`` it builds instructions from the same world as
+stage0's corpus (``--seed``): questions about each fact answered with the fact's value, one question phrasing per fact
+held out into ``eval/instruct.jsonl``. With ``--sources`` it reads JSONL files of ``{"messages": [{role, content}]}``.
+
+    python -m nemotron.recipes.nano2.stage1_instruction_tuning.data_curation --checkpoint-path STAGE0/training
+    ... stage0 training.py | python src/nemotron/recipes/nano2/stage1_instruction_tuning/data_curation.py
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.data.artifacts import Dataset
+from nemotron.errors import UserError
+from nemotron.scale import Scale, check_scale
+
+STAGE = "stage1_instruction_tuning"
+STEP = "data_curation"
+INSTRUCT_FILE = "instruct.jsonl"
+
+
+@dataclass
+class Config:
+    """Curate chat conversations into packed, assistant-masked training rows for SFT."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    """Seed of the embedded world (use stage0's seed: the facts must be the ones the model learned)."""
+    checkpoint_path: Path | None = None
+    """stage0 Checkpoint directory (its tokenizer and sequence length), else --checkpoint-artifact, else stdin."""
+    checkpoint_artifact: str | None = None
+    """Tracked checkpoint, e.g. pretrain-checkpoint:latest."""
+    output_dir: Path | None = None
+    sources: tuple[str, ...] = ()
+    """JSONL files with a chat 'messages' list per line; none = the embedded world instructions."""
+    valid_fraction: float = 0.05
+    """Share of --sources conversations kept for validation (the embedded default validates on held-out items)."""
+
+
+def main(config: Config) -> Dataset:
+    import shutil
+
+    from nemotron.log import get_logger
+    from nemotron.step import config_snapshot, resolve_output_dir
+    from nemotron.training.artifacts import Checkpoint
+
+    log = get_logger("nano2.stage1.data_curation")
+    check_scale(config.scale)
+    if not 0.0 < config.valid_fraction < 1.0:
+        raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
+    for source in config.sources:
+        if not Path(source).expanduser().is_file():
+            raise UserError(f"--sources {source!r} does not exist: give .jsonl files of chat 'messages'")
+    checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
+    output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, STEP, config.scale, config.seed)
+
+    from nemotron.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(checkpoint.tokenizer_path))
+    seq_length = int(checkpoint.model["seq_length"])
+    train, valid, held_out = _conversations(config)
+    log.info("%d train / %d valid conversations, %d held-out instructions", len(train), len(valid), len(held_out))
+
+    from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
+
+    staging = _staging_dir(output_dir)
+    try:
+        stats = _write_files(staging, train, valid, held_out, tokenizer, seq_length)
+        shutil.copyfile(checkpoint.tokenizer_path, staging / "tokenizer.json")
+        _publish_files(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    dataset = Dataset(
+        path=output_dir,
+        num_examples=len(train),
+        num_tokens=stats["tokens"],
+        train_path=output_dir / "train.jsonl",
+        valid_path=output_dir / "valid.jsonl",
+        tokenizer_path=output_dir / "tokenizer.json",
+        train_prefix=output_dir / "train_packed",
+        valid_prefix=output_dir / "valid_packed",
+        eval_dir=output_dir / "eval",
+        vocab_size=tokenizer.get_vocab_size(),
+        metrics=stats,
+        config=config_snapshot(config),
+        lineage=[checkpoint.as_lineage(step="checkpoint")],
+    )
+    dataset.save()
+    return dataset
+
+
+def _conversations(config: Config):
+    """(train, valid, held-out items): the world's instructions, or user JSONL split by content hash."""
+    import hashlib
+    import json
+
+    from nemotron.data.chat import read_conversations, world_instructions
+    from nemotron.data.world import World
+
+    if not config.sources:
+        instructions = world_instructions(World(config.seed))
+        valid = [
+            item["messages"] + [{"role": "assistant", "content": item["target"]}] for item in instructions.held_out
+        ]
+        return instructions.train, valid, instructions.held_out
+    train, valid = [], []
+    for source in config.sources:
+        for messages in read_conversations(Path(source)):
+            digest = hashlib.sha256(json.dumps(messages).encode()).digest()
+            (valid if int.from_bytes(digest[:8]) / 2**64 < config.valid_fraction else train).append(messages)
+    if not train:
+        raise UserError(f"--sources {' '.join(config.sources)}: no training conversations (all went to validation)")
+    held_out = [_as_eval_item(m) for m in valid if m[-1]["role"] == "assistant"]
+    return train, valid or train[:1], held_out
+
+
+def _as_eval_item(messages: list[dict]) -> dict:
+    return {"messages": messages[:-1], "target": messages[-1]["content"], "kind": "chat"}
+
+
+def _write_files(staging: Path, train, valid, held_out, tokenizer, seq_length: int) -> dict[str, float]:
+    import json
+
+    from nemotron.data.chat import pack, save_packed, tokenize_conversation
+    from nemotron.data.tokenizer import eod_id
+    from nemotron.fsutil import atomic_write_text
+
+    stats: dict[str, float] = {}
+    for split, conversations in (("train", train), ("valid", valid)):
+        atomic_write_text(
+            staging / f"{split}.jsonl", "".join(json.dumps({"messages": m}) + "\n" for m in conversations)
+        )
+        tokenized = [tokenize_conversation(m, tokenizer) for m in conversations]
+        tokens, mask = pack(tokenized, seq_length + 1, eod_id(tokenizer))
+        save_packed(staging / f"{split}_packed", tokens, mask)
+        prefix = "" if split == "train" else "valid_"
+        stats[f"{prefix}conversations"] = len(conversations)
+        stats[f"{prefix}rows"] = int(tokens.shape[0])
+        stats[f"{prefix}tokens"] = sum(len(ids) for ids, _ in tokenized)
+        stats[f"{prefix}assistant_tokens"] = int(mask.sum())
+    (staging / "eval").mkdir()
+    atomic_write_text(staging / "eval" / INSTRUCT_FILE, "".join(json.dumps(item) + "\n" for item in held_out))
+    stats["eval_instruct_items"] = len(held_out)
+    return stats
+
+
+if __name__ == "__main__":
+    from nemotron.step import run_step
+
+    run_step(main, Config, STEP)

@@ -1,0 +1,144 @@
+"""nano2 stage1 evaluation: instruction following of the tuned model AND of its input (stage0) model, plus regression.
+
+``instruct``: greedy replies to the held-out instructions in the dataset's ``eval/instruct.jsonl``, scored by exact
+match (``instruct/exact_match``, per kind too). The input model is found through the checkpoint's lineage
+(``init_checkpoint``) and scored on the same items (``input_model/instruct/exact_match``), so one artifact records the
+gain. stage0's lm-eval tasks (``--regression-tasks``, e.g. facts_mc) run on both models against the stage0 dataset to
+measure what tuning cost (``facts_mc/acc`` vs ``input_model/facts_mc/acc``).
+
+    python -m nemotron.recipes.nano2.stage1_instruction_tuning.evaluation --checkpoint-path STAGE1/training
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.evaluation.artifacts import Results
+from nemotron.scale import Scale
+from nemotron.step import config_snapshot, resolve_output_dir, run_step
+
+STAGE = "stage1_instruction_tuning"
+STEP = "evaluation"
+INPUT_PREFIX = "input_model/"
+
+
+@dataclass
+class Config:
+    """Evaluate a stage1 Checkpoint (and the model it was tuned from) on held-out instructions."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    checkpoint_path: Path | None = None
+    """stage1 Checkpoint directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
+    checkpoint_artifact: str | None = None
+    """Tracked checkpoint, e.g. sft-checkpoint:latest."""
+    output_dir: Path | None = None
+    regression_tasks: tuple[str, ...] = ("facts_mc", "facts_gen")
+    """stage0 tasks re-run on both models (facts_mc, facts_gen, valid_ppl); none to skip."""
+    limit: int | None = None
+    """At most this many items per task (all when unset)."""
+    max_new_tokens: int = 16
+    batch_size: int = 32
+
+
+def _input_checkpoint(checkpoint):
+    from nemotron.errors import UserError
+    from nemotron.training.artifacts import Checkpoint
+
+    entries = [e for e in checkpoint.lineage if e.type == "Checkpoint" and e.step == "init_checkpoint"]
+    if not entries:
+        raise UserError(f"checkpoint {checkpoint.path} has no init_checkpoint in its lineage: give a stage1 Checkpoint")
+    return Checkpoint.load(path=entries[0].path)
+
+
+def main(config: Config) -> Results:
+    from nemotron.data.artifacts import Dataset
+    from nemotron.errors import UserError
+    from nemotron.evaluation.harness import go_offline
+    from nemotron.evaluation.tasks import split_task_names
+    from nemotron.training.artifacts import Checkpoint
+
+    if config.limit is not None and config.limit < 1:
+        raise UserError(f"--limit must be a positive number of items per task, got {config.limit}")
+    if config.max_new_tokens < 1 or config.batch_size < 1:
+        raise UserError("--max-new-tokens and --batch-size must be at least 1")
+    if config.regression_tasks:
+        split_task_names(list(config.regression_tasks))
+    checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
+    input_model = _input_checkpoint(checkpoint)
+    dataset = Dataset.load(path=checkpoint.dataset_path)
+    pretrain_data = Dataset.load(path=input_model.dataset_path)
+    output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, STEP, config.scale, config.seed)
+    go_offline()
+    tasks: dict[str, dict[str, float]] = {}
+    flat: dict[str, float] = {}
+    num_samples: dict[str, int] = {}
+    for prefix, model in (("", checkpoint), (INPUT_PREFIX, input_model)):
+        scored = _score(config, model, dataset, pretrain_data, output_dir / (prefix.rstrip("/") or "model"))
+        tasks |= {f"{prefix}{name}": values for name, values in scored[0].items()}
+        flat |= {f"{prefix}{name}": value for name, value in scored[1].items()}
+        num_samples |= scored[2] if not prefix else {}
+    flat["instruct/gain"] = flat["instruct/exact_match"] - flat[f"{INPUT_PREFIX}instruct/exact_match"]
+    results = Results(
+        path=output_dir,
+        tasks=tasks,
+        num_samples=num_samples,
+        checkpoint_path=Path(checkpoint.path),
+        dataset_path=Path(dataset.path),
+        metrics=flat,
+        config=config_snapshot(config),
+        lineage=[
+            checkpoint.as_lineage(step="training"),
+            dataset.as_lineage(step="data_curation"),
+            input_model.as_lineage(step="input_model"),
+        ],
+    )
+    results.save()
+    return results
+
+
+def _score(config: Config, checkpoint, dataset, pretrain_data, work_dir: Path):
+    """(tasks, flat metrics, samples per task) of one checkpoint: instructions, then stage0's regression tasks."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from nemotron.evaluation.instruct import evaluate_instructions, read_items
+    from nemotron.fsutil import atomic_write_text
+    from nemotron.log import get_logger
+    from nemotron.recipes.nano2.stage1_instruction_tuning.data_curation import INSTRUCT_FILE
+    from nemotron.training.inference import load_for_inference
+
+    torch.manual_seed(config.seed)
+    tokenizer = Tokenizer.from_file(str(checkpoint.tokenizer_path))
+    max_length = int(checkpoint.model["seq_length"])
+    _, forward = load_for_inference(checkpoint, vocab_size=tokenizer.get_vocab_size())
+    items = read_items(Path(dataset.eval_dir) / INSTRUCT_FILE, config.limit)
+    outcome = evaluate_instructions(forward, tokenizer, items, max_length, config.max_new_tokens)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work_dir / "instruct_replies.jsonl", "".join(json.dumps(r) + "\n" for r in outcome.replies))
+    flat = outcome.metrics()
+    tasks = {"instruct": {k.removeprefix("instruct/"): v for k, v in flat.items()}}
+    num_samples = {"instruct": outcome.num_samples}
+    get_logger("nano2.stage1.evaluation").info("%s: instruct exact match %.3f", checkpoint.path, outcome.exact_match)
+    if config.regression_tasks:
+        regression = _regression(config, forward, tokenizer, max_length, pretrain_data, work_dir)
+        tasks |= regression.tasks
+        flat |= regression.flat
+        num_samples |= regression.num_samples
+    return tasks, flat, num_samples
+
+
+def _regression(config: Config, forward, tokenizer, max_length: int, pretrain_data, work_dir: Path):
+    from nemotron.evaluation.adapter import CausalLMAdapter
+    from nemotron.evaluation.harness import evaluate_tasks
+    from nemotron.evaluation.tasks import LocalTaskData
+
+    lm = CausalLMAdapter(forward, tokenizer, max_length=max_length, batch_size=config.batch_size)
+    data = LocalTaskData(eval_dir=Path(pretrain_data.eval_dir), valid_path=Path(pretrain_data.valid_path))
+    return evaluate_tasks(lm, list(config.regression_tasks), data, work_dir, limit=config.limit, seed=config.seed)
+
+
+if __name__ == "__main__":
+    run_step(main, Config, STEP)
