@@ -7,7 +7,7 @@ Steps (each a module with ``Config`` and ``main(config) -> Artifact``):
 - ``training``: DPO from the input checkpoint against a frozen reference -> ``Checkpoint``
 - ``evaluation``: preference accuracy and reward margin on held-out pairs, for this model and its input -> ``Results``
 
-Run the whole stage with ``python -m nemotron.recipes.nano2.stage2_alignment --checkpoint-path STAGE1_CKPT``.
+Run the whole stage with ``python -m nemotron.recipes.nano2.stage2_alignment --init-checkpoint-path STAGE1_CKPT``.
 Nothing heavy is imported here: the launcher imports this package to plan.
 """
 

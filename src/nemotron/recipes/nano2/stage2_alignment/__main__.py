@@ -1,12 +1,12 @@
 """Run nano2 stage2 in this process: data_curation -> training -> evaluation, each step's artifact wired into the next.
 
-    python -m nemotron.recipes.nano2.stage2_alignment --checkpoint-path STAGE1_TRAINING_DIR --scale tiny
-    python -m nemotron.recipes.nano2.stage2_alignment --checkpoint-path DIR --output-root runs/dpo --train.beta 0.2
+    python -m nemotron.recipes.nano2.stage2_alignment --init-checkpoint-path STAGE1_TRAINING_DIR --scale tiny
+    python -m nemotron.recipes.nano2.stage2_alignment --init-checkpoint-path DIR --output-root runs/dpo --train.beta 0.2
 
-``--checkpoint-path`` (or ``--checkpoint-artifact``) is the model to align (stage1's Checkpoint; any Checkpoint
-works). Top-level ``--scale`` and ``--seed`` apply to all three steps (a step keeps a value given explicitly for it);
-``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``. stdout carries one JSON document with the three
-artifacts; progress goes to stderr.
+``--init-checkpoint-path`` (or ``--init-checkpoint-artifact``) is the model to align (stage1's Checkpoint; any
+Checkpoint works). Top-level ``--scale`` and ``--seed`` apply to all three steps (a step keeps a value given
+explicitly for it); ``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``. stdout carries one JSON
+document with the three artifacts; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ class StageConfig:
 
     scale: Scale = "tiny"
     seed: int = 1234
-    checkpoint_path: Path | None = None
-    """The model to align (a Checkpoint directory), else --checkpoint-artifact, else JSON on stdin."""
-    checkpoint_artifact: str | None = None
+    init_checkpoint_path: Path | None = None
+    """The model to align (stage1's Checkpoint directory), else --init-checkpoint-artifact, else JSON on stdin."""
+    init_checkpoint_artifact: str | None = None
     output_root: Path | None = None
     """Directory for all three steps' outputs (DIR/data_curation, DIR/training, DIR/evaluation)."""
     data: data_curation.Config = field(default_factory=data_curation.Config)
@@ -39,17 +39,21 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
+    from nemotron.training.artifacts import Checkpoint
+
+    init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
     dataset = data_curation.main(
-        step_config(
-            stage,
-            stage.data,
-            "data_curation",
-            checkpoint_path=stage.checkpoint_path or stage.data.checkpoint_path,
-            checkpoint_artifact=stage.checkpoint_artifact or stage.data.checkpoint_artifact,
-        )
+        step_config(stage, stage.data, "data_curation", checkpoint_path=Path(init.path), checkpoint_artifact=None)
     )
     checkpoint = training.main(
-        step_config(stage, stage.train, "training", dataset_path=Path(dataset.path), dataset_artifact=None)
+        step_config(
+            stage,
+            stage.train,
+            "training",
+            dataset_path=Path(dataset.path),
+            dataset_artifact=None,
+            init_checkpoint_path=Path(init.path),
+        )
     )
     results = evaluation.main(
         step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)

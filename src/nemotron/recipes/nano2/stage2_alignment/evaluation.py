@@ -4,7 +4,9 @@ input model (found through the checkpoint's lineage), so the gain from DPO is re
 Metrics: ``preference/accuracy`` (share of held-out pairs with logp(chosen) > logp(rejected), summed over response
 tokens), ``preference/logp_margin`` (mean logp(chosen) - logp(rejected)), ``preference/reward_margin`` and
 ``preference/reward_accuracy`` (DPO's implicit reward beta * log(pi/ref), chosen minus rejected, against the training
-reference); the same with an ``input_model/`` prefix for the starting checkpoint.
+reference); the same with an ``input_model/`` prefix for the starting checkpoint. When the input model is stage1's,
+its held-out instructions are re-run too (``instruct/exact_match``, ``input_model/instruct/exact_match``): alignment
+should not cost instruction following.
 
     ... training.py | python src/nemotron/recipes/nano2/stage2_alignment/evaluation.py
 """
@@ -56,23 +58,29 @@ def main(config: Config) -> Results:
     beta = float(checkpoint.config.get("beta", 0.1))
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
     pairs = load_tokenized_pairs(dataset.heldout_path)[: config.limit]
+    instruct_items = _instruct_items(checkpoint, config.limit)
 
-    scores = {
-        name: _pair_logps(model, pairs, config.batch_size)
-        for name, model in (("policy", checkpoint), ("input", input_model), ("reference", reference))
-    }
+    policy_logps, policy_instruct = _score(checkpoint, pairs, instruct_items, config.batch_size)
+    input_logps, input_instruct = _score(input_model, pairs, instruct_items, config.batch_size)
+    same = Path(reference.path).resolve() == Path(input_model.path).resolve()
+    reference_logps = input_logps if same else _score(reference, pairs, [], config.batch_size)[0]
     from nemotron.training.dpo import preference_metrics
 
     tasks = {
-        "preference": preference_metrics(scores["policy"], scores["reference"], beta),
-        "input_model/preference": preference_metrics(scores["input"], scores["reference"], beta),
+        "preference": preference_metrics(policy_logps, reference_logps, beta),
+        "input_model/preference": preference_metrics(input_logps, reference_logps, beta),
     }
+    num_samples = {task: len(pairs) for task in tasks}
+    if instruct_items:
+        tasks["instruct"] = {"exact_match": policy_instruct.exact_match}
+        tasks["input_model/instruct"] = {"exact_match": input_instruct.exact_match}
+        num_samples |= {"instruct": len(instruct_items), "input_model/instruct": len(instruct_items)}
     metrics = {f"{task}/{name}": value for task, values in tasks.items() for name, value in values.items()}
     metrics["preference/accuracy_gain"] = metrics["preference/accuracy"] - metrics["input_model/preference/accuracy"]
     results = Results(
         path=output_dir,
         tasks=tasks,
-        num_samples={task: len(pairs) for task in tasks},
+        num_samples=num_samples,
         checkpoint_path=Path(checkpoint.path),
         dataset_path=Path(dataset.path),
         metrics=metrics,
@@ -92,12 +100,30 @@ def _lineage_path(checkpoint, step: str) -> Path:
     raise UserError(f"checkpoint {checkpoint.path} has no {step!r} input in its lineage: give a stage2 training output")
 
 
-def _pair_logps(checkpoint, pairs: list[dict], batch_size: int):
+def _instruct_items(checkpoint, limit: int | None) -> list[dict]:
+    """stage1's held-out instructions when the input model was instruction-tuned (its dataset has them), else none."""
+    from nemotron.evaluation.instruct import read_items
+    from nemotron.recipes.nano2.stage1_instruction_tuning.data_curation import INSTRUCT_FILE
+
+    path = Path(checkpoint.dataset_path) / "eval" / INSTRUCT_FILE
+    return read_items(path, limit) if path.is_file() else []
+
+
+def _score(checkpoint, pairs: list[dict], instruct_items: list[dict], batch_size: int):
+    """Held-out pair log-probs ``[N, 2]`` and the instruction outcome (None without items) of one checkpoint."""
+    from tokenizers import Tokenizer
+
+    from nemotron.evaluation.instruct import evaluate_instructions
     from nemotron.training.dpo import pair_logps
     from nemotron.training.inference import load_for_inference
 
-    model, _ = load_for_inference(checkpoint)
-    return pair_logps(model, pairs, 0, batch_size, next(model.parameters()).device)
+    tokenizer = Tokenizer.from_file(str(checkpoint.tokenizer_path))
+    model, forward = load_for_inference(checkpoint, vocab_size=tokenizer.get_vocab_size())
+    logps = pair_logps(model, pairs, 0, batch_size, next(model.parameters()).device)
+    if not instruct_items:
+        return logps, None
+    max_length = int(checkpoint.model["seq_length"])
+    return logps, evaluate_instructions(forward, tokenizer, instruct_items, max_length)
 
 
 if __name__ == "__main__":

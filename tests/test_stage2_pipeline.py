@@ -1,0 +1,107 @@
+"""nano2 stage2 end to end: DPO on stage1's tiny checkpoint via the stage module, the steps as files in a real pipe.
+
+One tiny stage2 run (session-scoped, on top of the shared stage0 -> stage1 runs) serves every assertion on learning.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from stage_runs import run_in, stage_env
+
+STAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "nemotron" / "recipes" / "nano2" / "stage2_alignment"
+MODULE = "nemotron.recipes.nano2.stage2_alignment"
+
+
+@pytest.fixture(scope="session")
+def stage2_tiny_run(stage1_tiny_run, tmp_path_factory):
+    """stage2 at --scale tiny from ``stage1_tiny_run``'s checkpoint: ``(tmp, artifacts by step name)``."""
+    _, stage1 = stage1_tiny_run
+    tmp = tmp_path_factory.mktemp("stage2")
+    init = stage1["training"]["path"]
+    args = ["--scale", "tiny", "--init-checkpoint-path", init, "--output-root", str(tmp / "run")]
+    done = run_in(tmp, [sys.executable, "-m", MODULE, *args])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, json.loads(done.stdout)["artifacts"]
+
+
+def _walk(path: str) -> dict:
+    return json.loads((Path(path) / "metadata.json").read_text())
+
+
+@pytest.mark.slow
+def test_stage_wires_three_artifacts_and_lineage_walks_back_to_stage0_data(
+    stage0_tiny_run, stage1_tiny_run, stage2_tiny_run
+):
+    _, stage0 = stage0_tiny_run
+    _, stage1 = stage1_tiny_run
+    _, artifacts = stage2_tiny_run
+    data, train, results = (artifacts[k] for k in ("data_curation", "training", "evaluation"))
+    assert [a["type"] for a in (data, train, results)] == ["PreferenceDataset", "Checkpoint", "Results"]
+    stage1_ckpt = stage1["training"]["path"]
+    assert data["checkpoint_path"] == stage1_ckpt
+    assert [(e["step"], e["path"]) for e in train["lineage"]] == [
+        ("data_curation", data["path"]),
+        ("init_checkpoint", stage1_ckpt),
+    ]
+    assert [e["path"] for e in results["lineage"]] == [train["path"], data["path"], stage1_ckpt]
+    # Results -> stage2 ckpt -> stage1 ckpt -> stage0 ckpt -> stage0 data, each hop read from metadata on disk.
+    stage1_meta = _walk(stage1_ckpt)
+    stage0_ckpt = next(e["path"] for e in stage1_meta["lineage"] if e["step"] == "init_checkpoint")
+    assert stage0_ckpt == stage0["training"]["path"]
+    assert _walk(stage0_ckpt)["lineage"][0]["path"] == stage0["data_curation"]["path"]
+    for artifact in (data, train, results):
+        assert (artifact["config"]["scale"], artifact["config"]["seed"]) == ("tiny", 1234)
+
+
+@pytest.mark.slow
+def test_dpo_beats_its_input_model_on_held_out_preferences(stage2_tiny_run):
+    _, artifacts = stage2_tiny_run
+    metrics = artifacts["evaluation"]["metrics"]
+    assert metrics["preference/accuracy"] > metrics["input_model/preference/accuracy"], metrics
+    assert metrics["preference/reward_margin"] > 0 and metrics["preference/reward_accuracy"] > 0.5, metrics
+    assert metrics["input_model/preference/reward_margin"] == 0.0  # the input model is the DPO reference
+    assert 0.0 <= metrics["instruct/exact_match"] <= 1.0 and "input_model/instruct/exact_match" in metrics
+    assert artifacts["data_curation"]["num_heldout"] == artifacts["evaluation"]["num_samples"]["preference"]
+    assert artifacts["training"]["training_loss"] < 0.69  # below log 2, DPO's loss where it started
+
+
+@pytest.mark.slow
+def test_steps_as_files_in_a_real_shell_pipe_with_jsonl_sources(stage1_tiny_run, tmp_path):
+    _, stage1 = stage1_tiny_run
+    source = tmp_path / "pairs.jsonl"
+    records = [{"prompt": f"Where does person {i} live?", "chosen": "Paris", "rejected": "Rome"} for i in range(20)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "pipe"
+    pipeline = (
+        f"{sys.executable} {STAGE_DIR / 'data_curation.py'} --checkpoint-path {stage1['training']['path']}"
+        f" --sources {source} --heldout-fraction 0.2 --output-dir {out / 'data'}"
+        f" | {sys.executable} {STAGE_DIR / 'training.py'} --train-iters 2 --warmup-iters 0 --output-dir {out / 'train'}"
+        f" | {sys.executable} {STAGE_DIR / 'evaluation.py'} --limit 3 --output-dir {out / 'eval'}"
+    )
+    done = subprocess.run(pipeline, shell=True, capture_output=True, text=True, env=stage_env(tmp_path), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)["artifacts"]["evaluation"]
+    assert results["num_samples"]["preference"] == 3
+    data = _walk(str(out / "data"))
+    assert (data["num_examples"], data["num_heldout"]) == (16, 4)
+
+
+@pytest.mark.parametrize(
+    ("step", "args", "message"),
+    [
+        ("training.py", ["--beta", "0"], "--beta 0"),
+        ("data_curation.py", ["--heldout-fraction", "1.5"], "--heldout-fraction 1.5"),
+        ("evaluation.py", ["--limit", "0"], "--limit"),
+    ],
+)
+def test_bad_values_are_one_line_errors_with_exit_code_2(step, args, message, tmp_path):
+    done = run_in(tmp_path, [sys.executable, str(STAGE_DIR / step), *args], stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and done.stdout == ""
