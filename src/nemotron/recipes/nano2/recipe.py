@@ -18,5 +18,12 @@ RECIPE = Recipe(
     stages=(
         three_step_stage(PACKAGE, "stage0_pretrain", "stage0"),
         three_step_stage(PACKAGE, "stage1_instruction_tuning", "stage1", init_from="stage0_pretrain"),
+        three_step_stage(
+            PACKAGE,
+            "stage2_alignment",
+            "stage2",
+            init_from="stage1_instruction_tuning",
+            dataset_type="PreferenceDataset",
+        ),
     ),
 )
