@@ -194,12 +194,14 @@ def test_readme_commands_name_real_steps_and_options():
     assert len(commands) >= 10
     for argv in commands:
         if argv[0] == "-m":
-            module = importlib.import_module(argv[1] + (".__main__" if argv[1] == MODULE else ""))
+            module = importlib.import_module(argv[1])
+            if not hasattr(module, "Config"):  # a stage package: its CLI is the package's __main__
+                module = importlib.import_module(f"{argv[1]}.__main__")
             flags = argv[2:]
         else:
             path = Path(__file__).resolve().parents[1] / argv[0]
             assert path.is_file(), argv
-            module = importlib.import_module(f"{MODULE}.{path.stem}")
+            module = importlib.import_module(f"{MODULE.rsplit('.', 1)[0]}.{path.parent.name}.{path.stem}")
             flags = argv[1:]
         config_cls = getattr(module, "StageConfig", None) or module.Config
         for flag in (f for f in flags if f.startswith("--")):
