@@ -29,7 +29,7 @@ class Config:
 
     scale: Scale = "tiny"
     seed: int = 1234
-    """Seed of the embedded world (use stage0's seed: the facts must be the ones the model learned)."""
+    """Run seed; the embedded world's seed is the one stage0's corpus used (read from the checkpoint's dataset)."""
     checkpoint_path: Path | None = None
     """stage0 Checkpoint directory (its tokenizer and sequence length), else --checkpoint-artifact, else stdin."""
     checkpoint_artifact: str | None = None
@@ -62,7 +62,7 @@ def main(config: Config) -> Dataset:
 
     tokenizer = load_tokenizer(Path(checkpoint.tokenizer_path))
     seq_length = int(checkpoint.model["seq_length"])
-    train, valid, held_out = _conversations(config)
+    train, valid, held_out = _conversations(config, _world_seed(checkpoint, config.seed))
     log.info("%d train / %d valid conversations, %d held-out instructions", len(train), len(valid), len(held_out))
 
     from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
@@ -94,7 +94,17 @@ def main(config: Config) -> Dataset:
     return dataset
 
 
-def _conversations(config: Config):
+def _world_seed(checkpoint, default: int) -> int:
+    """The seed of the world the checkpoint was pretrained on, so the instructions ask about facts it learned."""
+    from nemotron.data.artifacts import Dataset
+
+    try:
+        return int(Dataset.load(path=checkpoint.dataset_path).config.get("seed", default))
+    except UserError:
+        return default
+
+
+def _conversations(config: Config, world_seed: int):
     """(train, valid, held-out items): the world's instructions, or user JSONL split by content hash."""
     import hashlib
     import json
@@ -103,7 +113,7 @@ def _conversations(config: Config):
     from nemotron.data.world import World
 
     if not config.sources:
-        instructions = world_instructions(World(config.seed))
+        instructions = world_instructions(World(world_seed))
         valid = [
             item["messages"] + [{"role": "assistant", "content": item["target"]}] for item in instructions.held_out
         ]
@@ -115,8 +125,9 @@ def _conversations(config: Config):
             (valid if int.from_bytes(digest[:8]) / 2**64 < config.valid_fraction else train).append(messages)
     if not train:
         raise UserError(f"--sources {' '.join(config.sources)}: no training conversations (all went to validation)")
+    valid = valid or train[:1]  # a tiny source still gets a validation loss and an instruction to score
     held_out = [_as_eval_item(m) for m in valid if m[-1]["role"] == "assistant"]
-    return train, valid or train[:1], held_out
+    return train, valid, held_out
 
 
 def _as_eval_item(messages: list[dict]) -> dict:
