@@ -156,3 +156,14 @@ def test_stage_help_shows_init_checkpoint_and_nested_step_configs(tmp_path):
     assert done.returncode == 0, done.stderr
     for flag in ("--init-checkpoint-path", "--output-root", "--data.sources", "--train.lr", "--eval.regression-tasks"):
         assert flag in done.stdout
+
+
+def test_recipe_wires_stage0_checkpoint_into_stage1_curation_and_training():
+    from nemotron.launcher.declaration import Input
+    from nemotron.recipes.nano2.recipe import RECIPE
+
+    stage = RECIPE.stage("stage1")
+    assert stage is not None and stage.name == "stage1_instruction_tuning"
+    assert stage.step("data_curation").inputs == (Input("checkpoint", "training", stage="stage0_pretrain"),)
+    assert Input("init_checkpoint", "training", stage="stage0_pretrain") in stage.step("training").inputs
+    assert RECIPE.stage("stage0").step("data_curation").inputs == ()
