@@ -105,3 +105,20 @@ def test_bad_values_are_one_line_errors_with_exit_code_2(step, args, message, tm
     lines = [line for line in done.stderr.splitlines() if line.startswith("error")]
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_training_resumes_from_its_last_checkpoint(stage2_tiny_run, tmp_path):
+    _, artifacts = stage2_tiny_run
+    dataset = artifacts["data_curation"]["path"]
+    out = tmp_path / "resume"
+    common = [sys.executable, str(STAGE_DIR / "training.py"), "--dataset-path", dataset, "--output-dir", str(out)]
+    common += ["--warmup-iters", "0", "--save-interval", "2", "--log-interval", "1"]
+    first = run_in(tmp_path, [*common, "--train-iters", "2"], stdin=subprocess.DEVNULL)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_in(tmp_path, [*common, "--train-iters", "4"], stdin=subprocess.DEVNULL)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stderr and "(step 2)" in second.stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # each step logged once across the two runs
+    assert json.loads(second.stdout)["artifacts"]["training"]["num_steps"] == 4
