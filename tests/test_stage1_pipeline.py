@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from stage_runs import run_in
 
+from nemotron.artifact import STDOUT_SCHEMA
+
 STAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "nemotron" / "recipes" / "nano2" / "stage1_instruction_tuning"
 MODULE = "nemotron.recipes.nano2.stage1_instruction_tuning"
 
@@ -67,7 +69,7 @@ def test_steps_as_files_in_a_real_shell_pipe_from_stage0_json(stage0_tiny_run, t
     _, stage0 = stage0_tiny_run
     out = tmp_path / "pipe"
     stage0_json = tmp_path / "stage0.json"
-    stage0_json.write_text(json.dumps({"artifacts": {"training": stage0["training"]}}))
+    stage0_json.write_text(json.dumps({"schema": STDOUT_SCHEMA, "artifacts": {"training": stage0["training"]}}))
     pipeline = (
         f"cat {stage0_json} | {sys.executable} {STAGE_DIR / 'data_curation.py'} --output-dir {out / 'data'}"
         f" | {sys.executable} {STAGE_DIR / 'training.py'} --train-iters 3 --warmup-iters 1 --output-dir {out / 'train'}"
