@@ -67,7 +67,8 @@ def test_dpo_beats_its_input_model_on_held_out_preferences(stage2_tiny_run):
     assert metrics["input_model/preference/reward_margin"] == 0.0  # the input model is the DPO reference
     assert 0.0 <= metrics["instruct/exact_match"] <= 1.0 and "input_model/instruct/exact_match" in metrics
     assert artifacts["data_curation"]["num_heldout"] == artifacts["evaluation"]["num_samples"]["preference"]
-    assert artifacts["training"]["training_loss"] < 0.69  # below log 2, DPO's loss where it started
+    # the NLL term on chosen replies keeps greedy answers intact: no regression on stage1's held-out instructions
+    assert metrics["instruct/exact_match"] >= metrics["input_model/instruct/exact_match"] - 0.05, metrics
 
 
 @pytest.mark.slow

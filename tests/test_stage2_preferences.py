@@ -83,6 +83,10 @@ def test_logps_and_dpo_loss_against_hand_computed_values():
     batch["reference_logps"] = logps.detach()
     total, count = dpo_loss_fn(beta=0.1)(model, batch)
     assert count.item() == 2 and (total / count).item() == pytest.approx(math.log(2), abs=1e-6)
+    # the NLL term adds the chosen replies' mean per-token NLL (2 tokens each here)
+    total, count = dpo_loss_fn(beta=0.1, sft_weight=1.0)(model, batch)
+    nll = -(logps[0] / 2 + logps[1] / 2) / 2
+    assert (total / count).item() == pytest.approx(math.log(2) + nll.item(), abs=1e-5)
     # and gradient descent on it prefers the chosen replies
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     for _ in range(20):

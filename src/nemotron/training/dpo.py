@@ -5,7 +5,8 @@ A batch stacks the chosen sequences of its pairs, then their rejected ones: ``to
 ``reference_logps`` is ``[2B]``, the frozen reference model's summed response log-probabilities, computed once before
 training (the reference never changes, so resuming recomputes exactly the same values).
 
-loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs.
+loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs (optionally plus the chosen
+reply's per-token NLL, see ``dpo_loss_fn``).
 """
 
 from __future__ import annotations
@@ -50,13 +51,21 @@ def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return (picked * batch["loss_mask"]).sum(dim=-1)
 
 
-def dpo_loss_fn(beta: float) -> Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]:
-    """A ``loop.LossFn``: (sum of per-pair DPO losses, number of pairs)."""
+def dpo_loss_fn(
+    beta: float, sft_weight: float = 0.0
+) -> Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]:
+    """A ``loop.LossFn``: (sum of per-pair losses, number of pairs). ``sft_weight`` > 0 adds the chosen reply's mean
+    per-token negative log-likelihood to each pair's loss (as in RPO): DPO alone can lower the chosen reply's
+    likelihood along with the rejected one's and so hurt greedy generation."""
 
     def loss_fn(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         policy = sequence_logps(model, batch)
         margins = implicit_reward_margins(policy, batch["reference_logps"], beta)
         losses = -F.logsigmoid(margins)
+        if sft_weight > 0:
+            half = margins.numel()
+            chosen_tokens = batch["loss_mask"][:half].sum(dim=-1).clamp(min=1)
+            losses = losses - sft_weight * policy[:half] / chosen_tokens
         return losses.sum(), torch.tensor(float(margins.numel()), device=losses.device)
 
     return loss_fn

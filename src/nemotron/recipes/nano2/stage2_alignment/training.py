@@ -45,6 +45,8 @@ class Config:
     """Frozen reference model: "init" (the starting checkpoint) or a Checkpoint directory."""
     beta: float = 0.1
     """DPO temperature: how far the policy may move from the reference."""
+    sft_weight: float = 1.0
+    """Weight of the chosen reply's per-token NLL added to the DPO loss (RPO-style; 0 = pure DPO)."""
     train_iters: int | None = None
     micro_batch_size: int | None = None
     global_batch_size: int | None = None
@@ -96,6 +98,8 @@ def main(config: Config) -> Checkpoint:
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
     from nemotron.step import config_snapshot, resolve_output_dir
 
+    if config.sft_weight < 0:
+        raise UserError(f"--sft-weight {config.sft_weight}: must be 0 (pure DPO) or positive")
     if config.beta <= 0:
         raise UserError(f"--beta {config.beta}: must be positive (typical values 0.05-0.5)")
     dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
@@ -124,7 +128,9 @@ def main(config: Config) -> Checkpoint:
     output_dir.mkdir(parents=True, exist_ok=True)
     batches = dpo.pair_batches(pairs, reference_logps, pad_id, config.seed)
     try:
-        state = loop.train(run.model, batches, settings, output_dir, run.ctx, loss_fn=dpo.dpo_loss_fn(config.beta))
+        state = loop.train(
+            run.model, batches, settings, output_dir, run.ctx, loss_fn=dpo.dpo_loss_fn(config.beta, config.sft_weight)
+        )
     except loop.TrainingInterrupted as stopped:
         run.close()
         log.warning("%s; exiting %d so the job is requeued", stopped, REQUEUE_EXIT_CODE)
