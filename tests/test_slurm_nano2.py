@@ -1,4 +1,4 @@
-"""nano2 stage0 for real on the test clusters: the whole stage, preemption + requeue + resume, two nodes."""
+"""nano2 for real on the test clusters: the 9-job DAG across stages, preemption + requeue + resume, two nodes."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ def metadata(path: str | Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def nano2_stage0(tmp_path_factory, slurm_cluster):
-    """One real nano2.stage0 run on the single-node cluster through the CLI (shared by this module's tests)."""
+def nano2_run(tmp_path_factory, slurm_cluster):
+    """One real run of all of nano2 (9 jobs) on the single-node cluster through the CLI (shared by this module)."""
     from launcher_env import LauncherEnv
 
     base = tmp_path_factory.mktemp("nano2")
     env = _launcher_env(base, slurm_cluster)
-    launched = env.launch(
-        "nano2.stage0", "--profile", "slurm-test", "--scale", "tiny", f"training.train_iters={TRAIN_ITERS}",
-        "training.warmup_iters=2", timeout=1500,
-    )  # fmt: skip
+    short = [f"stage0.training.train_iters={TRAIN_ITERS}", "stage1.training.train_iters=10",
+             "stage2.training.train_iters=10"] + [f"stage{i}.training.warmup_iters=2" for i in range(3)]  # fmt: skip
+    launched = env.launch("nano2", "--profile", "slurm-test", "--scale", "tiny", *short, timeout=2400)
     assert isinstance(env, LauncherEnv)
     return env, launched
 
@@ -46,11 +45,11 @@ def _launcher_env(base: Path, cluster):
     return LauncherEnv(root, state, profiles, env)
 
 
-def test_stage0_completes_on_slurm_with_chained_artifacts(nano2_stage0):
-    env, launched = nano2_stage0
+def test_stage0_completes_on_slurm_with_chained_artifacts(nano2_run):
+    env, launched = nano2_run
     assert launched.returncode == 0, launched.stderr[-3000:]
     steps = launched.document["steps"]
-    assert [s["state"] for s in steps.values()] == ["completed"] * 3
+    assert [s["state"] for s in steps.values()] == ["completed"] * 9
     checkpoint = metadata(steps["stage0_pretrain.training"]["artifact"])
     results = metadata(steps["stage0_pretrain.evaluation"]["artifact"])
     assert checkpoint["lineage"][0]["path"] == steps["stage0_pretrain.data_curation"]["artifact"]
@@ -62,8 +61,32 @@ def test_stage0_completes_on_slurm_with_chained_artifacts(nano2_stage0):
     ]
 
 
-def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run(nano2_stage0, slurm_cluster):
-    env, launched = nano2_stage0
+def test_the_nine_job_dag_chains_across_stages_with_afterok(nano2_run):
+    env, launched = nano2_run
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    steps = launched.document["steps"]
+    run_dir = Path(launched.document["run_dir"])
+    for job, upstream in [
+        ("stage1_instruction_tuning.data_curation", "stage0_pretrain.training"),
+        ("stage1_instruction_tuning.training", "stage0_pretrain.training"),
+        ("stage2_alignment.training", "stage1_instruction_tuning.training"),
+    ]:
+        script = (run_dir / "sbatch" / f"{job}.sbatch").read_text()
+        dependency = next(line for line in script.splitlines() if "--dependency=afterok:" in line)
+        assert steps[upstream]["job_id"] in dependency.split("afterok:")[1], (job, dependency)
+    # the final Results walks back through every training and data artifact to stage0's raw data
+    reached, frontier = set(), [steps["stage2_alignment.evaluation"]["artifact"]]
+    while frontier:
+        path = frontier.pop()
+        if path not in reached:
+            reached.add(path)
+            frontier.extend(str(entry["path"]) for entry in metadata(path)["lineage"])
+    chain = [name for name in steps if not name.endswith("evaluation")] + ["stage2_alignment.evaluation"]
+    assert {steps[name]["artifact"] for name in chain} <= reached
+
+
+def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run(nano2_run, slurm_cluster):
+    env, launched = nano2_run
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
     args = ["nano2.stage0.training", f"training.dataset_path={dataset}", "training.train_iters=30",
             "training.warmup_iters=2", "training.save_interval=10", "--force"]  # fmt: skip
@@ -90,8 +113,8 @@ def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run
     assert resumed["training_loss"] == pytest.approx(uninterrupted["training_loss"], rel=1e-6)
 
 
-def test_training_on_two_nodes_runs_one_rank_per_node(nano2_stage0, slurm_cluster_2nodes, tmp_path):
-    _, launched = nano2_stage0
+def test_training_on_two_nodes_runs_one_rank_per_node(nano2_run, slurm_cluster_2nodes, tmp_path):
+    _, launched = nano2_run
     env = _launcher_env(tmp_path, slurm_cluster_2nodes)
     (env.profiles / "twonodes.toml").write_text('extends = "slurm-test"\n[steps.training]\nnodes = 2\n')
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
