@@ -65,3 +65,17 @@ def run_step(
         raise SystemExit(err.exit_code) from None
     if is_rank_zero():
         print_complete({step_name: artifact})
+
+
+def run_stage(main: Callable[[C], dict[str, Artifact]], config_cls: type[C], argv: Sequence[str] | None = None) -> None:
+    """Entry point of a stage module (``python -m ...stage0_pretrain``): like ``run_step``, for all its artifacts."""
+    import tyro
+
+    config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
+    try:
+        artifacts = main(config)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    if is_rank_zero():
+        print_complete(artifacts)

@@ -10,7 +10,6 @@ unless set for a step; ``--output-root DIR`` puts the steps' outputs in ``DIR/<s
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,22 +60,7 @@ def main(stage: StageConfig) -> dict[str, Any]:
     return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
 
 
-def run_stage(argv: list[str] | None = None) -> None:
-    import tyro
-
-    from nemotron.artifact import print_complete
-    from nemotron.errors import UserError
-    from nemotron.step import is_rank_zero
-
-    stage = tyro.cli(StageConfig, args=argv, description=(__doc__ or "").strip())
-    try:
-        artifacts = main(stage)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-    if is_rank_zero():
-        print_complete(artifacts)
-
-
 if __name__ == "__main__":
-    run_stage()
+    from nemotron.step import run_stage
+
+    run_stage(main, StageConfig)
