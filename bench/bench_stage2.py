@@ -1,0 +1,57 @@
+"""nano2 stage2 at --scale tiny for several seeds: stage0, stage1 then stage2 (DPO) per seed; stage2's wall time, peak
+RSS, and the preference-accuracy gain over its stage1 input model (figures only).
+
+    uv run python bench/bench_stage2.py                 # seeds 1 2 3
+    uv run python bench/bench_stage2.py --seeds 1 --keep /tmp/stage2-runs
+
+Each stage runs as ``python -m nemotron.recipes.nano2.<stage> --scale tiny --seed S`` in a child process (stage0 with
+``--eval.tasks facts_mc`` only, to save time; stage1 and stage2 each start from the previous stage's training
+checkpoint). Columns, all from stage2's Results:
+
+    wall_s, peak_rss_mb   the stage2 process: wall time (s) and its own ru_maxrss (MB)
+    acc_dpo, acc_input    held-out preference accuracy (share with logp(chosen) > logp(rejected)) of the DPO model /
+                          its stage1 input
+    reward_margin         mean DPO implicit reward margin (beta * log(pi/ref), chosen minus rejected) on held-out pairs
+    em_dpo, em_input      held-out instruction exact match of the DPO model / its stage1 input (alignment should not
+                          cost instruction following)
+
+The last line is the smallest preference-accuracy gain (acc_dpo - acc_input) across the seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from _stage_child import artifact_env, print_rows, run_seeds, run_stage
+
+COLUMNS = ("seed", "wall_s", "peak_rss_mb", "acc_dpo", "acc_input", "reward_margin", "em_dpo", "em_input")
+
+
+def run_seed(seed: int, root: Path) -> dict[str, float]:
+    env, out = artifact_env(root), root / f"seed{seed}"
+    stage0 = run_stage("stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
+    init = stage0.artifacts["training"]["path"]
+    stage1 = run_stage("stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
+    init = stage1.artifacts["training"]["path"]
+    stage2 = run_stage("stage2_alignment", seed, out / "stage2", env, "--init-checkpoint-path", init)
+    metrics = stage2.artifacts["evaluation"]["metrics"]
+    return {
+        "seed": seed,
+        "wall_s": stage2.wall_s,
+        "peak_rss_mb": stage2.peak_rss_mb,
+        "acc_dpo": metrics["preference/accuracy"],
+        "acc_input": metrics["input_model/preference/accuracy"],
+        "reward_margin": metrics["preference/reward_margin"],
+        "em_dpo": metrics["instruct/exact_match"],
+        "em_input": metrics["input_model/instruct/exact_match"],
+    }
+
+
+def print_table(rows: list[dict[str, float]]) -> None:
+    print_rows(COLUMNS, rows)
+    gain = min(r["acc_dpo"] - r["acc_input"] for r in rows)
+    print(f"smallest preference-accuracy gain over the stage1 input model: {gain:+.3f}")
+
+
+if __name__ == "__main__":
+    print_table(run_seeds(__doc__, "stage2", run_seed))
