@@ -172,6 +172,37 @@ def test_inputs_from_disk_overrides_and_the_registry(toy: Path) -> None:
     assert found.inputs["dataset"] == planned.output
 
 
+def test_a_later_stage_is_compared_with_the_evaluation_of_the_checkpoint_it_starts_from(toy: Path) -> None:
+    from launcher_toy.stage0_toy import data_curation, evaluation, training
+
+    local = profile_for(None, None)
+    whole = build_plan("toy", local)
+    stage1_eval = whole.job("stage1_toy.evaluation")
+    assert stage1_eval.inputs["baseline"] == whole.job("stage0_toy.evaluation").output
+    assert "stage0_toy.evaluation" in stage1_eval.depends_on and "--baseline-path" in stage1_eval.args
+    assert "baseline" not in whole.job("stage0_toy.evaluation").inputs  # the first stage has none
+
+    # On disk: stage0 trained twice, only the older checkpoint evaluated. stage1 starts from the newest checkpoint,
+    # so the older one's Results must not become its baseline (an optional input is left unset, not mismatched).
+    step_dir = toy / "artifacts" / "toy" / "stage0_toy"
+    data = data_curation.main(data_curation.Config(output_dir=step_dir / "data_curation" / "tiny-by-hand"))
+    older, newer = (
+        training.main(training.Config(dataset_path=Path(data.path), output_dir=step_dir / "training" / name))
+        for name in ("tiny-older", "tiny-newer")
+    )
+    evaluation.main(evaluation.Config(checkpoint_path=Path(older.path), output_dir=step_dir / "evaluation" / "tiny-a"))
+    stage1 = build_plan("toy.stage1", local)
+    assert stage1.job("training").inputs["init_checkpoint"] == newer.path
+    assert "baseline" not in stage1.job("evaluation").inputs
+    assert "--baseline-path" not in stage1.job("evaluation").args
+    scored_newer = evaluation.main(
+        evaluation.Config(checkpoint_path=Path(newer.path), output_dir=step_dir / "evaluation" / "tiny-b")
+    )
+    # the older checkpoint evaluated again later: the newest Results overall, still not the baseline
+    evaluation.main(evaluation.Config(checkpoint_path=Path(older.path), output_dir=step_dir / "evaluation" / "tiny-c"))
+    assert build_plan("toy.stage1", local).job("evaluation").inputs["baseline"] == scored_newer.path
+
+
 def test_run_records_are_found_by_id_directory_or_newest(toy: Path) -> None:
     plan = build_plan("toy.stage0", profile_for(None, None))
     first = create_run(plan, {})

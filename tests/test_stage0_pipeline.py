@@ -130,7 +130,8 @@ def test_stage_help_shows_nested_step_configs(tmp_path):
 
 def test_stage_config_propagates_scale_and_seed_unless_a_step_sets_its_own(tmp_path):
     from nemotron.recipes.nano2.stage0_pretrain import evaluation
-    from nemotron.recipes.nano2.stage0_pretrain.__main__ import StageConfig, step_config
+    from nemotron.recipes.nano2.stage0_pretrain.__main__ import StageConfig
+    from nemotron.stage import step_config
 
     stage = StageConfig(scale="small", seed=7, output_root=tmp_path, eval=evaluation.Config(seed=5))
     cfg = step_config(stage, stage.eval, "evaluation", checkpoint_path=tmp_path / "ckpt")

@@ -63,6 +63,8 @@ class EvalConfig:
     output_dir: Path | None = None
     checkpoint_path: Path | None = None
     checkpoint_artifact: str | None = None
+    baseline_path: Path | None = None  # the previous stage's Results (wired by the plan for stage1_toy)
+    baseline_artifact: str | None = None
 
 
 def curate(config: DataConfig, stage: str) -> Dataset:
@@ -107,7 +109,10 @@ def evaluate(config: EvalConfig, stage: str) -> Results:
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     out = resolve_output_dir(config.output_dir, "toy", stage, "evaluation", config.scale, config.seed)
     score = float(checkpoint.total % 97) / 97
-    artifact = Results(path=out, score=score, config=config_snapshot(config), lineage=[checkpoint.as_lineage()])
+    lineage = [checkpoint.as_lineage()]
+    if config.baseline_path is not None:
+        lineage.append(Results.load(path=config.baseline_path).as_lineage(step="baseline"))
+    artifact = Results(path=out, score=score, config=config_snapshot(config), lineage=lineage)
     artifact.metrics = {"score": score}
     artifact.save()
     return artifact

@@ -94,15 +94,19 @@ def three_step_stage(
     """The data_curation -> training -> evaluation stage every recipe stage follows.
 
     ``init_from`` names an earlier stage whose checkpoint seeds this stage's training (``init_checkpoint_path``) and
-    is also given to data_curation (``checkpoint_path``: a later stage tokenizes with the model's own vocabulary).
+    is also given to data_curation (``checkpoint_path``: a later stage tokenizes with the model's own vocabulary);
+    that stage's evaluation Results, when planned or found, become this stage's evaluation baseline (``baseline_path``:
+    compared with, and recorded so the last Results' lineage reaches every artifact of the recipe).
     ``dataset_type`` is the Artifact subclass data_curation writes (e.g. ``PreferenceDataset`` for alignment).
     Adding a stage to a recipe is then one call: data, not code.
     """
     training_inputs = [Input("dataset", "data_curation")]
     curation_inputs: tuple[Input, ...] = ()
+    evaluation_inputs = [Input("checkpoint", "training")]
     if init_from is not None:
         training_inputs.append(Input("init_checkpoint", "training", stage=init_from))
         curation_inputs = (Input("checkpoint", "training", stage=init_from),)
+        evaluation_inputs.append(Input("baseline", "evaluation", stage=init_from, optional=True))
     return Stage(
         name=name,
         alias=alias,
@@ -113,7 +117,7 @@ def three_step_stage(
                 "evaluation",
                 f"{package}.{name}.evaluation",
                 "Results",
-                (Input("checkpoint", "training"),),
+                tuple(evaluation_inputs),
                 GPU_EVALUATION,
             ),
         ),

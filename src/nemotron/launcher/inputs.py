@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,10 @@ class ArtifactRef:
     path: Path  # the artifact directory
     fingerprint: str  # what downstream fingerprints hash: the producing job's, or the metadata's content hash
     job: str | None  # the producing job when it is part of the plan
+    # False for an artifact found on disk that was not made from what this plan resolved as its producer's inputs
+    # (the newest stage0 Results may score an older checkpoint than the newest one): a required input still takes
+    # it, an optional one is left unset rather than wired to an inconsistent artifact.
+    made_from_plan: bool = True
 
 
 def read_complete(directory: Path, artifact_type: str) -> Artifact | None:
@@ -53,19 +58,31 @@ def _directory(path: Path) -> Path:
     return path.parent if path.name == METADATA_FILE else path
 
 
-def find_input(step_dir: Path, artifact_type: str, scale: str) -> ArtifactRef | None:
-    """The newest complete ``artifact_type`` under ``step_dir`` made at ``scale`` (by its recorded config)."""
-    newest: tuple[str, Path] | None = None
+def find_input(
+    step_dir: Path, artifact_type: str, scale: str, made_from: Collection[Path] | None = None
+) -> ArtifactRef | None:
+    """The newest complete ``artifact_type`` under ``step_dir`` made at ``scale`` (by its recorded config).
+
+    With ``made_from`` (the artifacts this plan resolved as the producing step's inputs), the newest one whose
+    lineage holds them all is preferred, and the returned ref says whether it is such a one.
+    """
+    wanted = None if made_from is None else {_resolved(p) for p in made_from}
+    newest: tuple[tuple[bool, str], Path] | None = None
     for metadata in step_dir.glob(f"*/{METADATA_FILE}"):
         artifact = read_complete(metadata.parent, artifact_type)
         if artifact is None or artifact.config.get("scale") != scale:
             continue
-        stamp = artifact.created_at.isoformat()
-        if newest is None or stamp > newest[0]:
-            newest = (stamp, metadata.parent)
+        consistent = wanted is not None and wanted <= {_resolved(entry.path) for entry in artifact.lineage}
+        key = (consistent, artifact.created_at.isoformat())
+        if newest is None or key > newest[0]:
+            newest = (key, metadata.parent)
     if newest is None:
         return None
-    return ArtifactRef(newest[1], content_fingerprint(newest[1]), None)
+    return ArtifactRef(newest[1], content_fingerprint(newest[1]), None, made_from_plan=newest[0][0])
+
+
+def _resolved(path: Path) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 def headline_metric(directory: Path) -> str:

@@ -219,7 +219,8 @@ class _Planner:
             producer_step = self.target.recipe.stage(producer[0]).step(producer[1])
             return load_given_input(given_path, given_name, producer_step.artifact_type, self.root)
         if producer in self.outputs:
-            return self.outputs[producer]
+            ref = self.outputs[producer]
+            return None if spec.optional and not ref.made_from_plan else ref
         if spec.optional:
             return None
         raise TargetError(
@@ -230,10 +231,12 @@ class _Planner:
 
     def _resolve_existing(self, stage: Stage, step: Step) -> None:
         """An upstream step outside the target: its planned output if complete, else its newest matching one."""
+        made_from: list[Path] | None = None
         try:
             config_cls = _config_class(step)
             values: dict[str, Any] = {"scale": self.scale}
             inputs = {spec.name: self.outputs[(spec.stage or stage.name, spec.step)] for spec in step.inputs}
+            made_from = [ref.path for ref in inputs.values()]
             for spec in step.inputs:
                 if spec.path_field in config_fields(config_cls):
                     values[spec.path_field] = inputs[spec.name].path
@@ -244,7 +247,8 @@ class _Planner:
                 return
         except KeyError:  # one of its own inputs is missing: it cannot be the planned one
             pass
-        found = find_input(self.root / self.target.recipe.name / stage.name / step.name, step.artifact_type, self.scale)
+        step_dir = self.root / self.target.recipe.name / stage.name / step.name
+        found = find_input(step_dir, step.artifact_type, self.scale, made_from)
         if found is not None:
             self.outputs[(stage.name, step.name)] = found
 

@@ -10,13 +10,13 @@ with the three artifacts; progress goes to stderr.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nemotron.recipes.nano2.stage0_pretrain import data_curation, evaluation, training
 from nemotron.scale import Scale
+from nemotron.stage import run_three_steps
 
 
 @dataclass
@@ -32,26 +32,9 @@ class StageConfig:
     eval: evaluation.Config = field(default_factory=evaluation.Config)
 
 
-def step_config(stage: StageConfig, config: Any, step: str, **wiring: Any) -> Any:
-    """``config`` with the stage's scale/seed (unless set for this step), its output dir, and input artifact paths."""
-    defaults = type(config)()
-    inherited = [name for name in ("scale", "seed") if getattr(config, name) == getattr(defaults, name)]
-    updates: dict[str, Any] = {name: getattr(stage, name) for name in inherited}
-    if config.output_dir is None and stage.output_root is not None:
-        updates["output_dir"] = Path(stage.output_root).expanduser().resolve() / step
-    return dataclasses.replace(config, **updates, **wiring)
-
-
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
-    dataset = data_curation.main(step_config(stage, stage.data, "data_curation"))
-    checkpoint = training.main(
-        step_config(stage, stage.train, "training", dataset_path=Path(dataset.path), dataset_artifact=None)
-    )
-    results = evaluation.main(
-        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
-    )
-    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+    return run_three_steps(stage, data_curation, training, evaluation)
 
 
 if __name__ == "__main__":

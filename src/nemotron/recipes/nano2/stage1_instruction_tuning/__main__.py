@@ -6,17 +6,20 @@
 The stage0 checkpoint feeds data_curation (tokenizer, sequence length) and training (initial weights); without
 ``--init-checkpoint-*`` it is read from stdin (stage0's JSON). Top-level ``--scale``/``--seed`` apply to all steps
 unless set for a step; ``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``.
+``--eval.baseline-path STAGE0/evaluation`` (stage0's Results of that checkpoint; taken from stdin when the
+piped stage0 output carries them) is compared with and recorded in the evaluation's lineage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemotron.recipes.nano2.stage0_pretrain.__main__ import step_config
 from nemotron.recipes.nano2.stage1_instruction_tuning import data_curation, evaluation, training
 from nemotron.scale import Scale
+from nemotron.stage import run_three_steps
 
 
 @dataclass
@@ -37,27 +40,12 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
+    from nemotron.evaluation.baseline import stage_eval_config
     from nemotron.training.artifacts import Checkpoint
 
     init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
-    dataset = data_curation.main(
-        step_config(stage, stage.data, "data_curation", checkpoint_path=Path(init.path), checkpoint_artifact=None)
-    )
-    checkpoint = training.main(
-        step_config(
-            stage,
-            stage.train,
-            "training",
-            dataset_path=Path(dataset.path),
-            dataset_artifact=None,
-            init_checkpoint_path=Path(init.path),
-            init_checkpoint_artifact=None,
-        )
-    )
-    results = evaluation.main(
-        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
-    )
-    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+    stage = dataclasses.replace(stage, eval=stage_eval_config(stage.eval, Path(init.path)))
+    return run_three_steps(stage, data_curation, training, evaluation, init=init)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 match (``instruct/exact_match``, per kind too). The input model is found through the checkpoint's lineage
 (``init_checkpoint``) and scored on the same items (``input_model/instruct/exact_match``), so one artifact records the
 gain. stage0's lm-eval tasks (``--regression-tasks``, e.g. facts_mc) run on both models against the stage0 dataset to
-measure what tuning cost (``facts_mc/acc`` vs ``input_model/facts_mc/acc``).
+measure what tuning cost (``facts_mc/acc`` vs ``input_model/facts_mc/acc``). Given stage0's own Results of the input
+model (``--baseline-path``, wired by the launcher), every shared metric is also compared with it (``vs_baseline/...``)
+and it is recorded in lineage (``nemotron.evaluation.baseline``).
 
     python -m nemotron.recipes.nano2.stage1_instruction_tuning.evaluation --checkpoint-path STAGE1/training
 """
@@ -34,6 +36,10 @@ class Config:
     """stage1 Checkpoint directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
     checkpoint_artifact: str | None = None
     """Tracked checkpoint, e.g. sft-checkpoint:latest."""
+    baseline_path: Path | None = None
+    """stage0's Results of the input model: compared with (vs_baseline/*) and recorded in lineage."""
+    baseline_artifact: str | None = None
+    """Tracked baseline Results, e.g. pretrain-results:latest."""
     output_dir: Path | None = None
     regression_tasks: tuple[str, ...] = ("facts_mc", "facts_gen")
     """stage0 tasks re-run on both models (facts_mc, facts_gen, valid_ppl); none to skip."""
@@ -56,6 +62,7 @@ def _input_checkpoint(checkpoint):
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.errors import UserError
+    from nemotron.evaluation import baseline as baselines
     from nemotron.evaluation.harness import go_offline
     from nemotron.evaluation.tasks import split_task_names
     from nemotron.training.artifacts import Checkpoint
@@ -68,6 +75,7 @@ def main(config: Config) -> Results:
         split_task_names(list(config.regression_tasks))
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     input_model = _input_checkpoint(checkpoint)
+    baseline = baselines.load_baseline(config.baseline_path, config.baseline_artifact, Path(input_model.path))
     dataset = Dataset.load(path=checkpoint.dataset_path)
     pretrain_data = Dataset.load(path=input_model.dataset_path)
     output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, STEP, config.scale, config.seed)
@@ -81,6 +89,14 @@ def main(config: Config) -> Results:
         flat |= {f"{prefix}{name}": value for name, value in scored[1].items()}
         num_samples |= scored[2] if not prefix else {}
     flat["instruct/gain"] = flat["instruct/exact_match"] - flat[f"{INPUT_PREFIX}instruct/exact_match"]
+    lineage = [
+        checkpoint.as_lineage(step="training"),
+        dataset.as_lineage(step="data_curation"),
+        input_model.as_lineage(step="input_model"),
+    ]
+    if baseline is not None:
+        flat |= baselines.compare(flat, baseline)
+        lineage.append(baseline.as_lineage(step=baselines.LINEAGE_STEP))
     results = Results(
         path=output_dir,
         tasks=tasks,
@@ -89,11 +105,7 @@ def main(config: Config) -> Results:
         dataset_path=Path(dataset.path),
         metrics=flat,
         config=config_snapshot(config),
-        lineage=[
-            checkpoint.as_lineage(step="training"),
-            dataset.as_lineage(step="data_curation"),
-            input_model.as_lineage(step="input_model"),
-        ],
+        lineage=lineage,
     )
     results.save()
     return results

@@ -7,17 +7,20 @@
 Checkpoint works). Top-level ``--scale`` and ``--seed`` apply to all three steps (a step keeps a value given
 explicitly for it); ``--output-root DIR`` puts the steps' outputs in ``DIR/<step>``. stdout carries one JSON
 document with the three artifacts; progress goes to stderr.
+``--eval.baseline-path STAGE1/evaluation`` (stage1's Results of that checkpoint; taken from stdin when the
+piped stage1 output carries them) is compared with and recorded in the evaluation's lineage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemotron.recipes.nano2.stage0_pretrain.__main__ import step_config
 from nemotron.recipes.nano2.stage2_alignment import data_curation, evaluation, training
 from nemotron.scale import Scale
+from nemotron.stage import run_three_steps
 
 
 @dataclass
@@ -38,26 +41,12 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
+    from nemotron.evaluation.baseline import stage_eval_config
     from nemotron.training.artifacts import Checkpoint
 
     init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
-    dataset = data_curation.main(
-        step_config(stage, stage.data, "data_curation", checkpoint_path=Path(init.path), checkpoint_artifact=None)
-    )
-    checkpoint = training.main(
-        step_config(
-            stage,
-            stage.train,
-            "training",
-            dataset_path=Path(dataset.path),
-            dataset_artifact=None,
-            init_checkpoint_path=Path(init.path),
-        )
-    )
-    results = evaluation.main(
-        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
-    )
-    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+    stage = dataclasses.replace(stage, eval=stage_eval_config(stage.eval, Path(init.path)))
+    return run_three_steps(stage, data_curation, training, evaluation, init=init)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ tokens), ``preference/logp_margin`` (mean logp(chosen) - logp(rejected)), ``pref
 ``preference/reward_accuracy`` (DPO's implicit reward beta * log(pi/ref), chosen minus rejected, against the training
 reference); the same with an ``input_model/`` prefix for the starting checkpoint. When the input model is stage1's,
 its held-out instructions are re-run too (``instruct/exact_match``, ``input_model/instruct/exact_match``): alignment
-should not cost instruction following.
+should not cost instruction following. Given stage1's own Results of the input model (``--baseline-path``, wired by
+the launcher), every shared metric is also compared with it (``vs_baseline/...``) and it is recorded in lineage.
 
     ... training.py | python src/nemotron/recipes/nano2/stage2_alignment/evaluation.py
 """
@@ -33,6 +34,10 @@ class Config:
     """Stage2 Checkpoint directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
     checkpoint_artifact: str | None = None
     """Tracked checkpoint, e.g. dpo-checkpoint:latest."""
+    baseline_path: Path | None = None
+    """stage1's Results of the input model: compared with (vs_baseline/*) and recorded in lineage."""
+    baseline_artifact: str | None = None
+    """Tracked baseline Results, e.g. sft-results:latest."""
     output_dir: Path | None = None
     limit: int | None = None
     """At most this many held-out pairs (all when unset)."""
@@ -43,6 +48,7 @@ def main(config: Config) -> Results:
     from nemotron.data.preference_artifacts import PreferenceDataset
     from nemotron.data.preferences import load_tokenized_pairs
     from nemotron.errors import UserError
+    from nemotron.evaluation import baseline as baselines
     from nemotron.step import config_snapshot, resolve_output_dir
     from nemotron.training.artifacts import Checkpoint
 
@@ -53,6 +59,7 @@ def main(config: Config) -> Results:
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = PreferenceDataset.load(path=_lineage_path(checkpoint, "data_curation"))
     input_model = Checkpoint.load(path=_lineage_path(checkpoint, "init_checkpoint"))
+    baseline = baselines.load_baseline(config.baseline_path, config.baseline_artifact, Path(input_model.path))
     reference_path = checkpoint.config.get("reference_path") or input_model.path
     reference = Checkpoint.load(path=reference_path)
     beta = float(checkpoint.config.get("beta", 0.1))
@@ -77,6 +84,10 @@ def main(config: Config) -> Results:
         num_samples |= {"instruct": len(instruct_items), "input_model/instruct": len(instruct_items)}
     metrics = {f"{task}/{name}": value for task, values in tasks.items() for name, value in values.items()}
     metrics["preference/accuracy_gain"] = metrics["preference/accuracy"] - metrics["input_model/preference/accuracy"]
+    lineage = [checkpoint.as_lineage(step="training")] + checkpoint.lineage
+    if baseline is not None:
+        metrics |= baselines.compare(metrics, baseline)
+        lineage.append(baseline.as_lineage(step=baselines.LINEAGE_STEP))
     results = Results(
         path=output_dir,
         tasks=tasks,
@@ -85,7 +96,7 @@ def main(config: Config) -> Results:
         dataset_path=Path(dataset.path),
         metrics=metrics,
         config=config_snapshot(config),
-        lineage=[checkpoint.as_lineage(step="training")] + checkpoint.lineage,
+        lineage=lineage,
     )
     results.save()
     return results

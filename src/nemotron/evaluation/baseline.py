@@ -1,0 +1,81 @@
+"""A later stage's evaluation measured against its input model's own evaluation: the baseline Results.
+
+stage1 evaluates the instruction-tuned model; its baseline is stage0's Results of the checkpoint tuning started from
+(stage2's is stage1's). Giving a baseline to an evaluation step
+- checks that it really scored the input model (a comparison with another model's figures would mislead),
+- adds ``vs_baseline/<metric>`` = this model's figure minus the baseline's for every metric both report (stage1's
+  ``vs_baseline/facts_mc/acc`` is the regression on stage0's own task against stage0's own run of it),
+- records it in lineage, so the recipe's final Results walks back through every stage's evaluation too.
+
+Light: pydantic artifacts only (the launcher imports the step modules that use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from nemotron.artifact import read_stdin_document
+from nemotron.evaluation.artifacts import Results
+
+LINEAGE_STEP = "baseline"
+DELTA_PREFIX = "vs_baseline/"
+# Figures that describe the other model or the uncertainty, not this model's score: never compared.
+_NOT_COMPARED_PREFIXES = ("input_model/", DELTA_PREFIX)
+_NOT_COMPARED_SUFFIXES = ("_stderr",)
+
+
+def load_baseline(path: Path | None, tracked: str | None, input_model_path: Path) -> Results | None:
+    """The Results given by path or tracked name (None when neither), checked to have scored the input model."""
+    from nemotron.errors import UserError
+
+    if path is None and tracked is None:
+        return None
+    baseline = Results.load(path=path, tracked_artifact=None if path else tracked)
+    if _same_directory(baseline.checkpoint_path, input_model_path):
+        return baseline
+    raise UserError(
+        f"baseline {path or tracked} scored {baseline.checkpoint_path}, not this model's input {input_model_path}: "
+        "give the Results of the input model's own evaluation, or no baseline"
+    )
+
+
+def compare(metrics: dict[str, float], baseline: Results) -> dict[str, float]:
+    """``vs_baseline/<name>`` for every metric of this model that the baseline also reports."""
+    return {
+        f"{DELTA_PREFIX}{name}": metrics[name] - value
+        for name, value in baseline.metrics.items()
+        if name in metrics and not name.startswith(_NOT_COMPARED_PREFIXES) and not name.endswith(_NOT_COMPARED_SUFFIXES)
+    }
+
+
+def stage_eval_config(eval_config: Any, init_path: Path) -> Any:
+    """A stage module's evaluation Config with its baseline settled before any step runs.
+
+    A baseline given for the stage's evaluation is checked now, against the checkpoint the stage starts from, so a
+    wrong one fails in a second rather than after training. Without one, the Results on stdin are used when there are
+    some: ``python -m ...stage0_pretrain | python -m ...stage1_instruction_tuning`` carries stage0's checkpoint (stage1
+    starts from it) and stage0's Results of it (stage1's evaluation compares with them).
+    """
+    if eval_config.baseline_path is not None or eval_config.baseline_artifact is not None:
+        load_baseline(eval_config.baseline_path, eval_config.baseline_artifact, init_path)
+        return eval_config
+    piped = _results_on_stdin()
+    if piped is not None:
+        load_baseline(piped, None, init_path)
+    return dataclasses.replace(eval_config, baseline_path=piped)
+
+
+def _results_on_stdin() -> Path | None:
+    document = read_stdin_document() or {}
+    artifacts = document.get("artifacts")
+    if not isinstance(artifacts, dict):
+        return None
+    found = [a.get("path") for a in artifacts.values() if isinstance(a, dict) and a.get("type") == "Results"]
+    found = [path for path in found if path]
+    return Path(found[-1]) if found else None
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
