@@ -13,21 +13,9 @@ from pathlib import Path
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
+from nemotron.training.presets import TrainPreset, resolve_settings
 
-
-@dataclass(frozen=True)
-class TrainPreset:
-    train_iters: int
-    micro_batch_size: int
-    global_batch_size: int
-    lr: float
-    min_lr: float
-    warmup_iters: int
-    decay_style: str
-    save_interval: int
-
-
-TRAIN_PRESETS: dict[str, TrainPreset] = {
+PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(300, 16, 16, 3e-3, 3e-4, 20, "cosine", 100),
     "small": TrainPreset(20_000, 4, 256, 1e-3, 1e-5, 500, "cosine", 1_000),
     "medium": TrainPreset(100_000, 2, 512, 6e-4, 6e-6, 2_000, "WSD", 2_000),
@@ -61,44 +49,6 @@ class Config:
     pipeline_parallel: int = 1
 
 
-def _settings(config: Config, data_parallel_size: int, bf16: bool, presets: dict[str, TrainPreset] = TRAIN_PRESETS):
-    from nemotron.errors import UserError
-    from nemotron.training.loop import TrainSettings
-
-    preset = presets[config.scale]
-
-    def pick(value, default):
-        return default if value is None else value
-
-    settings = TrainSettings(
-        train_iters=pick(config.train_iters, preset.train_iters),
-        micro_batch_size=pick(config.micro_batch_size, preset.micro_batch_size),
-        global_batch_size=pick(config.global_batch_size, preset.global_batch_size),
-        lr=pick(config.lr, preset.lr),
-        min_lr=pick(config.min_lr, preset.min_lr),
-        warmup_iters=pick(config.warmup_iters, preset.warmup_iters),
-        decay_style=preset.decay_style,
-        wsd_decay_iters=max(1, pick(config.train_iters, preset.train_iters) // 5),
-        weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip,
-        adam_betas=(0.9, 0.95),
-        save_interval=pick(config.save_interval, preset.save_interval),
-        log_interval=config.log_interval,
-        bf16=bf16,
-    )
-    for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
-        if getattr(settings, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(settings, name)}: must be at least 1")
-    if settings.global_batch_size % (settings.micro_batch_size * data_parallel_size):
-        raise UserError(
-            f"--global-batch-size {settings.global_batch_size}: must be a multiple of micro_batch_size x "
-            f"data-parallel size = {settings.micro_batch_size * data_parallel_size}"
-        )
-    if settings.warmup_iters >= settings.train_iters:
-        raise UserError(f"--warmup-iters {settings.warmup_iters}: must be below train_iters ({settings.train_iters})")
-    return settings
-
-
 def main(config: Config) -> Checkpoint:
     from nemotron.data.artifacts import Dataset
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
@@ -118,7 +68,7 @@ def main(config: Config) -> Checkpoint:
     for prefix, what in ((dataset.train_prefix, "train data"), (dataset.valid_prefix, "valid data")):
         data.check_prefix(prefix, what)
     run = prepare_run(config.scale, config.seed, dataset.vocab_size, config.tensor_parallel, config.pipeline_parallel)
-    settings = _settings(config, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    settings = resolve_settings(config, PRESETS, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     if init_from is not None:
         run.load_weights(init_from)
     output_dir.mkdir(parents=True, exist_ok=True)

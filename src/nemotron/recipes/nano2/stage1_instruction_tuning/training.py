@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemotron.recipes.nano2.stage0_pretrain.training import TrainPreset
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
+from nemotron.training.presets import TrainPreset, resolve_settings
 
 STAGE = "stage1_instruction_tuning"
 
-SFT_PRESETS: dict[str, TrainPreset] = {
+PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(80, 16, 16, 1e-3, 1e-4, 5, "cosine", 40),
     "small": TrainPreset(2_000, 4, 64, 2e-5, 2e-6, 50, "cosine", 500),
     "medium": TrainPreset(5_000, 2, 128, 1e-5, 1e-6, 100, "cosine", 1_000),
@@ -79,14 +79,13 @@ def main(config: Config) -> Checkpoint:
     import torch
 
     from nemotron.data.chat import load_packed
-    from nemotron.recipes.nano2.stage0_pretrain.training import _settings
     from nemotron.training import loop
     from nemotron.training.run import prepare_run, write_outputs
     from nemotron.training.sft import PackedSFTSamples
 
     train_rows, valid_rows = load_packed(dataset.train_prefix), load_packed(dataset.valid_prefix)
     run = prepare_run(config.scale, config.seed, dataset.vocab_size, config.tensor_parallel, config.pipeline_parallel)
-    settings = _settings(config, run.ctx.data_parallel_size, bf16=torch.cuda.is_available(), presets=SFT_PRESETS)
+    settings = resolve_settings(config, PRESETS, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     run.load_weights(init_from)
     seq_length = run.model_config.seq_length
     train_set = PackedSFTSamples(*train_rows, seq_length=seq_length, seed=config.seed)

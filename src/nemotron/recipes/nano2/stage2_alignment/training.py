@@ -16,15 +16,16 @@ from pathlib import Path
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
+from nemotron.training.presets import TrainPreset, resolve_settings
 
 STEP = "training"
 
-# (train_iters, micro_batch_size, global_batch_size, lr) per scale; batch sizes count preference pairs.
-DPO_PRESETS: dict[str, tuple[int, int, int, float]] = {
-    "tiny": (60, 16, 16, 3e-4),
-    "small": (1_000, 4, 64, 5e-6),
-    "medium": (2_000, 2, 128, 2e-6),
-    "full": (4_000, 1, 256, 1e-6),
+# Batch sizes count preference pairs; min_lr is a tenth of --lr and the only save is after the last iteration.
+PRESETS: dict[str, TrainPreset] = {
+    "tiny": TrainPreset(60, 16, 16, 3e-4, warmup_iters=5),
+    "small": TrainPreset(1_000, 4, 64, 5e-6, warmup_iters=5),
+    "medium": TrainPreset(2_000, 2, 128, 2e-6, warmup_iters=5),
+    "full": TrainPreset(4_000, 1, 256, 1e-6, warmup_iters=5),
 }
 
 
@@ -58,41 +59,6 @@ class Config:
     grad_clip: float = 1.0
 
 
-def _settings(config: Config, data_parallel_size: int, bf16: bool):
-    from nemotron.errors import UserError
-    from nemotron.training.loop import TrainSettings
-
-    iters, micro, global_batch, lr = DPO_PRESETS[config.scale]
-    iters = config.train_iters if config.train_iters is not None else iters
-    settings = TrainSettings(
-        train_iters=iters,
-        micro_batch_size=config.micro_batch_size or micro,
-        global_batch_size=config.global_batch_size or global_batch,
-        lr=config.lr if config.lr is not None else lr,
-        min_lr=(config.lr if config.lr is not None else lr) / 10,
-        warmup_iters=config.warmup_iters,
-        decay_style="cosine",
-        wsd_decay_iters=1,
-        weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip,
-        adam_betas=(0.9, 0.95),
-        save_interval=config.save_interval or iters,
-        log_interval=config.log_interval,
-        bf16=bf16,
-    )
-    for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
-        if getattr(settings, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(settings, name)}: must be at least 1")
-    if settings.global_batch_size % (settings.micro_batch_size * data_parallel_size):
-        raise UserError(
-            f"--global-batch-size {settings.global_batch_size}: must be a multiple of micro_batch_size x "
-            f"data-parallel size = {settings.micro_batch_size * data_parallel_size}"
-        )
-    if not 0 <= settings.warmup_iters < settings.train_iters:
-        raise UserError(f"--warmup-iters {settings.warmup_iters}: must be in [0, train_iters={settings.train_iters})")
-    return settings
-
-
 def main(config: Config) -> Checkpoint:
     from nemotron.data.preference_artifacts import PreferenceDataset
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
@@ -117,7 +83,7 @@ def main(config: Config) -> Checkpoint:
     log = get_logger("nano2.stage2.training")
     pairs, held_out = load_tokenized_pairs(dataset.train_path), load_tokenized_pairs(dataset.heldout_path)
     run = prepare_run(config.scale, config.seed, dataset.vocab_size)
-    settings = _settings(config, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    settings = resolve_settings(config, PRESETS, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     pad_id = 0  # EOD; padded positions are masked out of every sum
     run.load_weights(reference)
     log.info("reference log-probs of %d pairs (%s)", len(pairs), reference.path)
