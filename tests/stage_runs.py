@@ -1,7 +1,8 @@
 """Real tiny runs of the nano2 stages, once per session, shared by every test (and later stage) that needs them.
 
 ``stage0_tiny_run`` / ``stage1_tiny_run`` each run their stage as people do (``python -m <stage package>``, one real
-process) and return ``(tmp_dir, artifacts by step name)``. stage1 starts from stage0's checkpoint.
+process) and return ``(tmp_dir, artifacts by step name)``. stage1 starts from stage0's checkpoint and compares
+with stage0's Results of it (its evaluation baseline).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def stage1_tiny_run(stage0_tiny_run, tmp_path_factory):
     """stage1 at --scale tiny on top of ``stage0_tiny_run``'s checkpoint, same artifact dict shape."""
     _, stage0 = stage0_tiny_run
     tmp = tmp_path_factory.mktemp("stage1")
-    init = stage0["training"]["path"]
+    init, baseline = stage0["training"]["path"], stage0["evaluation"]["path"]
     return tmp, _run_stage(
-        tmp, "stage1_instruction_tuning", "--init-checkpoint-path", init, "--output-root", str(tmp / "run")
+        tmp,
+        "stage1_instruction_tuning",
+        *("--init-checkpoint-path", init, "--eval.baseline-path", baseline, "--output-root", str(tmp / "run")),
     )

@@ -70,19 +70,20 @@ def test_the_nine_job_dag_chains_across_stages_with_afterok(nano2_run):
         ("stage1_instruction_tuning.data_curation", "stage0_pretrain.training"),
         ("stage1_instruction_tuning.training", "stage0_pretrain.training"),
         ("stage2_alignment.training", "stage1_instruction_tuning.training"),
+        ("stage1_instruction_tuning.evaluation", "stage0_pretrain.evaluation"),  # its baseline
+        ("stage2_alignment.evaluation", "stage1_instruction_tuning.evaluation"),
     ]:
         script = (run_dir / "sbatch" / f"{job}.sbatch").read_text()
         dependency = next(line for line in script.splitlines() if "--dependency=afterok:" in line)
         assert steps[upstream]["job_id"] in dependency.split("afterok:")[1], (job, dependency)
-    # the final Results walks back through every training and data artifact to stage0's raw data
+    # the final Results walks back through all 9 artifacts (each stage's evaluation is the next one's baseline)
     reached, frontier = set(), [steps["stage2_alignment.evaluation"]["artifact"]]
     while frontier:
         path = frontier.pop()
         if path not in reached:
             reached.add(path)
             frontier.extend(str(entry["path"]) for entry in metadata(path)["lineage"])
-    chain = [name for name in steps if not name.endswith("evaluation")] + ["stage2_alignment.evaluation"]
-    assert {steps[name]["artifact"] for name in chain} <= reached
+    assert reached == {step["artifact"] for step in steps.values()}
 
 
 def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run(nano2_run, slurm_cluster):

@@ -36,6 +36,7 @@ def test_stage_prints_three_wired_artifacts_with_lineage_back_to_stage0(stage0_t
         ("training", train["path"]),
         ("data_curation", data["path"]),
         ("input_model", stage0_ckpt),
+        ("baseline", stage0["evaluation"]["path"]),
     ]
     # Walking back from the stage1 Results reaches stage0's dataset through stage0's checkpoint.
     stage0_meta = json.loads((Path(stage0_ckpt) / "metadata.json").read_text())
@@ -62,6 +63,20 @@ def test_tuned_model_follows_held_out_instructions_better_than_stage0(stage1_tin
     assert train["valid_loss"] < train["init_loss"], train  # SFT lowered the held-out assistant-token loss
     replies = Path(artifacts["evaluation"]["path"]) / "model" / "instruct_replies.jsonl"
     assert sum(json.loads(line)["correct"] for line in replies.read_text().splitlines()) == round(tuned * 100)
+
+
+@pytest.mark.slow
+def test_regression_is_measured_against_stage0s_own_results(stage0_tiny_run, stage1_tiny_run):
+    _, stage0 = stage0_tiny_run
+    _, artifacts = stage1_tiny_run
+    metrics, baseline = artifacts["evaluation"]["metrics"], stage0["evaluation"]["metrics"]
+    shared = {name for name in baseline if not name.endswith("_stderr")} & set(metrics)
+    assert {"facts_mc/acc", "facts_gen/exact_match"} <= shared
+    for name in shared:
+        assert metrics[f"vs_baseline/{name}"] == pytest.approx(metrics[name] - baseline[name]), name
+    assert not any(name.startswith("vs_baseline/valid_ppl") for name in metrics)  # not re-run by stage1
+    # stage1 re-scored its input model on the same items: stage0's own figure, give or take ties (100 items).
+    assert metrics["input_model/facts_mc/acc"] == pytest.approx(baseline["facts_mc/acc"], abs=0.02)
 
 
 @pytest.mark.slow

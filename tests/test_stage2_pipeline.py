@@ -13,18 +13,24 @@ from pathlib import Path
 import pytest
 from stage_runs import run_in, stage_env
 
+from nemotron.artifact import STDOUT_SCHEMA
+
 STAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "nemotron" / "recipes" / "nano2" / "stage2_alignment"
 MODULE = "nemotron.recipes.nano2.stage2_alignment"
 
 
 @pytest.fixture(scope="session")
 def stage2_tiny_run(stage1_tiny_run, tmp_path_factory):
-    """stage2 at --scale tiny from ``stage1_tiny_run``'s checkpoint: ``(tmp, artifacts by step name)``."""
+    """stage2 at --scale tiny on ``stage1_tiny_run``: ``(tmp, artifacts by step name)``.
+
+    Fed as in ``python -m ...stage1_instruction_tuning | python -m ...stage2_alignment``: stage1's JSON on stdin gives
+    the checkpoint to align and stage1's Results of it (the evaluation baseline).
+    """
     _, stage1 = stage1_tiny_run
     tmp = tmp_path_factory.mktemp("stage2")
-    init = stage1["training"]["path"]
-    args = ["--scale", "tiny", "--init-checkpoint-path", init, "--output-root", str(tmp / "run")]
-    done = run_in(tmp, [sys.executable, "-m", MODULE, *args])
+    piped = json.dumps({"schema": STDOUT_SCHEMA, "artifacts": stage1})
+    args = ["--scale", "tiny", "--output-root", str(tmp / "run")]
+    done = run_in(tmp, [sys.executable, "-m", MODULE, *args], input=piped)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, json.loads(done.stdout)["artifacts"]
 
@@ -48,12 +54,16 @@ def test_stage_wires_three_artifacts_and_lineage_walks_back_to_stage0_data(
         ("data_curation", data["path"]),
         ("init_checkpoint", stage1_ckpt),
     ]
-    assert [e["path"] for e in results["lineage"]] == [train["path"], data["path"], stage1_ckpt]
-    # Results -> stage2 ckpt -> stage1 ckpt -> stage0 ckpt -> stage0 data, each hop read from metadata on disk.
-    stage1_meta = _walk(stage1_ckpt)
-    stage0_ckpt = next(e["path"] for e in stage1_meta["lineage"] if e["step"] == "init_checkpoint")
-    assert stage0_ckpt == stage0["training"]["path"]
-    assert _walk(stage0_ckpt)["lineage"][0]["path"] == stage0["data_curation"]["path"]
+    stage1_results = stage1["evaluation"]["path"]
+    assert [e["path"] for e in results["lineage"]] == [train["path"], data["path"], stage1_ckpt, stage1_results]
+    # From the final Results, each hop read from metadata on disk, to all 9 artifacts of the three stages.
+    reached, frontier = set(), [results["path"]]
+    while frontier:
+        path = frontier.pop()
+        if path not in reached:
+            reached.add(path)
+            frontier.extend(entry["path"] for entry in _walk(path)["lineage"])
+    assert reached == {artifact["path"] for run in (stage0, stage1, artifacts) for artifact in run.values()}
     for artifact in (data, train, results):
         assert (artifact["config"]["scale"], artifact["config"]["seed"]) == ("tiny", 1234)
 
@@ -106,6 +116,33 @@ def test_bad_values_are_one_line_errors_with_exit_code_2(step, args, message, tm
     lines = [line for line in done.stderr.splitlines() if line.startswith("error")]
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_a_baseline_that_scored_another_model_is_a_one_line_error(stage0_tiny_run, stage2_tiny_run, tmp_path):
+    _, stage0 = stage0_tiny_run
+    _, artifacts = stage2_tiny_run
+    out = tmp_path / "eval"
+    args = ["--checkpoint-path", artifacts["training"]["path"], "--baseline-path", stage0["evaluation"]["path"]]
+    done = run_in(tmp_path, [sys.executable, str(STAGE_DIR / "evaluation.py"), *args, "--output-dir", str(out)])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        f"error: baseline {stage0['evaluation']['path']} scored {stage0['training']['path']}, not this model's input "
+        f"{artifacts['training']['lineage'][1]['path']}: give the Results of the input model's own evaluation, "
+        "or no baseline"
+    ]
+    assert not out.exists() and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_alignment_is_compared_with_stage1s_own_results(stage1_tiny_run, stage2_tiny_run):
+    _, stage1 = stage1_tiny_run
+    _, artifacts = stage2_tiny_run
+    metrics, baseline = artifacts["evaluation"]["metrics"], stage1["evaluation"]["metrics"]
+    assert metrics["vs_baseline/instruct/exact_match"] == pytest.approx(
+        metrics["instruct/exact_match"] - baseline["instruct/exact_match"]
+    )
+    assert not any(name.startswith("vs_baseline/input_model/") for name in metrics)  # another model's figures
 
 
 @pytest.mark.slow
