@@ -21,7 +21,12 @@ def test_world_pairs_hold_out_stage1s_questions_and_reject_wrong_values_of_the_s
     stage1_held = {item["messages"][0]["content"] for item in world_instructions(world).held_out}
     assert {p["prompt"] for p in held_out} == stage1_held
     assert not stage1_held & {p["prompt"] for p in train}
-    assert len(held_out) == len(world.facts) and len(train) == 3 * 3 * len(world.facts)
+    assert len(train) == 3 * 3 * len(world.facts)
+    # every held-out question against every wrong value of its fact's kind, each exactly once
+    for fact in world.facts:
+        asked = {p["rejected"] for p in held_out if p["chosen"] == fact.value and p["kind"] == fact.kind}
+        assert asked >= set(fact.distractor_pool) - {fact.value}
+    assert len(held_out) == sum(len(set(f.distractor_pool) - {f.value}) for f in world.facts)
     values_by_kind = {f.kind: set(f.distractor_pool) for f in world.facts}
     for pair in train + held_out:
         assert pair["chosen"] != pair["rejected"]

@@ -4,7 +4,9 @@
 template (``nemotron.data.chat``) so DPO trains on exactly the format the instruction-tuned model answers in.
 The embedded default asks the world's facts with stage1's questions: the chosen reply is the true value, the rejected
 one a wrong value of the same kind. **Held-out** pairs use each fact's held-out question (never trained on by stage1
-or here), so preference accuracy on them measures what the model generalised, not what it memorised.
+or here), so preference accuracy on them measures what the model generalised, not what it memorised; each held-out
+question is paired with *every* wrong value of its kind, so the figure does not hang on which distractor a seed drew
+(with one random distractor per question an instruction-tuned model already ranked all 100 pairs right: no headroom).
 
 Tokenized pairs are stored as JSONL with ``prompt_ids``/``chosen_ids``/``rejected_ids`` (replies end with EOD).
 """
@@ -24,8 +26,8 @@ PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 def world_preference_pairs(world, rejected_per_prompt: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(train pairs, held-out pairs) on stage1's questions about ``world``'s facts: the same held-out question per fact
-    as stage1 (``chat.world_instructions``), ``rejected_per_prompt`` wrong values per training question, one per
-    held-out question. Wrong values are of the fact's own kind (a city for a city)."""
+    as stage1 (``chat.world_instructions``), ``rejected_per_prompt`` random wrong values per training question, every
+    wrong value per held-out question. Wrong values are of the fact's own kind (a city for a city)."""
     from nemotron.data.chat import QUESTIONS, world_instructions
 
     fact_of = {q.format(**dict(f.fills)): f for f in world.facts for q in QUESTIONS[f.kind]}
@@ -34,13 +36,14 @@ def world_preference_pairs(world, rejected_per_prompt: int, seed: int) -> tuple[
     held_questions = [item["messages"][0]["content"] for item in instructions.held_out]
     rng = random.Random(f"nemotron-preferences-{seed}")
 
-    def pairs_for(question: str, count: int) -> list[dict]:
+    def pairs_for(question: str, count: int | None) -> list[dict]:
         fact = fact_of[question]
-        wrong = rng.sample([v for v in fact.distractor_pool if v != fact.value], count)
+        wrong = [v for v in fact.distractor_pool if v != fact.value]
+        wrong = wrong if count is None else rng.sample(wrong, count)
         return [{"prompt": question, "chosen": fact.value, "rejected": value, "kind": fact.kind} for value in wrong]
 
     train = [pair for q in train_questions for pair in pairs_for(q, rejected_per_prompt)]
-    held_out = [pair for q in held_questions for pair in pairs_for(q, 1)]
+    held_out = [pair for q in held_questions for pair in pairs_for(q, None)]
     rng.shuffle(train)
     return train, held_out
 

@@ -1,9 +1,10 @@
 """nano2 stage2 data curation: preference pairs (prompt, chosen, rejected), tokenized with the input model's tokenizer.
 
 With no ``--sources`` it builds pairs from the same seeded world as stage0's corpus: the prompt asks a fact, the
-chosen response is its value, the rejected one a wrong value; pairs on each fact's held-out phrasing go to
-``heldout.jsonl``. With ``--sources`` it reads JSONL files of ``{"prompt", "chosen", "rejected"}`` and holds out
-``--heldout-fraction`` of the prompts. The input checkpoint (stage1's, or any Checkpoint) gives the tokenizer.
+chosen response is its value, the rejected one a wrong value; each fact's held-out phrasing, paired with every wrong
+value of its kind, goes to ``heldout.jsonl``. With ``--sources`` it reads JSONL files of
+``{"prompt", "chosen", "rejected"}`` and holds out ``--heldout-fraction`` of the prompts. The input checkpoint
+(stage1's, or any Checkpoint) gives the tokenizer.
 
     python src/nemotron/recipes/nano2/stage2_alignment/data_curation.py --checkpoint-path STAGE1_TRAINING_DIR
 """
