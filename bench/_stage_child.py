@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -49,6 +50,23 @@ def run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *args: str)
         stdout.seek(0)
         document = stdout.read()
     return StageRun(json.loads(document)["artifacts"], wall, usage.ru_maxrss / 1024)  # Linux reports kilobytes
+
+
+def kept_or_run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *args: str) -> StageRun:
+    """The complete run of ``stage`` an earlier bench kept in ``out`` (``--keep``), else ``run_stage``.
+
+    Complete: ``out/stdout.json`` parses (a stage prints it only after all its steps succeeded) and every artifact in
+    it still has its ``metadata.json`` (saved last). A kept run's wall time and peak RSS are unknown (NaN).
+    """
+    try:
+        artifacts = json.loads((out / "stdout.json").read_text())["artifacts"]
+        complete = bool(artifacts) and all((Path(a["path"]) / "metadata.json").is_file() for a in artifacts.values())
+    except (OSError, ValueError, KeyError, TypeError):
+        complete = False
+    if not complete:
+        return run_stage(stage, seed, out, env, *args)
+    print(f"seed {seed}: reusing the complete {stage} run in {out}", file=sys.stderr)
+    return StageRun(artifacts, math.nan, math.nan)
 
 
 def run_seeds(doc: str, timed: str, run_seed: Callable[[int, Path], dict[str, float]]) -> list[dict[str, float]]:

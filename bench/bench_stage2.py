@@ -6,9 +6,11 @@ RSS, and the preference-accuracy gain over its stage1 input model (figures only)
 
 Each stage runs as ``python -m nemotron.recipes.nano2.<stage> --scale tiny --seed S`` in a child process (stage0 with
 ``--eval.tasks facts_mc`` only, to save time; stage1 and stage2 each start from the previous stage's training
-checkpoint). Columns, all from stage2's Results:
+checkpoint). With ``--keep DIR``, a stage0 or stage1 run already complete in ``DIR/seedS`` (from an earlier bench) is
+reused instead of re-run, as stderr says; stage2 always runs. Columns, all from stage2's Results:
 
     wall_s, peak_rss_mb   the stage2 process: wall time (s) and its own ru_maxrss (MB)
+    n_pairs               held-out preference pairs scored
     acc_dpo, acc_input    held-out preference accuracy (share with logp(chosen) > logp(rejected)) of the DPO model /
                           its stage1 input
     reward_margin         mean DPO implicit reward margin (beta * log(pi/ref), chosen minus rejected) on held-out pairs
@@ -22,16 +24,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _stage_child import artifact_env, print_rows, run_seeds, run_stage
+from _stage_child import artifact_env, kept_or_run_stage, print_rows, run_seeds, run_stage
 
-COLUMNS = ("seed", "wall_s", "peak_rss_mb", "acc_dpo", "acc_input", "reward_margin", "em_dpo", "em_input")
+COLUMNS = ("seed", "wall_s", "peak_rss_mb", "n_pairs", "acc_dpo", "acc_input", "reward_margin", "em_dpo", "em_input")
 
 
 def run_seed(seed: int, root: Path) -> dict[str, float]:
     env, out = artifact_env(root), root / f"seed{seed}"
-    stage0 = run_stage("stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
+    stage0 = kept_or_run_stage("stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
     init = stage0.artifacts["training"]["path"]
-    stage1 = run_stage("stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
+    stage1 = kept_or_run_stage("stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
     init = stage1.artifacts["training"]["path"]
     stage2 = run_stage("stage2_alignment", seed, out / "stage2", env, "--init-checkpoint-path", init)
     metrics = stage2.artifacts["evaluation"]["metrics"]
@@ -39,6 +41,7 @@ def run_seed(seed: int, root: Path) -> dict[str, float]:
         "seed": seed,
         "wall_s": stage2.wall_s,
         "peak_rss_mb": stage2.peak_rss_mb,
+        "n_pairs": stage2.artifacts["evaluation"]["num_samples"]["preference"],
         "acc_dpo": metrics["preference/accuracy"],
         "acc_input": metrics["input_model/preference/accuracy"],
         "reward_margin": metrics["preference/reward_margin"],
