@@ -1,13 +1,14 @@
 """stage1 (SFT) and stage2 (DPO) training, run for real: SIGTERM -> checkpoint + exit 75 -> exact resume; torchrun.
 
 The same contract stage0's training keeps (tests/test_training_step.py), through the shared loop with each stage's
-own batches and loss. stage1's uninterrupted reference is ``stage1_tiny_run``'s training (its recorded config gives
-the command to repeat); stage2's is a short run on a small PreferenceDataset curated here from stage1's checkpoint,
-so each DPO process scores 48 pairs with the reference model instead of the stage's 900.
+own batches and loss. stage1's uninterrupted reference is ``stage1_tiny_run``'s training, repeated from its recorded
+config; stage2's is a short run on a small PreferenceDataset curated here from stage1's checkpoint, so each DPO
+process scores 48 pairs with the reference model instead of the stage's 900.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -70,19 +71,30 @@ def _without_speed(metrics: dict) -> dict:
     return {name: value for name, value in metrics.items() if name != "tokens_per_second"}
 
 
+def _replay_arguments(step_config: type, recorded: dict) -> list[str]:
+    """CLI arguments that repeat a recorded run: every Config field (but the output directory) not at its default."""
+    args = []
+    for field in dataclasses.fields(step_config):
+        if field.name != "output_dir" and recorded[field.name] != field.default:
+            args += [f"--{field.name.replace('_', '-')}", str(recorded[field.name])]
+    return args
+
+
+@pytest.fixture(scope="session")
+def sft_reference(stage1_tiny_run):
+    """(arguments, uninterrupted run's output directory): stage1's tiny training, repeated from its recorded config."""
+    from nemotron.recipes.nano2.stage1_instruction_tuning.training import Config
+
+    _, stage1 = stage1_tiny_run
+    return _replay_arguments(Config, stage1["training"]["config"]), Path(stage1["training"]["path"])
+
+
 @pytest.fixture(scope="session")
 def sft_inputs(stage1_tiny_run) -> list[str]:
-    """The input arguments stage1's own training ran with (read from its recorded config)."""
+    """The packed chat data and the stage0 checkpoint stage1's training started from."""
     _, stage1 = stage1_tiny_run
     config = stage1["training"]["config"]
     return ["--dataset-path", config["dataset_path"], "--init-checkpoint-path", config["init_checkpoint_path"]]
-
-
-@pytest.fixture(scope="session")
-def sft_reference(stage1_tiny_run, sft_inputs):
-    """(arguments, uninterrupted run's output directory): stage1's tiny training, which ran with the defaults."""
-    _, stage1 = stage1_tiny_run
-    return sft_inputs, Path(stage1["training"]["path"])
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +201,23 @@ def test_torchrun_two_ranks_records_world_size_2_and_only_rank_0_writes(stage, i
     assert json.loads((saved / "state.json").read_text())["world_size"] == 2
     assert sorted(p.name for p in saved.glob("rng_rank*.pt")) == ["rng_rank00000.pt", "rng_rank00001.pt"]
     assert [step for step, _ in _logged_losses(output)] == list(range(1, iters + 1))  # rank 0 alone logs
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_dpo_reference_pass_still_exits_75(dpo_inputs, tmp_path):
+    """A preemption before the first step (here: while DPO scores the pairs with the reference model) must end in
+    a requeue (exit 75), not in a process killed by the signal."""
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", TRAINING["stage2"], *dpo_inputs, *DPO_COMMON, "--output-dir", str(output)]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=_env(tmp_path)
+    )
+    for line in proc.stderr:
+        if "reference log-probs of" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == REQUEUE_EXIT_CODE, stderr[-3000:]
+    assert not (output / "metadata.json").exists()
+    if not (output / "checkpoints" / "latest").exists():  # the usual case: stopped before step 1
+        assert "stopped by SIGTERM while preparing to train from step 0; nothing new to save" in stderr

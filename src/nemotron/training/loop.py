@@ -32,10 +32,15 @@ BatchSource = Callable[[int, int], Batch]
 
 
 class TrainingInterrupted(Exception):
-    """A stop signal arrived; a checkpoint of ``step`` was saved before raising."""
+    """A stop signal arrived; a checkpoint of ``step`` was saved before raising (``saved``), or the signal came
+    while the run was being prepared, before any new step."""
 
-    def __init__(self, step: int, signal_name: str):
-        super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved")
+    def __init__(self, step: int, signal_name: str, saved: bool = True):
+        if saved:
+            message = f"stopped by {signal_name} after step {step}; checkpoint saved"
+        else:
+            message = f"stopped by {signal_name} while preparing to train from step {step}; nothing new to save"
+        super().__init__(message)
         self.step = step
 
 
@@ -102,11 +107,29 @@ class _StopSignal:
 
     def __init__(self):
         self.name: str | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        self.catching = False
+
+    def catch(self) -> None:
+        if not self.catching:
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                signal.signal(sig, self._handle)
+            self.catching = True
 
     def _handle(self, signum, _frame):
         self.name = signal.Signals(signum).name
+
+
+# One per process, like the signal handlers it installs.
+_stop = _StopSignal()
+
+
+def catch_stop_signals() -> None:
+    """From now on SIGTERM/SIGUSR1 ask ``train`` to stop (exit 75 -> requeue) instead of killing the process.
+
+    Call it before long preparation (model build, a DPO reference pass, a baseline evaluation): a preemption or
+    time-limit signal arriving there must still end in a requeue, not in a job killed by the signal.
+    """
+    _stop.catch()
 
 
 def train(
@@ -130,7 +153,9 @@ def train(
         log.info("resumed from %s (step %d)", resume_from, state.step)
     if ctx.is_rank_zero:
         _truncate_metrics(metrics_path, after_step=state.step)
-    stop = _StopSignal()
+    catch_stop_signals()
+    if any_rank(_stop.name is not None, ctx.device):  # arrived while the run was being prepared
+        raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank", saved=False)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
 
     model.train()
@@ -164,11 +189,11 @@ def train(
             tokens = int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
             _log_step(metrics_path, state, optimizer.param_groups[0]["lr"], tokens / elapsed)
 
-        stopping = any_rank(stop.name is not None, ctx.device)
+        stopping = any_rank(_stop.name is not None, ctx.device)
         if stopping or state.step % settings.save_interval == 0 or state.step == settings.train_iters:
             save_checkpoint(checkpoints, model, optimizer, scheduler, state)
         if stopping:
-            raise TrainingInterrupted(state.step, stop.name or "a signal on another rank")
+            raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank")
     return state
 
 

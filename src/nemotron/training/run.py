@@ -16,6 +16,7 @@ from nemotron.log import get_logger
 from nemotron.training.checkpointing import load_model_weights
 from nemotron.training.cpu_shim import apply_cpu_shim, reset_rng_tracker
 from nemotron.training.distributed import DistributedContext, destroy_distributed, init_distributed
+from nemotron.training.loop import catch_stop_signals
 from nemotron.training.model import (
     MODEL_PRESETS,
     ModelConfig,
@@ -53,6 +54,8 @@ class PreparedRun:
 def prepare_run(
     scale: str, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
 ) -> PreparedRun:
+    """A training run: from here on SIGTERM/SIGUSR1 end in a checkpoint and exit 75 (see ``loop.train``)."""
+    catch_stop_signals()
     return prepare_model_run(MODEL_PRESETS[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
 
 
