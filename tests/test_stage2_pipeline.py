@@ -135,6 +135,24 @@ def test_a_baseline_that_scored_another_model_is_a_one_line_error(stage0_tiny_ru
 
 
 @pytest.mark.slow
+def test_piped_results_become_the_baseline_only_when_they_scored_the_starting_checkpoint(
+    stage0_tiny_run, stage1_tiny_run, tmp_path
+):
+    _, stage0 = stage0_tiny_run
+    _, stage1 = stage1_tiny_run
+    code = (
+        "import sys; from pathlib import Path; from nemotron.evaluation.baseline import stage_eval_config;"
+        "from nemotron.recipes.nano2.stage2_alignment.evaluation import Config;"
+        "print(stage_eval_config(Config(), Path(sys.argv[1])).baseline_path)"
+    )
+    for piped, expected in ((stage1, stage1["evaluation"]["path"]), (stage0, "None")):
+        document = json.dumps({"schema": STDOUT_SCHEMA, "artifacts": piped})
+        done = run_in(tmp_path, [sys.executable, "-c", code, stage1["training"]["path"]], input=document)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == expected
+
+
+@pytest.mark.slow
 def test_alignment_is_compared_with_stage1s_own_results(stage1_tiny_run, stage2_tiny_run):
     _, stage1 = stage1_tiny_run
     _, artifacts = stage2_tiny_run

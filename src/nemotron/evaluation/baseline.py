@@ -54,16 +54,16 @@ def stage_eval_config(eval_config: Any, init_path: Path) -> Any:
     """A stage module's evaluation Config with its baseline settled before any step runs.
 
     A baseline given for the stage's evaluation is checked now, against the checkpoint the stage starts from, so a
-    wrong one fails in a second rather than after training. Without one, the Results on stdin are used when there are
-    some: ``python -m ...stage0_pretrain | python -m ...stage1_instruction_tuning`` carries stage0's checkpoint (stage1
-    starts from it) and stage0's Results of it (stage1's evaluation compares with them).
+    wrong one fails in a second rather than after training. Without one, the Results on stdin are used when they scored
+    that checkpoint: ``python -m ...stage0_pretrain | python -m ...stage1_instruction_tuning`` carries stage0's
+    checkpoint (stage1 starts from it) and stage0's Results of it (stage1's evaluation compares with them).
     """
     if eval_config.baseline_path is not None or eval_config.baseline_artifact is not None:
         load_baseline(eval_config.baseline_path, eval_config.baseline_artifact, init_path)
         return eval_config
     piped = _results_on_stdin()
-    if piped is not None:
-        load_baseline(piped, None, init_path)
+    if piped is None or not _same_directory(Results.load(path=piped).checkpoint_path, init_path):
+        return eval_config  # nothing piped, or Results of another model (the stage was told to start elsewhere)
     return dataclasses.replace(eval_config, baseline_path=piped)
 
 
