@@ -78,6 +78,20 @@ def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
 
 
 @pytest.mark.slow
+def test_stop_signals_are_caught_for_training_and_given_back_when_it_ends():
+    from nemotron.training import loop
+
+    before = signal.getsignal(signal.SIGTERM)
+    loop.catch_stop_signals()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # with the handler in place: remembered, not fatal
+        assert loop._stop.name == "SIGTERM"
+    finally:
+        loop._stop.release()
+    # what a stage module relies on: after training, a SIGTERM (scancel) during evaluation ends the process again
+    assert signal.getsignal(signal.SIGTERM) == before and loop._stop.name is None
+
+
 def test_sigterm_saves_exits_75_and_resume_matches_uninterrupted_run(trained, curated_dataset, tmp_path):
     reference, _ = trained
     output = tmp_path / "run"

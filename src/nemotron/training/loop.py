@@ -105,15 +105,21 @@ def build_optimizer(model: torch.nn.Module, settings: TrainSettings):
 class _StopSignal:
     """Remembers that SIGTERM/SIGUSR1 arrived; the loop checks between steps so a step is never cut in half."""
 
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
     def __init__(self):
         self.name: str | None = None
-        self.catching = False
+        self.previous: dict[int, object] = {}  # the handlers to give back; empty while not catching
 
     def catch(self) -> None:
-        if not self.catching:
-            for sig in (signal.SIGTERM, signal.SIGUSR1):
-                signal.signal(sig, self._handle)
-            self.catching = True
+        if not self.previous:
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def release(self) -> None:
+        """Give the signals back (training is over: a SIGTERM during a later step in this process must end it)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        self.previous, self.name = {}, None
 
     def _handle(self, signum, _frame):
         self.name = signal.Signals(signum).name
@@ -194,6 +200,7 @@ def train(
             save_checkpoint(checkpoints, model, optimizer, scheduler, state)
         if stopping:
             raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank")
+    _stop.release()
     return state
 
 
