@@ -3,7 +3,8 @@
 Three launchers, one code path: torchrun (``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` already set),
 ``srun`` with one rank per task (read through submitit's ``TorchDistributedEnvironment``: node list parsed by submitit,
 ``MASTER_PORT`` derived from the job id so every task agrees without talking), or a plain single process (world size
-1 — megatron still needs a process group and its parallel state). gloo on CPU, nccl on GPU.
+1 — megatron still needs a process group and its parallel state; its rendezvous is an in-memory store, because a
+"free" TCP port picked up front can be taken by another process before the store binds it). gloo on CPU, nccl on GPU.
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ class DistributedContext:
         return self.rank == 0
 
 
+# Set once this process made itself a world of one: the RANK/WORLD_SIZE it exported then must not be mistaken for
+# torchrun's when a later step in the same process (a stage module's evaluation) initialises again.
+_single_process = False
+
+
 def _export_launcher_environment() -> str:
     """Make sure the env:// variables exist; return which launcher provided them."""
+    global _single_process
+    if _single_process:
+        return "single"
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return "torchrun"
     # SLURM_STEP_NUM_TASKS exists only inside an srun step: a batch script running one python process must not wait
@@ -47,17 +56,9 @@ def _export_launcher_environment() -> str:
         os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return "slurm"
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    _single_process = True
     return "single"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> DistributedContext:
@@ -80,7 +81,11 @@ def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> Di
     if on_gpu:
         torch.cuda.set_device(device)
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if on_gpu else "gloo")
+        backend = "nccl" if on_gpu else "gloo"
+        if launcher == "single":
+            torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
+        else:
+            torch.distributed.init_process_group(backend)
     world_size = torch.distributed.get_world_size()
     if world_size % (tensor_parallel * pipeline_parallel):
         raise UserError(
