@@ -147,6 +147,8 @@ def test_checkpoint_loads_for_inference(trained, curated_dataset):
     assert logits.dtype == torch.float32
     loss = torch.nn.functional.cross_entropy(logits[0, :-1], document[0, 1:]).item()
     assert loss < checkpoint.metrics["unigram_loss"]
+    # the in-process world of one leaves no torchrun variables behind for the processes this one starts next
+    assert not {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"} & set(os.environ)
 
 
 def test_missing_dataset_is_one_line_exit_2(tmp_path):

@@ -35,16 +35,8 @@ class DistributedContext:
         return self.rank == 0
 
 
-# Set once this process made itself a world of one: the RANK/WORLD_SIZE it exported then must not be mistaken for
-# torchrun's when a later step in the same process (a stage module's evaluation) initialises again.
-_single_process = False
-
-
 def _export_launcher_environment() -> str:
-    """Make sure the env:// variables exist; return which launcher provided them."""
-    global _single_process
-    if _single_process:
-        return "single"
+    """Make sure the env:// variables exist for a multi-process launch; return which launcher started this process."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return "torchrun"
     # SLURM_STEP_NUM_TASKS exists only inside an srun step: a batch script running one python process must not wait
@@ -56,8 +48,8 @@ def _export_launcher_environment() -> str:
         os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return "slurm"
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-    _single_process = True
+    # A world of one exports nothing: RANK/MASTER_PORT left in os.environ would make every child process this one
+    # starts (a test, a stage's subprocess) believe it is a torchrun rank of this world.
     return "single"
 
 
