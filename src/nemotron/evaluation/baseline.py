@@ -21,9 +21,9 @@ from nemotron.evaluation.artifacts import Results
 
 LINEAGE_STEP = "baseline"
 DELTA_PREFIX = "vs_baseline/"
-# Figures that describe the other model or the uncertainty, not this model's score: never compared.
+# Figures that describe the other model, the uncertainty or the task (chance level), not this model's score.
 _NOT_COMPARED_PREFIXES = ("input_model/", DELTA_PREFIX)
-_NOT_COMPARED_SUFFIXES = ("_stderr",)
+_NOT_COMPARED_SUFFIXES = ("_stderr", "chance_acc")
 
 
 def load_baseline(path: Path | None, tracked: str | None, input_model_path: Path) -> Results | None:
