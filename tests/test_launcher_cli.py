@@ -58,6 +58,10 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[
         (["toy.stage0.training", f"training.dataset_path={corrupt}"], "corrupt", {}),
         (["toy.stage0.training", f"training.dataset_path={results}"], "not the Dataset", {}),
         (["toy.stage0.training", f"training.dataset_path={tmp / 'absent'}"], "does not exist", {}),
+        # a step's own value checks run at plan time, not after the upstream jobs ran
+        (["nano2.stage0", "evaluation.limit=0"], "--limit 0: must be a positive number", {}),
+        (["nano2.stage0", "training.warmup_iters=-1"], "--warmup-iters -1: must be in [0, train_iters=300)", {}),
+        (["nano2", "stage2_alignment.training.beta=0"], "--beta 0.0: must be positive", {}),
         (["toy.stage0.training", "training.dataset_artifact=nothing:latest"], "no tracked artifact", {}),
         (["toy", "--artifact-root", "/dev/null/artifacts"], "not a directory", {}),
         (["toy", "--profile", "secretive"], "secret NEMOTRON_TEST_NOT_SET is not set", {}),

@@ -107,7 +107,7 @@ def test_evaluation_module_on_a_tracked_checkpoint_with_chosen_tasks(tiny_stage)
         (["--checkpoint-path", "/nonexistent/ckpt"], "no artifact at /nonexistent/ckpt"),
         (["--tasks", "hellaswag"], "task 'hellaswag' needs dataset 'Rowan/hellaswag'"),
         (["--tasks", "facts_mc", "facts_mc"], "task 'facts_mc' is listed twice"),
-        (["--limit", "0"], "--limit must be a positive number"),
+        (["--limit", "0"], "--limit 0: must be a positive number"),
     ],
 )
 def test_evaluation_bad_input_is_one_line_exit_2(tiny_stage, tmp_path, args, message):
@@ -119,6 +119,14 @@ def test_evaluation_bad_input_is_one_line_exit_2(tiny_stage, tmp_path, args, mes
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "eval" / "metadata.json").exists()
+
+
+def test_a_bad_value_of_a_later_step_fails_before_the_first_step_runs(tmp_path):
+    args = ["--train.train-iters", "20", "--train.warmup-iters", "20", "--output-root", str(tmp_path / "run")]
+    done = _run([sys.executable, "-m", MODULE, *args], tmp_path, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["error: --warmup-iters 20: must be in [0, train_iters=20)"]
+    assert not (tmp_path / "run").exists()  # data_curation never started
 
 
 def test_stage_help_shows_nested_step_configs(tmp_path):

@@ -57,8 +57,9 @@ def run_step(
     """Parse the Config from argv with tyro, run ``main``, print the step's JSON; user errors exit 2 in one line."""
     import tyro
 
-    config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
     try:
+        # a Config checks its own values when built (``__post_init__``), so a bad flag fails here, before any work
+        config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
         artifact = main(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -71,8 +72,9 @@ def run_stage(main: Callable[[C], dict[str, Artifact]], config_cls: type[C], arg
     """Entry point of a stage module (``python -m ...stage0_pretrain``): like ``run_step``, for all its artifacts."""
     import tyro
 
-    config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
     try:
+        # a Config checks its own values when built (``__post_init__``), so a bad flag fails here, before any work
+        config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
         artifacts = main(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

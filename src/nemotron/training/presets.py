@@ -12,6 +12,7 @@ Light on purpose: step modules import this at top, so torch (via ``nemotron.trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from nemotron.errors import UserError
@@ -71,12 +72,26 @@ def resolve_settings(
     return settings
 
 
+def check_overrides(config: Any, presets: dict[str, TrainPreset]) -> None:
+    """The checks of ``resolve_settings`` that need no process group (as if one data-parallel rank), torch-free.
+
+    Called from a training Config's ``__post_init__``: the launcher builds every step's Config when it plans, so a bad
+    ``training.warmup_iters`` is refused before anything is submitted, and a stage module refuses it before its
+    data_curation runs. The data-parallel divisibility is checked again by ``resolve_settings`` once it is known.
+    """
+    preset = presets[check_scale(config.scale)]
+    chosen = {name: _override_or_preset(config, preset, name) for name in OVERRIDABLE}
+    if chosen["save_interval"] is None:
+        chosen["save_interval"] = chosen["train_iters"]
+    check_settings(SimpleNamespace(**chosen, log_interval=config.log_interval), data_parallel_size=1)
+
+
 def _override_or_preset(config: Any, preset: TrainPreset, name: str) -> Any:
     value = getattr(config, name, None)
     return getattr(preset, name) if value is None else value
 
 
-def check_settings(settings: TrainSettings, data_parallel_size: int) -> None:
+def check_settings(settings: TrainSettings | SimpleNamespace, data_parallel_size: int) -> None:
     """Refuse settings the loop cannot run, naming the CLI flag and what would be valid."""
     for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
         if getattr(settings, name) < 1:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
+from nemotron.evaluation.settings import check_sizes
 from nemotron.evaluation.tasks import LOCAL_TASKS
 from nemotron.scale import Scale
 from nemotron.step import config_snapshot, resolve_output_dir, run_step
@@ -40,18 +41,16 @@ class Config:
     """At most this many items per task (all when unset)."""
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        check_sizes(self.limit, self.batch_size)
+
 
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
-    from nemotron.errors import UserError
     from nemotron.evaluation.harness import go_offline
     from nemotron.evaluation.tasks import split_task_names
     from nemotron.training.artifacts import Checkpoint
 
-    if config.limit is not None and config.limit < 1:
-        raise UserError(f"--limit must be a positive number of items per task, got {config.limit}")
-    if config.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
     split_task_names(list(config.tasks))  # empty or repeated --tasks fail before any loading
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = Dataset.load(path=checkpoint.dataset_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, resolve_settings
+from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
 
 PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(300, 16, 16, 3e-3, 3e-4, 20, "cosine", 100),
@@ -47,6 +47,9 @@ class Config:
     grad_clip: float = 1.0
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
+
+    def __post_init__(self) -> None:
+        check_overrides(self, PRESETS)  # bad values fail when the Config is built: at plan time, before any step
 
 
 def main(config: Config) -> Checkpoint:

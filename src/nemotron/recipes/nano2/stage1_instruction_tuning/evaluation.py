@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
+from nemotron.evaluation.settings import check_sizes
 from nemotron.scale import Scale
 from nemotron.step import config_snapshot, resolve_output_dir, run_step
 
@@ -48,6 +49,9 @@ class Config:
     max_new_tokens: int = 16
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        check_sizes(self.limit, self.batch_size, self.max_new_tokens)
+
 
 def _input_checkpoint(checkpoint):
     from nemotron.errors import UserError
@@ -61,16 +65,11 @@ def _input_checkpoint(checkpoint):
 
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
-    from nemotron.errors import UserError
     from nemotron.evaluation import baseline as baselines
     from nemotron.evaluation.harness import go_offline
     from nemotron.evaluation.tasks import split_task_names
     from nemotron.training.artifacts import Checkpoint
 
-    if config.limit is not None and config.limit < 1:
-        raise UserError(f"--limit must be a positive number of items per task, got {config.limit}")
-    if config.max_new_tokens < 1 or config.batch_size < 1:
-        raise UserError("--max-new-tokens and --batch-size must be at least 1")
     if config.regression_tasks:
         split_task_names(list(config.regression_tasks))
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)

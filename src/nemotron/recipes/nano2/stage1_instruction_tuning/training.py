@@ -15,7 +15,7 @@ from pathlib import Path
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, resolve_settings
+from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
 
 STAGE = "stage1_instruction_tuning"
 
@@ -53,6 +53,9 @@ class Config:
     grad_clip: float = 1.0
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
+
+    def __post_init__(self) -> None:
+        check_overrides(self, PRESETS)  # bad values fail when the Config is built: at plan time, before any step
 
 
 def _init_checkpoint(config: Config, dataset) -> Checkpoint:

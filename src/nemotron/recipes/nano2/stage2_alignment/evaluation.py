@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
+from nemotron.evaluation.settings import check_sizes
 from nemotron.scale import Scale
 from nemotron.step import run_step
 
@@ -43,19 +44,17 @@ class Config:
     """At most this many held-out pairs (all when unset)."""
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        check_sizes(self.limit, self.batch_size)
+
 
 def main(config: Config) -> Results:
     from nemotron.data.preference_artifacts import PreferenceDataset
     from nemotron.data.preferences import load_tokenized_pairs
-    from nemotron.errors import UserError
     from nemotron.evaluation import baseline as baselines
     from nemotron.step import config_snapshot, resolve_output_dir
     from nemotron.training.artifacts import Checkpoint
 
-    if config.limit is not None and config.limit < 1:
-        raise UserError(f"--limit must be a positive number of pairs, got {config.limit}")
-    if config.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = PreferenceDataset.load(path=_lineage_path(checkpoint, "data_curation"))
     input_model = Checkpoint.load(path=_lineage_path(checkpoint, "init_checkpoint"))

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemotron.errors import UserError
 from nemotron.scale import Scale
 from nemotron.step import run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, resolve_settings
+from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
 
 STEP = "training"
 
@@ -58,16 +59,20 @@ class Config:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
 
+    def __post_init__(self) -> None:
+        # bad values fail when the Config is built: at plan time, before any step
+        if self.sft_weight < 0:
+            raise UserError(f"--sft-weight {self.sft_weight}: must be 0 (pure DPO) or positive")
+        if self.beta <= 0:
+            raise UserError(f"--beta {self.beta}: must be positive (typical values 0.05-0.5)")
+        check_overrides(self, PRESETS)
+
 
 def main(config: Config) -> Checkpoint:
     from nemotron.data.preference_artifacts import PreferenceDataset
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
     from nemotron.step import config_snapshot, resolve_output_dir
 
-    if config.sft_weight < 0:
-        raise UserError(f"--sft-weight {config.sft_weight}: must be 0 (pure DPO) or positive")
-    if config.beta <= 0:
-        raise UserError(f"--beta {config.beta}: must be positive (typical values 0.05-0.5)")
     dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path or dataset.checkpoint_path)
     reference = init_from if config.reference == "init" else Checkpoint.load(path=Path(config.reference))
