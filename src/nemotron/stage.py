@@ -2,8 +2,8 @@
 
 A stage module (``python -m nemotron.recipes.<recipe>.<stage>``) declares its StageConfig — top-level ``scale``,
 ``seed`` and ``output_root`` plus one Config per step (``data``, ``train``, ``eval``) — and calls ``run_three_steps``.
-A later stage also gives the checkpoint it starts from (``init``: it feeds data_curation's tokenizer and training's
-weights).
+A later stage calls ``run_from_checkpoint``: it starts from an earlier stage's checkpoint (``init``: it feeds
+data_curation's tokenizer and training's weights) and compares its evaluation with that checkpoint's Results.
 """
 
 from __future__ import annotations
@@ -44,3 +44,16 @@ def run_three_steps(
         step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
     )
     return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+
+
+def run_from_checkpoint(
+    stage: Any, data_curation: ModuleType, training: ModuleType, evaluation: ModuleType
+) -> dict[str, Artifact]:
+    """A later stage: ``stage.init_checkpoint_path``/``_artifact`` (else the previous stage's JSON on stdin) is the
+    checkpoint it starts from; the evaluation's baseline is settled (and checked) before the first step runs."""
+    from nemotron.evaluation.baseline import stage_eval_config
+    from nemotron.training.artifacts import Checkpoint
+
+    init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
+    stage = dataclasses.replace(stage, eval=stage_eval_config(stage.eval, Path(init.path)))
+    return run_three_steps(stage, data_curation, training, evaluation, init=init)

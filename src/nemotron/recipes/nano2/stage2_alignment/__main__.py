@@ -13,14 +13,13 @@ piped stage1 output carries them) is compared with and recorded in the evaluatio
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nemotron.recipes.nano2.stage2_alignment import data_curation, evaluation, training
 from nemotron.scale import Scale
-from nemotron.stage import run_three_steps
+from nemotron.stage import run_from_checkpoint
 
 
 @dataclass
@@ -41,12 +40,7 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
-    from nemotron.evaluation.baseline import stage_eval_config
-    from nemotron.training.artifacts import Checkpoint
-
-    init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
-    stage = dataclasses.replace(stage, eval=stage_eval_config(stage.eval, Path(init.path)))
-    return run_three_steps(stage, data_curation, training, evaluation, init=init)
+    return run_from_checkpoint(stage, data_curation, training, evaluation)
 
 
 if __name__ == "__main__":
