@@ -180,12 +180,17 @@ def test_cancel_stops_the_running_container(docker_env):
     status = launcher_env.launch("status", run_id)
     assert status.document["steps"]["stage0_toy.training"]["state"] == "running"
     assert status.document["steps"]["stage0_toy.training"]["job_id"].startswith(f"nemotron-{run_id}")
-    # The runner dies (OOM-killed, its machine rebooted...): the container is the truth, and cancel still works.
-    runner = json.loads((Path(done.document["run_dir"]) / "run.json").read_text())["executor_data"]["runner_pid"]
-    os.kill(runner, signal.SIGKILL)
-    time.sleep(0.5)
+    # The runner dies (OOM-killed, SIGKILL...): its step's container stops with it, and status says so from the
+    # container (the truth once the runner is gone); cancel still works and signals nothing that is gone.
+    runner = json.loads((Path(done.document["run_dir"]) / "run.json").read_text())["executor_data"]["runner"]
+    os.kill(int(runner.partition(":")[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while engine.containers(label, "status=running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not engine.containers(label, "status=running"), "the step outlived its runner"
     status = launcher_env.launch("status", run_id)
-    assert status.document["steps"]["stage0_toy.training"]["state"] == "running"
+    assert status.document["steps"]["stage0_toy.training"]["state"] == "cancelled"
+    assert status.document["steps"]["stage0_toy.evaluation"]["state"] == "cancelled"
     cancelled = launcher_env.launch("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert not engine.containers(f"label=nemotron.run={run_id}", "status=running")

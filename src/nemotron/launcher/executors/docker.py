@@ -175,22 +175,23 @@ class DockerExecutor(LocalExecutor):
             (Path(run.run_dir) / SECRETS_FILE).unlink(missing_ok=True)
 
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
-        """The run record's states, checked against the run's containers (the truth when the runner is gone)."""
         steps = super().status(run)
-        containers = run_containers(run.run_id)
-        for name, record in steps.items():
-            container = containers.get(container_name(run.run_id, name))
-            if container is None:
-                continue
-            update: dict = {"job_id": container_name(run.run_id, name)}
-            if record.state == "unknown" and container["state"] == "running":
-                update.update(state="running", reason=None)
-            elif record.state == "unknown" and container["exit_code"]:
-                code, job = int(container["exit_code"]), run.plan.job(name)
-                done = code == 0 and is_complete(job.output, job.artifact_type)
-                update.update(state="completed" if done else "failed", exit_code=code, reason=None)
-            steps[name] = record.model_copy(update=update)
+        for name, record in steps.items():  # the container's name is how people find it (docker logs/inspect)
+            if record.state not in ("planned", "pending", "reused") and record.job_id is not None:
+                steps[name] = record.model_copy(update={"job_id": container_name(run.run_id, name)})
         return steps
+
+    def orphaned(self, run: RunRecord, name: str, record: StepRecord) -> StepRecord:
+        """The runner is gone: the step's container is the truth (it stops with the runner's docker CLI)."""
+        container = run_containers(run.run_id).get(container_name(run.run_id, name))
+        if container is None or container["state"] not in ("running", "exited"):
+            return super().orphaned(run, name, record)
+        if container["state"] == "running":
+            return record.model_copy(update={"state": "running", "reason": "its runner is gone; it is being stopped"})
+        code, job = int(container["exit_code"] or -1), run.plan.job(name)
+        if code == 0 and is_complete(job.output, job.artifact_type):
+            return record.model_copy(update={"state": "completed", "exit_code": 0, "reason": None})
+        return record.model_copy(update={"state": "cancelled", "exit_code": code, "reason": "stopped with its runner"})
 
     def cancel(self, run: RunRecord) -> RunRecord:
         """Stop the runner (so nothing new starts), then every still-running container of the run."""

@@ -2,8 +2,14 @@
 
 A distributed step with ``nproc_per_node > 1`` runs under torchrun (``python -m torch.distributed.run``). The process
 running the jobs (the attached launcher, or ``python -m nemotron.launcher.executors.local RUN_DIR`` when detached)
-records its pid in the run record; ``cancel`` from any shell sends it SIGTERM, which it treats like Ctrl-C: terminate
-the running step, mark the run cancelled.
+records its identity (pid + start time, ``processes.identify``) in the run record; ``cancel`` from any shell sends it
+SIGTERM, which it treats like Ctrl-C: terminate the running step, mark the run cancelled. Nothing is signalled for a
+finished run, nor a pid that now belongs to another process.
+
+Steps live and die with their runner: each step is its own process group, started with ``die_with_parent``, so a
+runner killed even with SIGKILL takes its steps with it (SIGTERM: training checkpoints and exits 75). ``status``
+then tells from the artifacts what became of each step: complete -> completed, else cancelled; a rerun reuses what
+completed and resumes training from its checkpoint.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from nemotron.launcher.executors.base import Executor, ExecutorError, follow_file, log_tail, secret_values
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.processes import die_with_parent, identify, is_running, signal_process
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.report import print_failure, status_table, stderr_console
 from nemotron.launcher.runs import FINISHED_STATES, SUCCESS_STATES, RunRecord, StepRecord, read_run, save_run
@@ -78,20 +85,29 @@ class LocalExecutor(Executor):
                 stderr=log,
                 start_new_session=True,  # survives the launching shell, and its Ctrl-C
             )
-        # The runner records its own pid (saving here too would race with its first state updates).
-        run.executor_data["runner_pid"] = process.pid
+        # The runner records its own identity (saving here too would race with its first state updates).
+        run.executor_data["runner"] = identify(process.pid)
         return run
 
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
         current = read_run(Path(run.run_dir))
-        runner = current.executor_data.get("runner_pid")
-        runner_gone = runner is not None and not _alive(runner)
-        steps = {}
-        for name, record in current.steps.items():
-            if record.state in ("planned", "running", "pending") and runner_gone:
-                record = record.model_copy(update={"state": "unknown", "reason": "its runner is gone"})
-            steps[name] = record
-        return steps
+        if not _runner_gone(current):
+            return current.steps
+        return {
+            name: record if record.state in FINISHED_STATES else self.orphaned(current, name, record)
+            for name, record in current.steps.items()
+        }
+
+    def orphaned(self, run: RunRecord, name: str, record: StepRecord) -> StepRecord:
+        """What became of an unfinished step whose runner is gone (the steps die with it: see the module doc)."""
+        job = run.plan.job(name)
+        if record.state == "running" and is_running(_process(run, name)):
+            return record.model_copy(update={"reason": "its runner is gone; the step is being stopped"})
+        if is_complete(job.output, job.artifact_type):
+            return record.model_copy(update={"state": "completed", "reason": None})
+        started = record.state == "running"
+        reason = "stopped with its runner" if started else "its runner ended before it started"
+        return record.model_copy(update={"state": "cancelled", "reason": reason})
 
     def logs(self, run: RunRecord, job: str, follow: bool = False) -> Iterator[str]:
         path = run.log_path(job)
@@ -105,16 +121,23 @@ class LocalExecutor(Executor):
         yield from follow_file(path, finished)
 
     def cancel(self, run: RunRecord) -> RunRecord:
-        pid = read_run(Path(run.run_dir)).executor_data.get("runner_pid")
-        if _alive(pid):
-            os.kill(pid, signal.SIGTERM)
+        current = read_run(Path(run.run_dir))
+        if current.finished:
+            return current  # nothing of a finished run is signalled: its pids may belong to others by now
+        runner = current.executor_data.get("runner")
+        if signal_process(runner, signal.SIGTERM):
             deadline = time.monotonic() + TERMINATE_GRACE_S + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while is_running(runner) and time.monotonic() < deadline:
                 time.sleep(POLL_S)
         current = read_run(Path(run.run_dir))
-        for record in current.steps.values():  # runner already gone: finish its bookkeeping
-            if record.state not in FINISHED_STATES:
-                _kill_group(record.job_id)
+        for name, record in current.steps.items():  # the runner is gone: finish its bookkeeping
+            if record.state in FINISHED_STATES:
+                continue
+            signal_process(_process(current, name), signal.SIGTERM, group=True)
+            settled = self.orphaned(current, name, record)
+            if settled.state == "completed":
+                current.steps[name] = settled
+            else:
                 _finish(record, "cancelled", reason="cancelled")
         save_run(current)
         return current
@@ -124,7 +147,7 @@ class LocalExecutor(Executor):
 def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] | None = None) -> RunRecord:
     """Run the plan's jobs in order until one fails or the run is cancelled; returns the final record."""
     command_for = command_for or (lambda _run, job: job_command(job))
-    run.executor_data["runner_pid"] = os.getpid()
+    run.executor_data["runner"] = identify(os.getpid())
     save_run(run)
     view = _ProgressView(run)
     try:
@@ -158,10 +181,22 @@ def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView, 
     with open(record.log, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,  # its own process group: torchrun and its workers are stopped together
+                preexec_fn=die_with_parent(),
+            )
+        except OSError as err:  # e.g. E2BIG: an environment or command line larger than the kernel takes
+            _finish(record, "failed", reason=f"could not be started: {err.strerror or err} ({command[0]})")
+            save_run(run)
+            return
     record.state, record.reason, record.job_id, record.started_at = "running", None, str(process.pid), _now()
+    run.executor_data.setdefault("processes", {})[job.name] = identify(process.pid)
     save_run(run)
     try:
         while process.poll() is None:
@@ -202,25 +237,14 @@ def _terminate(process: subprocess.Popen) -> None:
             continue
 
 
-def _kill_group(job_id: str | None) -> None:
-    if job_id and job_id.isdigit():
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(job_id), signal.SIGTERM)
+def _process(run: RunRecord, job_name: str) -> str | None:
+    """The recorded identity of a step's process (``processes.identify``), None if it never started."""
+    return run.executor_data.get("processes", {}).get(job_name)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not running anything
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
+def _runner_gone(run: RunRecord) -> bool:
+    runner = run.executor_data.get("runner")
+    return runner is not None and not is_running(runner)
 
 
 def _now() -> _dt.datetime:
