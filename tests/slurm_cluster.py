@@ -103,8 +103,8 @@ class SlurmCluster:
         return subprocess.run(args, env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def idle_nodes(self) -> int:
-        out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout
-        return sum(1 for line in out.splitlines() if line.split()[-1:] == ["idle"])
+        out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout  # a node shows once per partition
+        return len({line.split()[0] for line in out.splitlines() if line.split()[-1:] == ["idle"]})
 
     def wait_idle(self, timeout: float = 30) -> None:
         _wait(
@@ -236,7 +236,11 @@ def _node_line(name: str, addr: str, hostname: str | None = None) -> str:
     return f"NodeName={name}{host} NodeAddr={addr} CPUs={NODE_CPUS} RealMemory=4000 State=UNKNOWN\n"
 
 
-PARTITION_LINE = "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+# ``short`` has a small MaxTime: a job asking for more must be refused before anything of its run is queued.
+PARTITION_LINE = (
+    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+    "PartitionName=short Nodes=ALL MaxTime=00:10:00 State=UP\n"
+)
 
 
 # ------------------------------------------------------------------------------------------------ starters

@@ -91,26 +91,96 @@ def test_sbatch_rejection_is_one_line_and_leaves_nothing_queued(on_slurm, slurm_
     before = set(slurm_cluster.queue())
     launched = on_slurm.launch("toy.stage0", "--profile", "badpart")
     assert launched.returncode == 2
-    last = launched.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: sbatch rejected stage0_toy.training: invalid partition specified: nope"), last
-    assert "Traceback" not in launched.stderr and launched.stdout == ""
-    new_jobs = set(slurm_cluster.queue()) - before
-    assert not new_jobs & set(slurm_cluster.queue_active())  # the data_curation job it had submitted is gone
+    assert launched.stderr.strip().splitlines() == [
+        "error: Slurm refuses job stage0_toy.training: invalid partition specified: nope; nothing submitted"
+    ]
+    assert launched.stdout == ""
+    assert set(slurm_cluster.queue()) == before  # preflight: not even data_curation was queued
+    assert on_slurm.files() == []  # no run record
 
 
-def test_secret_reaches_the_job_through_a_private_file_only(on_slurm, slurm_cluster):
+def test_a_job_over_its_partitions_max_time_is_refused_before_anything_is_queued(on_slurm, slurm_cluster):
+    # `short` has MaxTime=00:10:00 and the test cluster does not enforce partition limits at submit: sbatch would
+    # take the job and leave it pending forever (PartitionTimeLimit).
+    (on_slurm.profiles / "short.toml").write_text(
+        'extends = "slurm-test"\n[steps.training]\npartition = "short"\ntime = "01:00:00"\n'
+    )
+    before = set(slurm_cluster.queue())
+    launched = on_slurm.launch("toy.stage0", "--profile", "short")
+    assert launched.returncode == 2, launched.stderr
+    assert launched.stderr.strip().splitlines() == [
+        "error: job stage0_toy.training asks for --time=01:00:00, over partition short's MaxTime (00:10:00): "
+        "set a shorter time in the profile's [steps] table; nothing submitted"
+    ]
+    assert set(slurm_cluster.queue()) == before and on_slurm.files() == []
+    (on_slurm.profiles / "short-ok.toml").write_text(
+        'extends = "slurm-test"\n[steps.training]\npartition = "short"\ntime = "00:10:00"\n'
+    )
+    launched = on_slurm.launch("toy.stage0", "--profile", "short-ok")
+    assert launched.returncode == 0, launched.stderr
+
+
+def _secret_profile(env, name: str = "withsecret") -> str:
+    (env.profiles / f"{name}.toml").write_text('extends = "slurm-test"\nsecrets = ["NEMOTRON_TEST_TOKEN"]\n')
+    return name
+
+
+def test_secret_reaches_the_job_through_a_private_file_that_outlives_no_job(on_slurm, slurm_cluster):
     secret = "tok-" + os.urandom(6).hex()
-    (on_slurm.profiles / "withsecret.toml").write_text('extends = "slurm-test"\nsecrets = ["NEMOTRON_TEST_TOKEN"]\n')
-    launched = on_slurm.launch("toy.stage0.data_curation", "--profile", "withsecret", NEMOTRON_TEST_TOKEN=secret)
+    launched = on_slurm.launch(
+        "toy.stage0", "--profile", _secret_profile(on_slurm), "--detach", "training.sleep_s=3",
+        NEMOTRON_TEST_TOKEN=secret,
+    )  # fmt: skip
     assert launched.returncode == 0, launched.stderr
     run_dir = Path(launched.document["run_dir"])
     secrets_file = run_dir / "secrets.env"
-    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert secrets_file.stat().st_mode & 0o777 == 0o600  # while jobs of the run may still start
     assert secrets_file.read_text() == f"NEMOTRON_TEST_TOKEN={secret}\n"
+    cleanup = json.loads((run_dir / "run.json").read_text())["executor_data"]["cleanup_job"]
+    wait_for(lambda: cleanup not in slurm_cluster.queue_active(), timeout=180, what="the run to end")
+    assert not secrets_file.exists()  # removed by the run's cleanup job, with nobody watching
+    status = on_slurm.launch("status", launched.document["run_id"])
+    assert status.document["state"] == "completed"
+    assert "secrets-cleanup" in (run_dir / "sbatch" / "secrets-cleanup.sbatch").read_text()
     for path in [*run_dir.rglob("*"), *on_slurm.state.rglob("*")]:
-        if path.is_file() and path != secrets_file:
+        if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
-    assert secret not in launched.stdout + launched.stderr
+    assert secret not in launched.stdout + launched.stderr + status.stdout + status.stderr
+
+
+def test_cancel_removes_the_runs_secrets(on_slurm, slurm_cluster):
+    launched = on_slurm.launch(
+        "toy.stage0", "--profile", _secret_profile(on_slurm), "--detach", "training.sleep_s=300",
+        NEMOTRON_TEST_TOKEN="tok-cancel",
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr
+    secrets_file = Path(launched.document["run_dir"]) / "secrets.env"
+    assert secrets_file.exists()
+    cancelled = on_slurm.launch("cancel", launched.document["run_id"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert not secrets_file.exists()
+    assert not set(run_ids(launched.document)) & set(slurm_cluster.queue_active())
+
+
+def test_a_requeued_job_still_reads_the_secrets_and_they_go_after_it_completes(on_slurm, slurm_cluster):
+    (on_slurm.profiles / "requeue.toml").write_text('extends = "slurm-test"\nsecrets = ["NEMOTRON_TEST_TOKEN"]\n')
+    launched = on_slurm.launch(
+        "toy.stage0", "--profile", "requeue", "--detach", "training.sleep_s=30", NEMOTRON_TEST_TOKEN="tok-requeue"
+    )
+    assert launched.returncode == 0, launched.stderr
+    run_dir, job_id = Path(launched.document["run_dir"]), launched.document["steps"]["stage0_toy.training"]["job_id"]
+    log = run_dir / "logs" / f"stage0_toy.training.{job_id}.log"
+    wait_for(lambda: log.exists() and "training on" in log.read_text(), timeout=120, what="training running")
+    slurm_cluster.run("scancel", "--batch", "--signal=USR1", job_id)  # what Slurm sends before the time limit
+    wait_for(lambda: "asked to be requeued" in log.read_text(), timeout=60, what="requeue")
+    state = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T")
+    wait_for(lambda: "PENDING" in slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout, what="pending")
+    assert (run_dir / "secrets.env").exists(), state  # the requeued job has not ended: its secrets stay
+    slurm_cluster.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")  # skip the 120 s requeue delay
+    wait_for(lambda: not (run_dir / "secrets.env").exists(), timeout=180, what="secrets removed")
+    status = on_slurm.launch("status", launched.document["run_id"])
+    assert status.document["state"] == "completed", status.stderr
+    assert log.read_text().count("training on") == 2  # ran again after the requeue, reading the secrets file
 
 
 # ----------------------------------------------------------------------------------------- polling & accounting

@@ -199,6 +199,39 @@ def _run_and_forward(step: list[str], signal: str | None, max_requeues: int, exi
     return lines
 
 
+def render_secrets_cleanup(
+    *,
+    job_name: str,
+    secrets_file: str,
+    dependencies: Sequence[str],
+    log_file: str,
+    account: str | None = None,
+    partition: str | None = None,
+    qos: str | None = None,
+) -> str:
+    """A one-minute job that removes a run's secrets file once every job of the run has ended, whatever the way.
+
+    ``afterany`` waits through requeues (a requeued job is pending again, not ended), and never becomes invalid, so
+    this job runs after completion, failure and cancellation alike.
+    """
+    directives = [
+        f"--job-name={job_name}",
+        *([f"--account={account}"] if account else []),
+        *([f"--partition={partition}"] if partition else []),
+        *([f"--qos={qos}"] if qos else []),
+        "--nodes=1",
+        "--ntasks=1",
+        "--time=00:05:00",
+        f"--output={log_file}",
+        f"--dependency=afterany:{':'.join(dependencies)}",
+        "--kill-on-invalid-dep=no",
+        "--no-requeue",
+    ]
+    lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), ""]
+    lines += ["# the run's secrets exist only while one of its jobs may still start", f"rm -f -- {q(secrets_file)}"]
+    return "\n".join(lines) + "\n"
+
+
 def sbatch_parameter_names() -> list[str]:
     return list(inspect.signature(render_sbatch).parameters)
 

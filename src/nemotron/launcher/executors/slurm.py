@@ -1,9 +1,12 @@
 """The Slurm executor: the whole DAG submitted at once as sbatch jobs chained with ``afterok``.
 
 ``render`` is the dry-run (one sbatch script per job, upstream job ids shown as ``{stage.step}`` placeholders).
-``submit`` ships the code first when the profile names an SSH host, writes the secrets to a 0600 file on the
-cluster, then runs ``sbatch --parsable`` job by job in topological order, each with the real ids of its upstream
-jobs; if any sbatch fails, it cancels what this launch submitted and raises sbatch's own error as one line.
+``submit`` ships the code first when the profile names an SSH host, asks the cluster whether every job can start
+(``slurm_preflight``: ``sbatch --test-only`` and the partition limits) before anything is queued, writes the
+secrets to a 0600 file on the cluster, then runs ``sbatch --parsable`` job by job in topological order, each with
+the real ids of its upstream jobs; if any sbatch fails, it cancels what this launch submitted and raises sbatch's
+own error as one line. The secrets file lives only while a job of the run may still start: a small job chained
+``afterany`` on all of them removes it, and so do ``cancel`` and a status that sees the run finished.
 ``status`` makes one scheduler call for all of a run's unfinished jobs; ``logs`` reads the log files (shared
 filesystem), asking the scheduler at most every ``FOLLOW_SCHEDULER_S`` while following; ``cancel`` scancels the
 run's jobs and waits until none is left in the queue.
@@ -18,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values
-from nemotron.launcher.executors.sbatch import render, render_sbatch
+from nemotron.launcher.executors.sbatch import render, render_sbatch, render_secrets_cleanup
+from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
 from nemotron.launcher.executors.slurm_state import map_state, query_jobs
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile, SSHOptions
@@ -29,6 +33,8 @@ POLL_START_S = 1.0
 POLL_MAX_S = 15.0
 FOLLOW_SCHEDULER_S = 30.0
 CANCEL_WAIT_S = 30.0
+SECRETS_FILE = "secrets.env"
+CLEANUP_JOB = "secrets-cleanup"
 
 
 def sbatch_parameters(
@@ -61,7 +67,7 @@ def sbatch_parameters(
         "sbatch_args": slurm.sbatch_args,
         "srun_args": slurm.srun_args,
         "env": {**job.env, "NEMOTRON_RUN_ID": run_id},
-        "secrets_file": f"{run_dir}/secrets.env" if plan.secret_names else None,
+        "secrets_file": f"{run_dir}/{SECRETS_FILE}" if plan.secret_names else None,
         "workdir": None if in_container else code_dir,
         "pythonpath": None if in_container else f"{code_dir}/src",
         "container_runtime": runtime,
@@ -78,16 +84,16 @@ class SlurmExecutor(Executor):
     name = "slurm"
 
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
-        code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
-        return {
-            job.name: render(
-                sbatch_parameters(
-                    plan, profile, job, "{run_id}", run_dir, [f"{{{d}}}" for d in job.depends_on], code_dir
-                )
-            )
-            for job in plan.jobs_to_run
-        }
+        scripts = {name: render(params) for name, params in _dry_run_parameters(plan, profile, chained=True).items()}
+        if plan.secret_names and scripts:
+            run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+            scripts[CLEANUP_JOB] = _cleanup_script("{run_id}", run_dir, profile, [f"{{{name}}}" for name in scripts])
+        return scripts
+
+    def check(self, plan: Plan, profile: Profile) -> None:
+        """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
+        jobs = _dry_run_parameters(plan, profile, chained=False)  # the upstream jobs do not exist yet
+        preflight(shell_for(profile.ssh).run, {name: (params, render(params)) for name, params in jobs.items()})
 
     # ------------------------------------------------------------------------------------------------ submit
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
@@ -100,30 +106,34 @@ class SlurmExecutor(Executor):
         run.executor_data.update({"ssh": profile.ssh.model_dump() if profile.ssh else None, "code_dir": code_dir})
         run_dir = str(run.run_dir)
         if secrets:
-            shell.write_file(f"{run_dir}/secrets.env", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
+            shell.write_file(f"{run_dir}/{SECRETS_FILE}", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
+            run.executor_data["secrets_file"] = f"{run_dir}/{SECRETS_FILE}"
         submitted: dict[str, str] = {}
-        for job in plan.jobs_to_run:
-            dependencies = [submitted[name] for name in job.depends_on if name in submitted]
-            params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir)
-            script_path = f"{run_dir}/sbatch/{job.name}.sbatch"
-            shell.write_file(script_path, render_sbatch(**params))
-            done = shell.run(["sbatch", "--parsable", script_path])
-            if done.returncode != 0 or not done.stdout.strip():
-                self._undo(shell, submitted)
-                raise ExecutorError(f"sbatch rejected {job.name}: {_one_line(done.stderr or done.stdout)}")
-            job_id = done.stdout.strip().split(";")[0]
-            submitted[job.name] = job_id
-            record = run.steps[job.name]
-            record.job_id, record.state = job_id, "pending"
-            record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}.log")
-            print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
+        try:
+            for job in plan.jobs_to_run:
+                dependencies = [submitted[name] for name in job.depends_on if name in submitted]
+                params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir)
+                job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", render_sbatch(**params), job.name)
+                submitted[job.name] = job_id
+                record = run.steps[job.name]
+                record.job_id, record.state = job_id, "pending"
+                record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}.log")
+                print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
+            if secrets:
+                cleanup = _cleanup_script(run.run_id, run_dir, profile, list(submitted.values()))
+                script_path = f"{run_dir}/sbatch/{CLEANUP_JOB}.sbatch"
+                run.executor_data["cleanup_job"] = _sbatch(shell, script_path, cleanup, CLEANUP_JOB)
+        except ExecutorError:
+            self._undo(shell, run, submitted)
+            raise
         save_run(run)
         return run if detach else self.follow(run)
 
-    def _undo(self, shell: LocalShell | SSHShell, submitted: dict[str, str]) -> None:
+    def _undo(self, shell: LocalShell | SSHShell, run: RunRecord, submitted: dict[str, str]) -> None:
         if submitted:
             shell.run(["scancel", *submitted.values()])
             _wait_gone(shell, list(submitted.values()))
+        _remove_secrets(shell, run)
 
     # ------------------------------------------------------------------------------------------------ watch
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
@@ -149,6 +159,8 @@ class SlurmExecutor(Executor):
             if state in FINISHED_STATES and record.ended_at is None:
                 record.ended_at = now
         _explain_cancelled(run)
+        if run.finished:
+            _remove_secrets(shell, run)
         save_run(run)
         return dict(run.steps)
 
@@ -201,8 +213,9 @@ class SlurmExecutor(Executor):
         if ids:
             done = shell.run(["scancel", *ids.values()])
             if done.returncode != 0:
-                raise ExecutorError(f"scancel failed: {_one_line(done.stderr)}")
+                raise ExecutorError(f"scancel failed: {sbatch_message(done.stderr)}")
             _wait_gone(shell, list(ids.values()))
+        _remove_secrets(shell, run)
         for name in ids:
             record = run.steps[name]
             record.state, record.reason = "cancelled", "cancelled"
@@ -212,6 +225,48 @@ class SlurmExecutor(Executor):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def _dry_run_parameters(plan: Plan, profile: Profile, chained: bool) -> dict[str, dict]:
+    """Each job's sbatch parameters before submission: run id, code dir and upstream ids as ``{placeholders}``."""
+    run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+    code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
+    return {
+        job.name: sbatch_parameters(
+            plan, profile, job, "{run_id}", run_dir, [f"{{{d}}}" for d in job.depends_on] if chained else [], code_dir
+        )
+        for job in plan.jobs_to_run
+    }
+
+
+def _sbatch(shell: LocalShell | SSHShell, script_path: str, script: str, what: str) -> str:
+    """Write the script beside the run, submit it, return its job id (or a one-line error naming ``what``)."""
+    shell.write_file(script_path, script)
+    done = shell.run(["sbatch", "--parsable", script_path])
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ExecutorError(f"sbatch rejected {what}: {sbatch_message(done.stderr or done.stdout)}")
+    return done.stdout.strip().split(";")[0]
+
+
+def _cleanup_script(run_id: str, run_dir: str, profile: Profile, dependencies: list[str]) -> str:
+    return render_secrets_cleanup(
+        job_name=f"{run_id}.{CLEANUP_JOB}",
+        secrets_file=f"{run_dir}/{SECRETS_FILE}",
+        dependencies=dependencies,
+        log_file=f"{run_dir}/logs/{CLEANUP_JOB}.%j.log",
+        account=profile.slurm.account,
+        partition=profile.slurm.partitions.get("cpu"),
+        qos=profile.slurm.qos,
+    )
+
+
+def _remove_secrets(shell: LocalShell | SSHShell, run: RunRecord) -> None:
+    """No job of the run can start again: its secrets go (the cleanup job, if still queued, has nothing to do)."""
+    path = run.executor_data.pop("secrets_file", None)
+    if path:
+        shell.run(["rm", "-f", "--", path])
+        if run.executor_data.get("cleanup_job"):
+            shell.run(["scancel", run.executor_data["cleanup_job"]])
+
+
 def _shell(run: RunRecord) -> LocalShell | SSHShell:
     ssh = run.executor_data.get("ssh")
     return shell_for(SSHOptions.model_validate(ssh) if ssh else None)
@@ -266,8 +321,3 @@ def _ask(question: str) -> bool:
         return input(question).strip().lower() in ("y", "yes")
     except EOFError:
         return False
-
-
-def _one_line(text: str) -> str:
-    lines = [line.removeprefix("sbatch: error: ").strip() for line in text.strip().splitlines() if line.strip()]
-    return "; ".join(dict.fromkeys(lines)) or "no output"
