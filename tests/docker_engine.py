@@ -204,7 +204,10 @@ def base_rootfs_tar(python_prefix: Path, venv: Path) -> bytes:
 
 def import_base_image(engine: DockerEngine) -> None:
     rootfs = base_rootfs_tar(engine.python_prefix, engine.venv)
-    engine.docker("import", "--change", "ENV PATH=/usr/local/bin:/usr/bin", "-", engine.base_image, input=rootfs)
+    # A default command, as every real base image has (NGC's entrypoint): `enroot import dockerd://` starts with
+    # `docker create`, which refuses an image with neither CMD nor ENTRYPOINT ("No command specified").
+    changes = ["--change", "ENV PATH=/usr/local/bin:/usr/bin", "--change", 'CMD ["/bin/sh"]']
+    engine.docker("import", *changes, "-", engine.base_image, input=rootfs)
 
 
 @pytest.fixture(scope="session")
@@ -246,21 +249,42 @@ USER 1000
 """
 
 
-def build_test_image(engine: DockerEngine, dockerfile_dir: Path, repository: str = "nemotron-test/nano2"):
-    """The repository's own context (selected by ``containers/nano2/.dockerignore``) on the offline base image."""
+def snapshot_repo(dest: Path) -> Path:
+    """A copy of what an image build sends (pyproject, README, src, containers) and of the shipped profiles. Tests
+    build an image from it and plan from it (``PYTHONPATH=<snapshot>/src``): submit refuses an image built from other
+    code than the plan's, and edits made to the checkout meanwhile (by whoever works in it) must change neither side."""
+    from nemotron.launcher.containers import REPO
+
+    for name in ("src", "containers", "cluster_profiles"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def build_test_image(engine: DockerEngine, dockerfile_dir: Path, repository: str = "nemotron-test/nano2", root=None):
+    """A repository's own context (``root``, default this checkout; selected by ``containers/nano2/.dockerignore``)
+    on the offline base image."""
     from unittest import mock
 
     from nemotron.launcher.containers import REPO, BuildContext, build_image
 
+    root = Path(root or REPO)
     dockerfile = dockerfile_dir / "Dockerfile"
     dockerfile.write_text(TEST_DOCKERFILE.format(venv=engine.venv))
-    ignore = REPO / "containers" / "nano2" / ".dockerignore"
-    context = BuildContext.collect(REPO, dockerfile, ignore, {"BASE_IMAGE": engine.base_image})
+    ignore = root / "containers" / "nano2" / ".dockerignore"
+    context = BuildContext.collect(root, dockerfile, ignore, {"BASE_IMAGE": engine.base_image})
     with mock.patch.dict(os.environ, {"DOCKER_HOST": engine.host}):  # env only: the build itself is real
         return build_image(context, repository)
 
 
 @pytest.fixture(scope="session")
-def docker_test_image(docker_engine, tmp_path_factory):
-    """``(engine, BuiltImage)``: the project's code in an image built offline from the repository's context."""
-    return docker_engine, build_test_image(docker_engine, tmp_path_factory.mktemp("test-image"))
+def code_snapshot(tmp_path_factory) -> Path:
+    """The code the test image holds; tests launching into it plan from it too (``PYTHONPATH=<it>/src``)."""
+    return snapshot_repo(tmp_path_factory.mktemp("code-snapshot"))
+
+
+@pytest.fixture(scope="session")
+def docker_test_image(docker_engine, code_snapshot, tmp_path_factory):
+    """``(engine, BuiltImage)``: the project's code in an image built offline from a snapshot of the repository."""
+    return docker_engine, build_test_image(docker_engine, tmp_path_factory.mktemp("test-image"), root=code_snapshot)

@@ -86,6 +86,7 @@ class SlurmCluster:
     bridge: str | None = None
     pid_files: list[Path] = field(default_factory=list)
     slurmdbd_port: int | None = None
+    slurmd_path: str | None = None  # PATH entries slurmd needs first (pyxis execs `enroot` with slurmstepd's PATH)
 
     @property
     def conf(self) -> Path:
@@ -94,6 +95,12 @@ class SlurmCluster:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    @property
+    def slurmd_env(self) -> dict[str, str]:
+        if self.slurmd_path is None:
+            return self.env
+        return {**self.env, "PATH": f"{self.slurmd_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
     def activate(self, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
         monkeypatch.setenv("SLURM_CONF", str(self.conf))
@@ -244,11 +251,15 @@ PARTITION_LINE = (
 
 
 # ------------------------------------------------------------------------------------------------ starters
-def start_single_node(base: Path, name: str = "nemotest", accounting: bool = False) -> SlurmCluster:
-    """One node named after this host on 127.0.0.1; with ``accounting``, MariaDB + slurmdbd first."""
+def start_single_node(
+    base: Path, name: str = "nemotest", accounting: bool = False, extra_conf: str = "", slurmd_path: str | None = None
+) -> SlurmCluster:
+    """One node named after this host on 127.0.0.1; with ``accounting``, MariaDB + slurmdbd first.
+
+    ``extra_conf``: more slurm.conf lines (e.g. ``PlugStackConfig``); ``slurmd_path``: PATH entries for slurmd."""
     _prepare_dirs(base)
     node = socket.gethostname()
-    cluster = SlurmCluster(base=base, name=name, nodes=[node], accounting=accounting)
+    cluster = SlurmCluster(base=base, name=name, nodes=[node], accounting=accounting, slurmd_path=slurmd_path)
     try:
         ports = free_port_block(4)
         _start_munge(cluster)
@@ -256,10 +267,10 @@ def start_single_node(base: Path, name: str = "nemotest", accounting: bool = Fal
             cluster.slurmdbd_port = ports + 2
             _start_accounting(cluster, db_port=free_port_block(1))
         conf = _slurm_conf(base, name, "127.0.0.1", ports, cluster.slurmdbd_port)
-        cluster.conf.write_text(conf + _node_line(node, "127.0.0.1") + PARTITION_LINE)
+        cluster.conf.write_text(conf + extra_conf + _node_line(node, "127.0.0.1") + PARTITION_LINE)
         _start_slurmctld(cluster)
         (base / "spool" / node).mkdir(exist_ok=True)
-        subprocess.run(["slurmd", "-f", str(cluster.conf)], env=cluster.env, check=True, capture_output=True)
+        subprocess.run(["slurmd", "-f", str(cluster.conf)], env=cluster.slurmd_env, check=True, capture_output=True)
         cluster.pid_files.append(base / "run" / f"slurmd.{node}.pid")
         cluster.wait_idle()
     except BaseException:
@@ -268,25 +279,35 @@ def start_single_node(base: Path, name: str = "nemotest", accounting: bool = Fal
     return cluster
 
 
-def start_multi_node(base: Path, nnodes: int = 2, name: str = "nemotestmn") -> SlurmCluster:
-    """``nnodes`` nodes n1..nN, each slurmd in its own network + UTS namespace behind a bridge in the root one."""
+def start_multi_node(
+    base: Path,
+    nnodes: int = 2,
+    name: str = "nemotestmn",
+    extra_conf: str = "",
+    slurmd_path: str | None = None,
+    netns_prefix: str = "nt",
+) -> SlurmCluster:
+    """``nnodes`` nodes n1..nN, each slurmd in its own network + UTS namespace behind a bridge in the root one.
+
+    ``netns_prefix`` (two letters) keeps the namespaces and links of two such clusters in one session apart."""
     _prepare_dirs(base)
-    tag = f"{os.getpid() % 100000:05d}"
+    tag = f"{netns_prefix}{os.getpid() % 100000:05d}"
     net = _free_subnet()
-    cluster = SlurmCluster(base=base, name=name, nodes=[f"n{i}" for i in range(1, nnodes + 1)])
+    nodes = [f"n{i}" for i in range(1, nnodes + 1)]
+    cluster = SlurmCluster(base=base, name=name, nodes=nodes, slurmd_path=slurmd_path)
     try:
-        cluster.bridge = f"brnt{tag}"
+        cluster.bridge = f"br{tag}"
         _ip("link", "add", cluster.bridge, "type", "bridge")
         _ip("addr", "add", f"{net}.1/24", "dev", cluster.bridge)
         _ip("link", "set", cluster.bridge, "up")
         hosts = f"127.0.0.1 localhost\n{net}.1 ctl {socket.gethostname()}\n"
         hosts += "".join(f"{net}.{10 + i} n{i}\n" for i in range(1, nnodes + 1))
         for i in range(1, nnodes + 1):
-            ns = f"nt{tag}n{i}"
+            ns = f"{tag}n{i}"
             _ip("netns", "add", ns)
             cluster.netns.append(ns)
-            _ip("link", "add", f"vnt{tag}n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("link", "set", f"vnt{tag}n{i}", "master", cluster.bridge, "up")
+            _ip("link", "add", f"v{tag}n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", f"v{tag}n{i}", "master", cluster.bridge, "up")
             _ip("-n", ns, "addr", "add", f"{net}.{10 + i}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
@@ -294,8 +315,8 @@ def start_multi_node(base: Path, nnodes: int = 2, name: str = "nemotestmn") -> S
         ports = free_port_block(2)
         _start_munge(cluster)
         conf = _slurm_conf(base, name, f"{net}.1", ports, None)
-        nodes = "".join(_node_line(f"n{i}", f"{net}.{10 + i}", f"n{i}") for i in range(1, nnodes + 1))
-        cluster.conf.write_text(conf + nodes + PARTITION_LINE)
+        node_lines = "".join(_node_line(f"n{i}", f"{net}.{10 + i}", f"n{i}") for i in range(1, nnodes + 1))
+        cluster.conf.write_text(conf + extra_conf + node_lines + PARTITION_LINE)
         _start_slurmctld(cluster)
         for i, ns in enumerate(cluster.netns, start=1):
             _start_slurmd_in_namespace(cluster, ns, f"n{i}")
@@ -313,7 +334,7 @@ def _start_slurmd_in_namespace(cluster: SlurmCluster, ns: str, node: str) -> Non
     inner = f"mount --bind {hosts} /etc/hosts && hostname {node} && exec slurmd -f {cluster.conf} -N {node}"
     subprocess.run(
         ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "--mount", "sh", "-c", inner],
-        env=cluster.env, check=True, capture_output=True,
+        env=cluster.slurmd_env, check=True, capture_output=True,
     )  # fmt: skip
     cluster.pid_files.append(cluster.base / "run" / f"slurmd.{node}.pid")
 

@@ -74,6 +74,27 @@ def test_corrupt_metadata_names_the_file(tmp_path):
         Dataset.load(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"path": "/x", "type": "Dataset\xff"}', "corrupt .*: not UTF-8"),
+        (b"[" * 100_000, "corrupt .*: JSON nested too deeply"),  # RecursionError in json
+        (b'{"path": "/x", "num_examples": 1' + b"0" * 5000 + b"}", "corrupt .*metadata.json"),  # int too long
+    ],
+)
+def test_unreadable_metadata_is_an_artifact_error(tmp_path, content, message):
+    (tmp_path / "metadata.json").write_bytes(content)
+    with pytest.raises(ArtifactError, match=message) as err:
+        Dataset.load(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_path_with_a_newline_stays_on_one_line(tmp_path):
+    with pytest.raises(ArtifactError) as err:
+        Dataset.load(tmp_path / "a\nb")
+    assert "\n" not in str(err.value) and repr(str(tmp_path / "a\nb")) in str(err.value)
+
+
 def test_invalid_field_in_metadata_names_the_field(tmp_path):
     Dataset(path=tmp_path, num_examples=3, train_path=tmp_path).save()
     data = json.loads((tmp_path / "metadata.json").read_text())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nemotron.launcher.code_identity import code_digest
 from nemotron.launcher.executors.docker import SECRETS_IN_CONTAINER, docker_run_command
 from nemotron.launcher.plan import build_plan
 from nemotron.launcher.profiles import load_profile
@@ -49,9 +50,11 @@ def write_profile(launcher_env, image: str, engine, name: str = "dockertest", se
 
 
 @pytest.fixture
-def docker_env(launcher_env, docker_test_image):
+def docker_env(launcher_env, docker_test_image, code_snapshot):
     engine, image = docker_test_image
     launcher_env.env["DOCKER_HOST"] = engine.host
+    # plan from the code the image holds (submit refuses an image built from other code than the plan's)
+    launcher_env.env["PYTHONPATH"] = os.pathsep.join([str(code_snapshot / "src"), launcher_env.env["PYTHONPATH"]])
     return launcher_env, engine, image
 
 
@@ -60,7 +63,7 @@ GOLDEN_RUN = """\
 docker run --name nemotron-toy-20261124-120000-abcd-stage0_toy-training --label nemotron.run=toy-20261124-120000-abcd \
 --label nemotron.job=stage0_toy.training --init --user 1000:1000 --gpus all --ipc=host --shm-size=8g \
 --ulimit memlock=-1 --ulimit stack=67108864 -v <root>:<root> -v /data/hf:/data/hf:ro -e PYTHONUNBUFFERED=1 \
--e NEMOTRON_ARTIFACT_ROOT=<root> -e NEMOTRON_RUN_ID=toy-20261124-120000-abcd \
+-e NEMOTRON_ARTIFACT_ROOT=<root> -e NEMOTRON_CODE_DIGEST=<code> -e NEMOTRON_RUN_ID=toy-20261124-120000-abcd \
 -v /runs/r1/secrets.env:/run/secrets/nemotron.env:ro nemotron/toy:ctx-0123456789ab sh -c \
 'set -a; . /run/secrets/nemotron.env; set +a; exec "$@"' nemotron-step python -m launcher_toy.stage0_toy.training \
 --output-dir <output> --dataset-path <dataset>"""
@@ -82,7 +85,12 @@ def test_docker_run_command_golden(launcher_env, monkeypatch, tmp_path):
         job, plan, profile, "nemotron/toy:ctx-0123456789ab", "toy-20261124-120000-abcd", "/runs/r1", "1000:1000"
     )
     text = shlex.join(words)
-    for value, placeholder in ((job.inputs["dataset"], "<dataset>"), (job.output, "<output>")):
+    code = f"NEMOTRON_CODE_DIGEST={code_digest(plan.code)}"  # changes with every edit of the sources
+    for value, placeholder in (
+        (job.inputs["dataset"], "<dataset>"),
+        (job.output, "<output>"),
+        (code, "NEMOTRON_CODE_DIGEST=<code>"),
+    ):
         text = text.replace(str(value), placeholder)
     assert text == GOLDEN_RUN.replace("<root>", str(tmp_path / "root"))
     assert "--env-file" not in words and not any(w.startswith("HF_TOKEN=") for w in words)
@@ -113,9 +121,13 @@ def test_toy_stage0_runs_in_containers_and_keeps_secrets_out(docker_env):
     assert done.returncode == 0, done.stderr
     summary = done.document
     assert summary["state"] == "completed" and summary["executor"] == "docker"
-    for step in summary["steps"].values():  # artifacts landed on the host, at the planned paths
-        assert json.loads((Path(step["artifact"]) / "metadata.json").read_text())["path"] == step["artifact"]
     run_dir = Path(summary["run_dir"])
+    plan_code = code_digest(json.loads((run_dir / "run.json").read_text())["plan"]["code"])
+    for step in summary["steps"].values():  # artifacts landed on the host, at the planned paths
+        metadata = json.loads((Path(step["artifact"]) / "metadata.json").read_text())
+        assert metadata["path"] == step["artifact"]
+        # what produced it, as the executor told the step: the pinned image and the code the plan fingerprinted
+        assert (metadata["image_id"], metadata["code_digest"]) == (image.image_id, plan_code)
     containers = engine.containers(f"label=nemotron.run={summary['run_id']}")
     assert len(containers) == 3
     assert not (run_dir / "secrets.env").exists()  # removed when the run ended

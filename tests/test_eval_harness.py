@@ -110,3 +110,17 @@ def test_missing_task_data_is_a_user_error(tmp_path):
 
     with pytest.raises(TaskError, match="facts_mc.jsonl does not exist"):
         write_local_tasks(tmp_path / "tasks", LocalTaskData(tmp_path / "eval", tmp_path / "valid.parquet"))
+
+
+def test_a_dataset_without_held_out_facts_feeds_validation_perplexity_only(tmp_path):
+    from nemotron.evaluation.tasks import check_supported, supported_tasks, write_local_tasks
+
+    assert supported_tasks([]) == ("valid_ppl",)  # a user corpus: a validation split, no held-out facts
+    assert supported_tasks(["facts_gen", "facts_mc"]) == LOCAL_TASKS
+    check_supported(["valid_ppl", "hellaswag"], [])  # a benchmark's data is not the dataset's to provide
+    with pytest.raises(TaskError, match=r"--tasks facts_gen: .* it provides valid_ppl$"):
+        check_supported(["valid_ppl", "facts_gen"], [])
+    valid = tmp_path / "valid.parquet"
+    valid.write_bytes(b"")
+    written = write_local_tasks(tmp_path / "tasks", LocalTaskData(tmp_path / "eval", valid), ["valid_ppl"])
+    assert sorted(p.name for p in written.iterdir()) == ["valid_ppl.yaml"]

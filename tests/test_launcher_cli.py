@@ -22,8 +22,8 @@ def _profile(env: LauncherEnv, name: str, text: str) -> None:
     (env.profiles / f"{name}.toml").write_text(textwrap.dedent(text))
 
 
-def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[str, str]]]:
-    """(argv, a fragment the one-line error must contain, extra env) for each bad input."""
+def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tuple[str, ...], dict[str, str]]]:
+    """(argv, a fragment (or fragments) the one-line error must contain, extra env) for each bad input."""
     corrupt = _write_artifact(tmp / "corrupt", '{"path": "x", "type": ')
     results = _write_artifact(
         tmp / "results", json.dumps({"path": str(tmp / "results"), "type": "Results", "score": 1.0})
@@ -34,7 +34,13 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[
     _profile(env, "loop-b", 'extends = "loop-a"\n')
     _profile(env, "secretive", 'secrets = ["NEMOTRON_TEST_NOT_SET"]\n')
     _profile(env, "badstep", "[steps.trainin]\nnodes = 2\n")
+    _profile(env, "badstage", '[steps."stag0.training"]\nnodes = 2\n')
+    _profile(env, "badscale", "[steps.training]\nscale.tiyn = { nodes = 1 }\n")
     _profile(env, "unsetvar", 'artifact_root = "${NEMOTRON_TEST_NOT_SET}/x"\n')
+    _profile(env, "three-ranks", 'extends = "local"\n[local]\nnproc_per_node = 3\n')
+    corpus = tmp / "corpus"  # a user's own text: a validation split, no held-out facts
+    corpus.mkdir()
+    (corpus / "notes.txt").write_text("The old baker crosses the bridge near the station every morning.\n")
     return [
         (["nano3"], "unknown target 'nano3'", {}),
         (["toy.stage9"], "valid targets are", {}),
@@ -43,6 +49,8 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[
         (["toy", "--profile", "badtype"], "slurm.nodes", {}),
         (["toy", "--profile", "loop-a"], "extends itself", {}),
         (["toy", "--profile", "badstep"], "did you mean 'training'", {}),
+        (["toy", "--profile", "badstage"], "did you mean 'stage0.training'", {}),
+        (["toy", "--profile", "badscale"], "did you mean 'steps.training.scale.tiny'", {}),
         (["toy", "--profile", "unsetvar"], "NEMOTRON_TEST_NOT_SET is not set", {}),
         (["toy", "--executor", "kubernetes"], "unknown executor 'kubernetes'", {}),
         (["toy", "--executor", "slurm"], "needs a cluster profile", {}),
@@ -62,6 +70,29 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[
         (["nano2.stage0", "evaluation.limit=0"], "--limit 0: must be a positive number", {}),
         (["nano2.stage0", "training.warmup_iters=-1"], "--warmup-iters -1: must be in [0, train_iters=300)", {}),
         (["nano2", "stage2_alignment.training.beta=0"], "--beta 0.0: must be positive", {}),
+        (
+            ["nano2.stage0", "--dry-run", f"data_curation.sources={corpus}", "evaluation.tasks=facts_mc"],
+            ("invalid config for stage0_pretrain.evaluation: --tasks facts_mc", "it provides valid_ppl"),
+            {},
+        ),
+        (["nano2.stage0", "training.lr=nan"], "invalid config for stage0_pretrain.training: --lr nan: must be", {}),
+        (["nano2.stage0", "training.lr=inf"], "invalid config for stage0_pretrain.training: --lr inf: must be", {}),
+        (
+            ["nano2.stage0", "data_curation.quality_threshold=7"],
+            "invalid config for stage0_pretrain.data_curation: --quality-threshold 7.0 is out of range",
+            {},
+        ),
+        # the data-parallel size comes from the job's planned ranks: 16 samples do not split over 3 (or 64) of them
+        (
+            ["nano2.stage0", "--profile", "three-ranks"],
+            ("stage0_pretrain.training", "--global-batch-size 16: must be a multiple of the data-parallel size 3"),
+            {},
+        ),
+        (
+            ["nano2", "--profile", "eos", "--scale", "full", "--dry-run", "stage0.training.global_batch_size=96"],
+            ("stage0_pretrain.training", "--global-batch-size 96: must be a multiple of the data-parallel size 64"),
+            {"USER": "alice"},
+        ),
         (["toy.stage0.training", "training.dataset_artifact=nothing:latest"], "no tracked artifact", {}),
         (["toy", "--artifact-root", "/dev/null/artifacts"], "not a directory", {}),
         (["toy", "--profile", "secretive"], "secret NEMOTRON_TEST_NOT_SET is not set", {}),
@@ -69,22 +100,110 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str, dict[
         (["status", "toy-20000101-000000-ffff"], "unknown run", {}),
         (["logs"], "run", {}),
         (["profiles", "nope"], "unknown profile", {}),
+        *_unreadable_inputs(env, tmp),
+    ]
+
+
+def _unreadable_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tuple[str, ...], dict[str, str]]]:
+    """Bad files, paths and environment rather than bad values: each was a traceback or a silent misbehaviour."""
+    not_utf8 = _write_artifact(tmp / "not_utf8", "")
+    (not_utf8 / "metadata.json").write_bytes(b'{"path": "\xff\xfe"}')
+    deep = _write_artifact(tmp / "deep", "[" * 100_000)  # RecursionError in json
+    metadata_dir = tmp / "metadata_dir"
+    (metadata_dir / "metadata.json").mkdir(parents=True)
+    newline = tmp / "a\nb"
+    (env.profiles / "latin1.toml").write_bytes('description = "caf\u00e9"\n'.encode("latin-1"))
+    _profile(env, "orphan", 'extends = "nothere"\n')
+    _profile(env, "emptyroot", 'artifact_root = "${NEMOTRON_TEST_NOT_SET:-}"\n')
+    (tmp / "dir.toml").mkdir()
+    state_file = tmp / "state_file"
+    state_file.write_text("")
+    bad_index = tmp / "bad_index"
+    bad_index.mkdir()
+    (bad_index / "runs.jsonl").write_bytes(b'not json\n[1]\n"x"\n\xff\xfe\n{"run_id": "toy-1", "run_dir": 5}\n')
+    # a real run whose only step was reused (so it never started), in a root of its own
+    runs = {"NEMOTRON_ARTIFACT_ROOT": str(tmp / "runs_root"), "NEMOTRON_STATE_DIR": str(tmp / "runs_state")}
+    assert env.launch("toy.stage0.data_curation", **runs).returncode == 0
+    reused = env.launch("toy.stage0.data_curation", **runs).document
+    assert reused["steps"]["stage0_toy.data_curation"]["state"] == "reused"
+    recipes = [
+        (
+            ["toy"],
+            ("NEMOTRON_RECIPES entry " + repr(entry), "expected NAME=package.module"),
+            {"NEMOTRON_RECIPES": entry},
+        )
+        for entry in ("toy", "=x", "toy=", "toy=no.such.module", "toy=os")
+    ]
+    return [
+        (["toy.stage0.training", f"training.dataset_path={not_utf8}"], "corrupt", {}),
+        (["toy.stage0.training", f"training.dataset_path={deep}"], "corrupt", {}),
+        (["toy.stage0.training", f"training.dataset_path={metadata_dir}"], "Is a directory", {}),
+        (["toy", "--profile", "latin1"], "latin1.toml is not UTF-8", {}),
+        (["toy", "--profile", str(env.profiles)], "is a directory", {}),
+        (["toy", "--profile", str(tmp / "dir.toml")], "is a directory", {}),
+        (["toy", "--profile", "orphan"], "orphan.toml extends an unknown profile 'nothere'", {}),
+        (["toy", "--artifact-root", "/proc/nemotron"], "under /proc", {}),
+        (["toy", "--artifact-root", "", "--dry-run"], "--artifact-root is empty", {}),  # was: the current directory
+        (["toy", "--profile", "emptyroot", "--dry-run"], "artifact_root: empty", {}),
+        (["toy.stage0.data_curation"], "is not a directory", {"NEMOTRON_STATE_DIR": str(state_file)}),
+        (["status", "toy-1"], "unknown run 'toy-1'", {"NEMOTRON_STATE_DIR": str(bad_index)}),
+        *recipes,
+        (["toy.stage0.training", f"training.dataset_path={newline}"], "no artifact at", {}),
+        (["logs", reused["run_id"], "data_curation"], "has not started (reused", runs),
     ]
 
 
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(launcher_env: LauncherEnv, tmp_path: Path) -> None:
     cases = _bad_inputs(launcher_env, tmp_path)
     assert len(cases) >= 15
-    for argv, fragment, extra_env in cases:
+    for argv, fragments, extra_env in cases:
         result = launcher_env.launch(*argv, **extra_env)
         where = f"{argv}: rc={result.returncode} stderr={result.stderr!r}"
         assert result.returncode == 2, where
         assert result.stdout == "", where
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), where
-        assert fragment in lines[0], where
+        assert all(f in lines[0] for f in ((fragments,) if isinstance(fragments, str) else fragments)), where
         assert "Traceback" not in result.stderr, where
         assert launcher_env.files() == [], f"{argv} wrote {launcher_env.files()}"
+
+
+def test_a_corrupt_artifact_beside_reusable_ones_is_skipped(launcher_env: LauncherEnv) -> None:
+    """Planning scans a step's outputs for the newest complete one: unreadable siblings are not complete, not fatal."""
+    step_dir = launcher_env.root / "toy" / "stage0_toy" / "data_curation"
+    good = step_dir / "tiny-good"
+    _write_artifact(
+        good, json.dumps({"path": str(good), "type": "Dataset", "num_examples": 3, "config": {"scale": "tiny"}})
+    )
+    (_write_artifact(step_dir / "tiny-not-utf8", "") / "metadata.json").write_bytes(b'{"type": "Dataset\xff"}')
+    _write_artifact(step_dir / "tiny-deep", "[" * 100_000)
+    (step_dir / "tiny-dir" / "metadata.json").mkdir(parents=True)
+    result = launcher_env.launch("toy.stage0.training", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.document["jobs"]["stage0_toy.training"]["inputs"] == {"dataset": str(good)}
+
+
+def test_oserror_about_a_path_is_one_line_a_bug_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nemotron.launcher import cli
+
+    def failing(error: BaseException):
+        def execute(self) -> int:
+            raise error
+
+        return execute
+
+    monkeypatch.setattr(cli.List, "execute", failing(PermissionError(13, "Permission denied", "/data/nemotron/x")))
+    with pytest.raises(SystemExit) as exit_:
+        cli.entrypoint(["list"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: /data/nemotron/x: Permission denied\n"
+    own_file = PermissionError(13, "Permission denied", cli.__file__)
+    for bug in (OSError(5, "Input/output error"), own_file, KeyError("x")):
+        monkeypatch.setattr(cli.List, "execute", failing(bug))
+        with pytest.raises(type(bug)):
+            cli.entrypoint(["list"])
 
 
 def test_help_lists_subcommands(launcher_env: LauncherEnv) -> None:
@@ -102,7 +221,7 @@ def test_list_names_every_target(launcher_env: LauncherEnv) -> None:
     steps = document["recipes"]["nano2"]["stages"]["stage0_pretrain"]["steps"]
     assert list(steps) == ["data_curation", "training", "evaluation"]
     assert steps["training"]["inputs"] == {"dataset": "stage0_pretrain.data_curation"}
-    assert steps["training"]["resources"]["resource_class"] == "gpu"
+    assert steps["training"]["resources"]["full"]["resource_class"] == "gpu"  # per scale: tests/test_resources.py
 
 
 def test_profiles_list_and_show_resolved(launcher_env: LauncherEnv) -> None:
@@ -113,7 +232,7 @@ def test_profiles_list_and_show_resolved(launcher_env: LauncherEnv) -> None:
     assert docker["env"] == {"PYTHONUNBUFFERED": "1"}  # inherited from local
     eos = launcher_env.launch("profiles", "eos", USER="alice").document
     assert eos["slurm"]["partitions"] == {"gpu": "batch", "cpu": "cpu"}
-    assert eos["steps"]["training"]["nodes"] == 8
+    assert eos["steps"]["stage0.training"]["nodes"] == 8 and eos["steps"]["training"]["scale"]["tiny"]["nodes"] == 1
     assert eos["artifact_root"] == str(launcher_env.root)  # ${NEMOTRON_ARTIFACT_ROOT:-...} took the variable
 
 

@@ -206,10 +206,11 @@ def test_a_later_stage_is_compared_with_the_evaluation_of_the_checkpoint_it_star
 def test_run_records_are_found_by_id_directory_or_newest(toy: Path) -> None:
     plan = build_plan("toy.stage0", profile_for(None, None))
     first = create_run(plan, {})
-    second = create_run(plan, {})
+    other = build_plan("toy.stage0", profile_for(None, None), overrides=["data_curation.num_examples=11"])
+    second = create_run(other, {})  # other outputs: the same plan's are claimed by `first`
     assert first.run_id.startswith("toy-") and first.run_id != second.run_id
-    with open(toy / "state" / "runs.jsonl", "a") as index:
-        index.write("not json\n")
+    with open(toy / "state" / "runs.jsonl", "ab") as index:  # lines the index skips, the newest naming `first`
+        index.write(b'not json\n[1]\n"x"\n\xff\xfe\n{"run_id": "%s", "run_dir": 5}\n' % first.run_id.encode())
     assert find_run(None).run_id == second.run_id
     assert find_run(first.run_id).run_id == first.run_id
     assert find_run(str(first.run_dir)).run_id == first.run_id

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,3 +153,79 @@ def test_a_pid_is_signalled_only_while_it_is_the_recorded_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# ------------------------------------------------------------------------------------ concurrent launches
+def test_two_identical_launches_at_once_never_produce_one_output_twice(launcher_env: LauncherEnv) -> None:
+    args = ("toy.stage0", "training.sleep_s=4")
+    launches = [launcher_env.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in launches]
+    assert sorted(rc for rc, _, _ in results) == [0, 2], results
+    (winner_out,) = [out for rc, out, _ in results if rc == 0]
+    (loser_err,) = [err for rc, _, err in results if rc == 2]
+    winner = json.loads(winner_out)["run_id"]
+    # data_curation or training, depending on how far the first run got when the second claimed
+    assert re.match(rf"error: stage0_toy\.\w+ is already being produced by run {winner} ", loser_err), loser_err
+    assert len(loser_err.strip().splitlines()) == 1
+    assert [p.name for p in (launcher_env.root / "runs").iterdir()] == [winner]  # the refused launch left nothing
+    log = launcher_env.root / "runs" / winner / "logs" / "stage0_toy.training.log"
+    assert log.read_text().count("training on") == 1
+
+    again = launcher_env.launch(*args)  # the first run ended: its outputs are reused, its claims are stale
+    assert again.returncode == 0 and _states(again.document) == dict.fromkeys(TOY_STAGE0, "reused")
+
+
+def test_a_cancelled_runs_claims_do_not_block_a_new_launch(launcher_env: LauncherEnv) -> None:
+    first = launcher_env.launch("toy.stage0", "--detach", "training.sleep_s=120")
+    _wait_for_state(launcher_env, first.document["run_id"], "stage0_toy.training", "running")
+    refused = launcher_env.launch("toy.stage0", "--detach", "training.sleep_s=120")
+    assert refused.returncode == 2 and first.document["run_id"] in refused.stderr
+    assert launcher_env.launch("cancel", first.document["run_id"]).returncode == 0
+    second = launcher_env.launch("toy.stage0", "--detach", "training.sleep_s=120")
+    assert second.returncode == 0, second.stderr
+    assert launcher_env.launch("cancel", second.document["run_id"]).returncode == 0
+
+
+# ------------------------------------------------------------------------------------ debris of killed writers
+def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    from nemotron.fsutil import atomic_write_text, staging_dir
+
+    out = tmp_path / "artifact"
+    out.mkdir()
+    leave_debris = (
+        "import sys, tempfile, time\n"
+        "from pathlib import Path\n"
+        "from nemotron.fsutil import staging_dir, writer_tag\n"
+        "out = Path(sys.argv[1])\n"
+        "(staging_dir(out) / 'train.bin').write_bytes(b'x' * 1000)\n"
+        "tempfile.mkstemp(prefix=f'.metadata.json.{writer_tag()}.', suffix='.tmp', dir=out)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", leave_debris, str(out)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout.readline().strip() == "ready"
+        killed, alive = writers
+        killed.kill()  # SIGKILL mid-write: its temp file and staging directory stay behind
+        killed.wait()
+        ancient = out / ".metadata.json.otherhost~1.abcd.tmp"  # another machine's, long ago
+        ancient.write_text("{")
+        os.utime(ancient, (time.time() - 7200, time.time() - 7200))
+        recent = out / ".metadata.json.otherhost~2.efgh.tmp"  # another machine's, maybe still writing
+        recent.write_text("{")
+
+        atomic_write_text(out / "metadata.json", "{}\n")
+        staging_dir(out)
+
+        left = sorted(p.name for p in out.iterdir())
+        assert not any(f"~{killed.pid}" in name for name in left), left
+        assert sum(f"~{alive.pid}" in name for name in left) == 2, left  # a live writer's work is never touched
+        assert recent.name in left and ancient.name not in left
+    finally:
+        for writer in writers:
+            writer.kill()
+            writer.wait()

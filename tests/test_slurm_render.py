@@ -46,7 +46,7 @@ def nano2_stage0_plan(profile) -> Plan:
                 module=step.module,
                 args=args,
                 config={},
-                resources=resolve_resources(step, profile),
+                resources=resolve_resources(stage, step, profile, "full"),
                 inputs=inputs,
                 depends_on=[previous] if previous else [],
                 output=output,
@@ -64,7 +64,9 @@ def nano2_stage0_plan(profile) -> Plan:
 
 def test_eos_scripts_match_golden(eos):
     rendered = SlurmExecutor().render(nano2_stage0_plan(eos), eos)
-    assert list(rendered) == ["stage0_pretrain.data_curation", "stage0_pretrain.training", "stage0_pretrain.evaluation"]
+    assert list(rendered) == [
+        "stage0_pretrain.data_curation", "stage0_pretrain.training", "stage0_pretrain.evaluation", "secrets-cleanup"
+    ]  # fmt: skip
     for name, text in rendered.items():
         golden = GOLDEN / f"eos_{name}.sbatch"
         if os.environ.get("NEMOTRON_UPDATE_GOLDEN"):
@@ -108,6 +110,10 @@ def test_no_secret_in_any_rendered_script_or_dry_run(eos, monkeypatch, launcher_
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     rendered = SlurmExecutor().render(nano2_stage0_plan(eos), eos)
     assert all(SECRET not in text for text in rendered.values())
+    # the dry-run shows the job that removes the secrets file once every job of the run has ended, however
+    cleanup = rendered.pop("secrets-cleanup")
+    assert f"--dependency=afterany:{':'.join('{' + name + '}' for name in rendered)}" in cleanup
+    assert cleanup.rstrip().endswith(f"rm -f -- '{ROOT}/runs/{{run_id}}/secrets.env'")
     assert all("secrets.env" in text and "set +x" in text for text in rendered.values())
     dry = launcher_env.launch(
         "toy.stage0", "--profile", "eos", "--dry-run", HF_TOKEN=SECRET, WANDB_API_KEY=SECRET, NEMOTRON_IMAGE="x"

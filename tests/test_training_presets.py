@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import pytest
 
 from nemotron.errors import UserError
 from nemotron.scale import SCALES
-from nemotron.training.presets import TrainPreset, resolve_settings
+from nemotron.step import Placement
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
 STAGES = ("stage0_pretrain", "stage1_instruction_tuning", "stage2_alignment")
 
@@ -95,7 +97,55 @@ def test_bad_values_name_the_flag_and_what_is_valid(stage, overrides, message):
 def test_global_batch_must_divide_over_data_parallel_ranks():
     assert _settings("stage1_instruction_tuning", 2, micro_batch_size=8).global_batch_size == 16
     with pytest.raises(UserError, match="data-parallel size = 32"):
-        _settings("stage1_instruction_tuning", 2)  # 16 is not a multiple of 16 x 2
+        _settings("stage1_instruction_tuning", 2, micro_batch_size=16)  # 16 is not a multiple of 16 x 2
+    with pytest.raises(UserError, match="--global-batch-size 16: must be a multiple of the data-parallel size 3"):
+        _settings("stage1_instruction_tuning", 3)
+
+
+def test_the_preset_micro_batch_shrinks_to_a_ranks_share_of_the_global_batch():
+    """Tiny's 16 of 16 on a node of 8 GPUs: 2 per rank, the same optimisation step; an explicit one is kept."""
+    for stage in STAGES:
+        assert (_settings(stage, 8).micro_batch_size, _settings(stage, 8).global_batch_size) == (2, 16)
+        assert _settings(stage, 1).micro_batch_size == 16
+    assert _settings("stage0_pretrain", 64, scale="full").micro_batch_size == 1  # 768 over 64 ranks: the preset's 1
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": math.nan}, "--lr nan: must be a positive, finite learning rate"),
+        ({"lr": math.inf}, "--lr inf: must be a positive, finite learning rate"),
+        ({"lr": 0.0}, "--lr 0.0: must be a positive"),
+        ({"weight_decay": math.nan}, "--weight-decay nan: must be a finite value >= 0"),
+        ({"grad_clip": -math.inf}, "--grad-clip -inf: must be a positive, finite gradient norm"),
+    ],
+)
+def test_non_finite_and_out_of_range_floats_are_refused(stage, overrides, message):
+    with pytest.raises(UserError) as err:
+        _settings(stage, **overrides)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_an_lr_below_the_presets_floor_is_refused_before_megatron_asserts_on_it():
+    with pytest.raises(UserError, match=r"--min-lr 0.0003: must be in \[0, lr=1e-05\]"):
+        _settings("stage0_pretrain", lr=1e-5)
+    assert _settings("stage2_alignment", lr=1e-6).min_lr == 1e-7  # no preset floor: it follows --lr
+
+
+def test_check_training_applies_the_same_rules_with_the_ranks_of_a_placement():
+    step = _step("stage0_pretrain")
+    check_training(step.Config(), step.PRESETS, Placement(world_size=8, gpus_per_node=8))  # 2 per rank
+    with pytest.raises(UserError, match="--global-batch-size 16: must be a multiple of the data-parallel size 3"):
+        check_training(step.Config(), step.PRESETS, Placement(world_size=3))
+    with pytest.raises(UserError, match="world size 8 .* not a multiple of tensor_parallel x pipeline_parallel = 3"):
+        check_training(step.Config(tensor_parallel=3), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
+    with pytest.raises(UserError, match="--pipeline-parallel 2: this training loop runs one pipeline stage"):
+        check_training(step.Config(pipeline_parallel=2), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
+    with pytest.raises(UserError, match="model parallelism needs GPUs"):
+        check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=2, gpus_per_node=0))
+    # tensor parallel 2 over 8 ranks leaves 4 data-parallel ranks: 16 = 4 per rank x 4
+    check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
 
 
 def test_bad_scale_from_python_is_a_user_error():

@@ -40,6 +40,10 @@ __all__ = [
 METADATA_FILE = "metadata.json"
 STDOUT_SCHEMA = "nemotron.step-output/v1"
 ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
+# Set by the launcher for every job it starts: the digest of the code the plan fingerprinted, and the content id of
+# the container image the job runs in (absent outside containers). Recorded so an artifact says what produced it.
+CODE_DIGEST_ENV = "NEMOTRON_CODE_DIGEST"
+IMAGE_ID_ENV = "NEMOTRON_IMAGE_ID"
 
 
 class ArtifactError(UserError):
@@ -91,6 +95,8 @@ class Artifact(BaseModel):
     lineage: list[LineageEntry] = Field(default_factory=list)
     host: str = Field(default_factory=socket.gethostname)
     code_version: str = Field(default_factory=code_version)
+    code_digest: str | None = Field(default_factory=lambda: os.environ.get(CODE_DIGEST_ENV) or None)
+    image_id: str | None = Field(default_factory=lambda: os.environ.get(IMAGE_ID_ENV) or None)
 
     # Set by ``load`` when an artifact came through the registry, so downstream lineage records it.
     tracked_name: str | None = None
@@ -136,17 +142,28 @@ class Artifact(BaseModel):
     # ----------------------------------------------------------------------------------------------- reading
     @classmethod
     def from_metadata_file(cls, metadata: Path) -> Artifact:
+        """Every way a metadata file can be unreadable or corrupt is an ``ArtifactError`` (one line), never a
+        traceback: the file may be a user's input, or a stray directory a plan scans for reusable outputs."""
+        where = shown(metadata)
         try:
-            text = metadata.read_text()
+            text = metadata.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ArtifactError(f"no artifact at {metadata.parent}: {metadata} does not exist") from None
-        except OSError as exc:
-            raise ArtifactError(f"cannot read {metadata}: {exc.strerror}") from None
+            raise ArtifactError(f"no artifact at {shown(metadata.parent)}: {where} does not exist") from None
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(f"corrupt {where}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ArtifactError(f"cannot read {where}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # a NUL byte in the path
+            raise ArtifactError(f"cannot read {where}: {exc}") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArtifactError(f"corrupt {metadata}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data, source=str(metadata))
+            raise ArtifactError(f"corrupt {where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ArtifactError(f"corrupt {where}: JSON nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise ArtifactError(f"corrupt {where}: {exc}") from None
+        return cls.from_dict(data, source=where)
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> Artifact:
@@ -154,10 +171,14 @@ class Artifact(BaseModel):
             raise ArtifactError(f"corrupt artifact in {source}: expected a JSON object")
         if cls is Artifact:  # the base class reads any artifact's core fields
             data = {k: v for k, v in data.items() if k in Artifact.model_fields}
+        # An artifact written before these were recorded must not take the reading process's values for its own.
+        data = {"code_digest": None, "image_id": None, **data}
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ArtifactError(f"invalid artifact in {source}: {_first_error(exc)}") from None
+        except RecursionError:  # valid JSON nested deeper than validation recurses (config is free-form)
+            raise ArtifactError(f"corrupt artifact in {source}: nested too deeply") from None
 
     @classmethod
     def load(
@@ -203,6 +224,13 @@ class Artifact(BaseModel):
                 raise ArtifactError(f"stdin carries {found or 'no artifact'}, not a {cls.__name__}")
         # The JSON on stdin is a summary; the metadata on disk is the source of truth.
         return cls.load(path=candidates[-1]["path"])
+
+
+def shown(value: Any) -> str:
+    """A value as it goes into a one-line message: as typed when printable, else its repr, so that a newline in a
+    path cannot split the error (``'/tmp/a\\nb'``)."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
 
 
 def _first_error(exc: ValidationError) -> str:

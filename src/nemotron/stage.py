@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from nemotron.artifact import Artifact
+from nemotron.step import Placement
 
 
 def step_config(stage: Any, config: Any, step: str, **wiring: Any) -> Any:
@@ -35,15 +36,32 @@ def run_three_steps(
 ) -> dict[str, Artifact]:
     """The three artifacts, by step name."""
     starts_from = {} if init is None else {"checkpoint_path": Path(init.path), "checkpoint_artifact": None}
-    dataset = data_curation.main(step_config(stage, stage.data, "data_curation", **starts_from))
-    trains_from = {"dataset_path": Path(dataset.path), "dataset_artifact": None}
-    if init is not None:
-        trains_from["init_checkpoint_path"] = Path(init.path)  # a path wins over a tracked name
-    checkpoint = training.main(step_config(stage, stage.train, "training", **trains_from))
+    trains_from = {} if init is None else {"init_checkpoint_path": Path(init.path)}  # a path wins over a tracked name
+    configs = {
+        "data_curation": step_config(stage, stage.data, "data_curation", **starts_from),
+        "training": step_config(stage, stage.train, "training", **trains_from),
+        "evaluation": step_config(stage, stage.eval, "evaluation"),
+    }
+    validate_steps({"data_curation": data_curation, "training": training, "evaluation": evaluation}, configs)
+    dataset = data_curation.main(configs["data_curation"])
+    checkpoint = training.main(
+        dataclasses.replace(configs["training"], dataset_path=Path(dataset.path), dataset_artifact=None)
+    )
     results = evaluation.main(
-        step_config(stage, stage.eval, "evaluation", checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
+        dataclasses.replace(configs["evaluation"], checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
     )
     return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+
+
+def validate_steps(modules: dict[str, ModuleType], configs: dict[str, Any]) -> None:
+    """Each step's own ``validate`` (the one its ``main`` calls first) before the first step runs, with this process's
+    placement: a bad ``--train.lr`` fails before data_curation spends its time. Inputs a step has yet to receive are
+    unset here; its ``main`` validates again once they are wired."""
+    placement = Placement.from_environment()
+    for name, module in modules.items():
+        validate = getattr(module, "validate", None)
+        if validate is not None:
+            validate(configs[name], placement)
 
 
 def run_from_checkpoint(

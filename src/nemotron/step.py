@@ -3,6 +3,11 @@
 Every step module ends with ``if __name__ == "__main__": run_step(main, Config, "training")``. The CLI is the
 Config dataclass (``--scale tiny --dataset-path DIR``); stdout gets exactly one JSON document (``print_complete``);
 people's output goes to stderr; bad input is one line on stderr and exit code 2.
+
+A step module may also define ``validate(config, placement) -> None``: every check the step makes before doing work
+(values, choices, batch sizes against the ranks it runs on, inputs already on disk being the right artifact type).
+The step calls it first thing in ``main`` with ``Placement.from_environment()``; the launcher calls the same function
+when it plans, with the ``Placement`` its job will get, so a plan that validates is a job that starts.
 """
 
 from __future__ import annotations
@@ -11,13 +16,62 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nemotron.artifact import Artifact, default_artifact_root, print_complete
+from nemotron.artifact import METADATA_FILE, Artifact, default_artifact_root, print_complete, shown
 from nemotron.errors import UserError
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a step runs, as far as its checks care: ranks in all, and GPUs per node when known (None: not known,
+    e.g. a local run that takes whatever devices the machine has). Torch-free: the launcher builds one per job."""
+
+    world_size: int = 1
+    gpus_per_node: int | None = None
+
+    @classmethod
+    def from_environment(cls) -> Placement:
+        """This process's world: what torchrun (``WORLD_SIZE``) or srun (``SLURM_STEP_NUM_TASKS``) started, else 1."""
+        launcher = launched_by()
+        if launcher == "torchrun":
+            return cls(world_size=int(os.environ["WORLD_SIZE"]))
+        if launcher == "slurm":
+            return cls(world_size=int(os.environ["SLURM_STEP_NUM_TASKS"]))
+        return cls()
+
+
+def launched_by() -> str:
+    """Which launcher started this process: "torchrun", "slurm" (one rank per srun task) or "single"."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return "torchrun"
+    # SLURM_STEP_NUM_TASKS exists only inside an srun step: a batch script running one python process must not wait
+    # for SLURM_NTASKS peers that were never started.
+    if "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:
+        return "slurm"
+    return "single"
+
+
+def check_input(path: Path | None, artifact_type: type[Artifact], flag: str) -> None:
+    """An input artifact that already exists must be a valid ``artifact_type``; one not written yet (the output of a
+    job planned upstream) is checked when the step loads it."""
+    if path is None:
+        return
+    metadata = Path(path).expanduser()
+    metadata = metadata if metadata.name == METADATA_FILE else metadata / METADATA_FILE
+    if not metadata.exists():
+        return
+    try:
+        found = Artifact.from_metadata_file(metadata).type  # any artifact's core fields, to name what it is
+        if found != artifact_type.__name__:
+            raise UserError(f"holds a {found} artifact, not the {artifact_type.__name__} this step needs")
+        artifact_type.from_metadata_file(metadata)
+    except UserError as err:
+        raise UserError(f"{flag} {shown(path)}: {err}") from None
 
 
 def config_snapshot(config: Any) -> dict[str, Any]:
@@ -58,7 +112,7 @@ def run_step(
     import tyro
 
     try:
-        # a Config checks its own values when built (``__post_init__``), so a bad flag fails here, before any work
+        # tyro refuses what the types refuse; ``main`` runs the step's ``validate`` before any work
         config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
         artifact = main(config)
     except UserError as err:
@@ -73,7 +127,7 @@ def run_stage(main: Callable[[C], dict[str, Artifact]], config_cls: type[C], arg
     import tyro
 
     try:
-        # a Config checks its own values when built (``__post_init__``), so a bad flag fails here, before any work
+        # tyro refuses what the types refuse; the stage validates every step's Config before its first step runs
         config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
         artifacts = main(config)
     except UserError as err:

@@ -20,6 +20,10 @@ class Dataset(Artifact):
     ``num_examples`` counts train documents, ``num_tokens`` train tokens (EOD included). ``metrics`` holds
     ``documents_read``, ``documents_kept``, ``dropped_<filter>`` per filter, ``duplicate_rate``, ``tokens``,
     ``valid_tokens`` (and for the embedded corpus ``mc_chance_acc``).
+
+    ``provides`` names the held-out evaluation sets under ``eval_dir`` by the task that reads them (the embedded
+    world's ``facts_mc``, ``facts_gen``; stage1's ``instruct``; none for a user's own pretraining text): an evaluation
+    step derives its default tasks from it and refuses the ones it lacks. Written by the step's ``provides(config)``.
     """
 
     num_examples: int = Field(gt=0)
@@ -31,3 +35,4 @@ class Dataset(Artifact):
     valid_prefix: Path
     eval_dir: Path
     vocab_size: int = Field(gt=0)
+    provides: list[str] = Field(default_factory=list)

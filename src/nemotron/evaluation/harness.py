@@ -63,7 +63,7 @@ def evaluate_tasks(
     from lm_eval.tasks import TaskManager
 
     local, standard = split_task_names(task_names)
-    include = write_local_tasks(work_dir / "lm_eval_tasks", data)
+    include = write_local_tasks(work_dir / "lm_eval_tasks", data, local)
     # Indexing lm-eval's ~10k built-in task YAMLs costs seconds: only when a standard benchmark is asked for.
     manager = TaskManager(include_path=str(include), include_defaults=bool(standard))
     built = [_build_task(manager, name) for name in local + standard]

@@ -9,11 +9,17 @@ Three local tasks, built from a Dataset artifact:
 
 Any other name is a standard lm-eval benchmark (``mmlu``, ``hellaswag``, ...), run only if its data is already on
 this machine: evaluation never downloads.
+
+Which local tasks a Dataset supports follows from what it carries: ``valid_ppl`` always (every Dataset has a
+validation split), ``facts_mc``/``facts_gen`` only when its ``provides`` lists them (the embedded world's held-out
+facts; a user's own corpus has none). ``supported_tasks`` is the default task list, ``check_supported`` refuses an
+asked-for task the data cannot feed (at plan time too: the launcher passes what the planned data_curation provides).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,19 +113,39 @@ def local_task_configs(data: LocalTaskData) -> dict[str, dict[str, Any]]:
     }
 
 
-def write_local_tasks(directory: Path, data: LocalTaskData) -> Path:
-    """Write one YAML per local task into ``directory`` (for ``TaskManager(include_path=directory)``); return it.
+def write_local_tasks(directory: Path, data: LocalTaskData, names: Sequence[str] = LOCAL_TASKS) -> Path:
+    """Write one YAML per local task in ``names`` into ``directory`` (for ``TaskManager(include_path=...)``).
 
-    Each value is written as JSON, which is valid YAML and needs no YAML library.
+    Only the named tasks' data must exist (a user corpus has a validation split but no held-out facts). Each value is
+    written as JSON, which is valid YAML and needs no YAML library.
     """
-    for path in (data.facts_mc, data.facts_gen, data.valid_path):
+    files = {FACTS_MC: data.facts_mc, FACTS_GEN: data.facts_gen, VALID_PPL: data.valid_path}
+    for path in (files[name] for name in names):
         if not path.is_file():
             raise TaskError(f"local task data {path} does not exist: is {data.eval_dir.parent} a complete Dataset?")
     directory.mkdir(parents=True, exist_ok=True)
-    for name, config in local_task_configs(data).items():
-        lines = [f"{key}: {json.dumps(value)}" for key, value in config.items()]
+    configs = local_task_configs(data)
+    for name in names:
+        lines = [f"{key}: {json.dumps(value)}" for key, value in configs[name].items()]
         (directory / f"{name}.yaml").write_text("\n".join(lines) + "\n")
     return directory
+
+
+def supported_tasks(provided: Iterable[str]) -> tuple[str, ...]:
+    """The local tasks a Dataset that ``provides`` these held-out sets can feed, in ``LOCAL_TASKS`` order."""
+    provided = set(provided)
+    return tuple(task for task in LOCAL_TASKS if task == VALID_PPL or task in provided)
+
+
+def check_supported(tasks: Iterable[str], provided: Iterable[str], flag: str = "--tasks") -> None:
+    """Refuse a local task whose held-out items the dataset does not carry, naming it and what the data supports."""
+    supported = supported_tasks(provided)
+    for task in tasks:
+        if task in LOCAL_TASKS and task not in supported:
+            raise TaskError(
+                f"{flag} {task}: the dataset carries no held-out items for it (a corpus given as data_curation "
+                f"sources has none); it provides {', '.join(supported)}"
+            )
 
 
 def split_task_names(tasks: list[str]) -> tuple[list[str], list[str]]:

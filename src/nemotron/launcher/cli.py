@@ -30,6 +30,7 @@ from tyro.conf import Positional, arg, subcommand
 from nemotron.errors import UserError
 
 SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/nemotron: an OSError about these files is a bug
 EXIT_FOR_STATE = {"completed": 0, "running": 0, "planned": 0, "failed": 1, "cancelled": 130}
 
 
@@ -53,7 +54,7 @@ class Run:
     """default: the profile's"""
     scale: Annotated[str, arg(metavar="{tiny,small,medium,full}")] = "tiny"
     """how much of the full data and compute (1, 10, 30, 100 %)"""
-    artifact_root: Path | None = None
+    artifact_root: Annotated[str | None, arg(metavar="DIR")] = None  # a str: '' must be refused, not read as '.'
     """where artifacts and run records go (default: the profile's artifact_root)"""
     dry_run: bool = False
     """print the plan and each job's script; run nothing"""
@@ -67,7 +68,7 @@ class Run:
         from nemotron.launcher.plan import build_plan, describe
         from nemotron.launcher.profiles import profile_for
         from nemotron.launcher.report import print_status
-        from nemotron.launcher.runs import check_writable, create_run
+        from nemotron.launcher.runs import check_writable, create_run, mark_not_started
 
         profile = profile_for(self.profile, self.executor)
         plan = build_plan(self.target, profile, self.scale, self.overrides, self.force, self.artifact_root)
@@ -88,10 +89,14 @@ class Run:
         secret_values(plan)
         if executor is not None:
             executor.check(plan, profile)  # e.g. docker installed, image present: fail before anything is recorded
-        print(describe(plan), file=sys.stderr)
-        run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)
+        run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)  # checks the run index first
+        print(describe(plan), file=sys.stderr)  # after: a bad input above stays the one line on stderr
         if executor is not None:
-            run = executor.submit(plan, profile, run, detach=self.detach)
+            try:
+                run = executor.submit(plan, profile, run, detach=self.detach)
+            except UserError as err:  # nothing of it started (submit undoes what it began): the record says why
+                mark_not_started(run, f"not started: {err}")
+                raise
         print_status(run)
         if self.detach and not run.finished:
             print(f"follow it with: nemotron-launch status {run.run_id} / logs {run.run_id} --follow", file=sys.stderr)
@@ -158,15 +163,34 @@ class Logs:
 
     def execute(self) -> int:
         from nemotron.launcher.executors.base import get_executor
-        from nemotron.launcher.runs import find_run
+        from nemotron.launcher.runs import RunError, find_run
 
         run = find_run(self.run)
         job = _job_name(run, self.step)
-        for chunk in get_executor(run.executor).logs(run, job, follow=self.follow):
+        executor = get_executor(run.executor)
+        if _not_started(run.steps[job]):
+            record = executor.status(run)[job]  # the record may be stale: Slurm states are only polled
+            waits = self.follow and record.state in ("planned", "pending")  # --follow waits for it to start
+            if _not_started(record) and not waits:
+                reason = record.reason or ("its output already existed" if record.state == "reused" else None)
+                why = f"{record.state}: {reason}" if reason else record.state
+                hint = ", or wait for it with --follow" if record.state in ("planned", "pending") else ""
+                raise RunError(f"step {job} of run {run.run_id} has not started ({why}): it has no log{hint}")
+        for chunk in executor.logs(run, job, follow=self.follow):
             sys.stderr.write(chunk)
             sys.stderr.flush()
         emit({"run_id": run.run_id, "step": job, "log": str(run.steps[job].log)})
         return 0
+
+
+def _not_started(record) -> bool:
+    """No log to show: planned or reused (never handed to the executor), pending without having run yet (a requeued
+    job has), or cancelled before it was submitted; a log on disk says otherwise whatever the state."""
+    if record.log is not None and Path(record.log).exists():
+        return False
+    if record.state == "pending":
+        return record.started_at is None
+    return record.state in ("planned", "reused") or (record.state == "cancelled" and record.job_id is None)
 
 
 def _job_name(run, step: str | None) -> str:
@@ -208,10 +232,12 @@ class Cancel:
 
 @dataclasses.dataclass
 class List:
-    """Recipes, their stages and steps (with each step's module and default resources), and every valid target."""
+    """Recipes, their stages and steps (with each step's module and default resources per scale), every target."""
 
     def execute(self) -> int:
+        from nemotron.launcher.resources import per_scale_text
         from nemotron.launcher.targets import all_targets, load_recipe, recipe_modules
+        from nemotron.scale import SCALES
 
         document: dict[str, Any] = {"recipes": {}, "targets": all_targets()}
         for name in recipe_modules():
@@ -222,14 +248,18 @@ class List:
                 print(f"  {stage.alias} ({stage.name})", file=sys.stderr)
                 steps = {}
                 for step in stage.steps:
-                    r = step.resources
-                    print(f"    {step.name:<14} {r.resource_class} {r.nodes}x{r.gpus_per_node} GPU  {step.module}",
-                          file=sys.stderr)  # fmt: skip
+                    per_scale = {scale: step.resources.at(scale) for scale in SCALES}
+                    print(
+                        f"    {step.name:<14} {step.module}\n    {'':<14} {per_scale_text(per_scale)}", file=sys.stderr
+                    )
                     steps[step.name] = {
                         "module": step.module,
                         "artifact_type": step.artifact_type,
                         "inputs": {i.name: f"{i.stage or stage.name}.{i.step}" for i in step.inputs},
-                        "resources": dataclasses.asdict(r),
+                        "resources": {
+                            scale: {k: v for k, v in dataclasses.asdict(r).items() if k != "scales"}
+                            for scale, r in per_scale.items()
+                        },
                     }
                 stages[stage.name] = {"alias": stage.alias, "steps": steps}
             document["recipes"][name] = {"description": recipe.description, "stages": stages}
@@ -239,18 +269,22 @@ class List:
 
 @dataclasses.dataclass
 class Profiles:
-    """List cluster profiles, or show one fully resolved (extends merged, variables expanded)."""
+    """List cluster profiles, or show one fully resolved (extends merged, variables expanded) with the allocation of
+    every step of every recipe on it, per scale."""
 
     name: Positional[str | None] = None
     """profile name or path to a .toml"""
 
     def execute(self) -> int:
         from nemotron.launcher.profiles import available_profiles, load_profile
+        from nemotron.launcher.resources import profile_allocations
 
         if self.name is not None:
             profile = load_profile(self.name)
             print(f"profile {profile.name}: {profile.description}", file=sys.stderr)
-            emit(profile.model_dump(mode="json"))
+            by_recipe, lines = profile_allocations(profile)
+            print("\n".join(lines), file=sys.stderr)
+            emit({**profile.model_dump(mode="json"), "allocations": by_recipe})
             return 0
         found = available_profiles()
         for name, path in sorted(found.items()):
@@ -266,6 +300,8 @@ class Build:
     recipe: Positional[str] = "nano2"
     profile: str | None = None
     base_image: str | None = None
+    dockerfile: str | None = None
+    """a Dockerfile to build instead of containers/RECIPE/Dockerfile (same context and .dockerignore)"""
     push: str | None = None
     """registry to push the image to"""
 
@@ -314,16 +350,37 @@ def parse(argv: list[str]):
 
 
 def entrypoint(argv: list[str] | None = None) -> None:
+    """Run one command. What becomes one line on stderr and what stays a traceback:
+
+    - ``UserError`` (bad input: a value, a name, a path, a profile, an environment variable): ``error: ...``, one
+      line, exit code 2. The functions that read user input raise it, naming the value and what would be valid.
+    - ``OSError`` naming a file (``err.filename``): the filesystem refusing a path the user chose (artifact root,
+      state dir, a log, a profile) somewhere no check foresaw, e.g. a disk full, or permissions root bypasses in
+      checks but a filesystem still enforces. One line naming the path and the reason, exit code 2.
+    - Anything else (``TypeError``, ``KeyError``, an ``OSError`` without a file or about nemotron's own files...)
+      is a bug in nemotron: the traceback is kept, it is what a bug report needs.
+    """
     command = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         code = command.execute()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+        _fail(str(err), err.exit_code)
+    except OSError as err:
+        if err.filename is None or Path(str(err.filename)).absolute().is_relative_to(PACKAGE_DIR):
+            raise
+        _fail(f"{err.filename}: {err.strerror or err}", 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code)
+
+
+def _fail(message: str, exit_code: int) -> None:
+    # Messages quote user values with repr; this is the guarantee for the rest (a value inside an exception from a
+    # step's own checks): a control character never splits the one line.
+    one_line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    print(f"error: {one_line}", file=sys.stderr)
+    raise SystemExit(exit_code) from None
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ tar and sent on stdin (``docker build -``), so the tag ``nemotron/<recipe>:ctx-<
 files sent (paths, exec bits, contents), the Dockerfile and the build arguments. An image with that tag already in
 the engine means nothing changed: the build is a no-op (and says so, with the time the check took). The image is
 also tagged ``nemotron/<recipe>:latest`` (what the ``docker`` profile runs); ``--push REGISTRY`` pushes the content tag.
+The image is labelled with the digest of the Python code it holds (``code_identity``): submit refuses to run a plan
+in an image built from other code.
 
 For profiles whose Slurm runtime is pyxis, the image becomes an enroot squashfs on the shared filesystem, cached by
 the image's content id (``docker image inspect`` Id), never by tag: ``<dir>/<recipe>-<id12>.sqsh`` with an
@@ -34,10 +36,10 @@ from pathlib import Path
 
 from nemotron.errors import UserError
 from nemotron.fsutil import atomic_write_text
+from nemotron.launcher.code_identity import CODE_LABEL, INDEX_FILE, context_code
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE_IN_CONTEXT = ".nemotron-build/Dockerfile"
-INDEX_FILE = "index.json"
 
 
 class BuildError(UserError):
@@ -121,8 +123,15 @@ class BuildContext:
         files = tuple(context_files(Path(root), read_ignore_file(ignore_file)))
         return cls(Path(root), Path(dockerfile), files, tuple(sorted(build_args.items())))
 
+    def code(self) -> dict[str, str]:
+        """The code the image will hold, digested as a plan digests it (submit compares the two)."""
+        return context_code(self.root, self.files)
+
+    def labels(self) -> dict[str, str]:
+        return {CODE_LABEL: json.dumps(self.code(), sort_keys=True)}
+
     def digest(self) -> str:
-        """sha256 over every file's path, exec bit and content, the Dockerfile and the build arguments."""
+        """sha256 over every file's path, exec bit and content, the Dockerfile, the build arguments and labels."""
         h = hashlib.sha256()
         for rel in self.files:
             path = self.root / rel
@@ -134,6 +143,8 @@ class BuildContext:
             h.update(hashlib.sha256(path.read_bytes()).digest())
         h.update(b"dockerfile\0" + self.dockerfile.read_bytes())
         h.update(json.dumps(self.build_args).encode())
+        # Labels derive from the files, but hashing them too re-tags (so rebuilds) images made before they existed.
+        h.update(json.dumps(self.labels(), sort_keys=True).encode())
         return h.hexdigest()
 
     def tar(self) -> bytes:
@@ -152,8 +163,9 @@ class BuildContext:
         return buffer.getvalue()
 
 
-def recipe_context(recipe: str, base_image: str | None) -> BuildContext:
-    """The recipe's own build: the repository as context, ``containers/<recipe>/{Dockerfile,.dockerignore}``."""
+def recipe_context(recipe: str, base_image: str | None, dockerfile: str | Path | None = None) -> BuildContext:
+    """The recipe's own build: the repository as context, ``containers/<recipe>/{Dockerfile,.dockerignore}``;
+    ``dockerfile`` replaces the recipe's Dockerfile (a site's variant, or the tests' offline one) on the same context."""
     directory = REPO / "containers" / recipe
     if not (REPO / "pyproject.toml").exists():
         raise BuildError(f"build needs a source checkout of nemotron-launch; {REPO} has no pyproject.toml")
@@ -161,7 +173,8 @@ def recipe_context(recipe: str, base_image: str | None) -> BuildContext:
         valid = sorted(p.parent.name for p in (REPO / "containers").glob("*/Dockerfile"))
         raise BuildError(f"no container for recipe {recipe!r}: valid recipes are {', '.join(valid) or 'none'}")
     args = {"BASE_IMAGE": base_image} if base_image else {}
-    return BuildContext.collect(REPO, directory / "Dockerfile", directory / ".dockerignore", args)
+    chosen = Path(dockerfile).expanduser().resolve() if dockerfile else directory / "Dockerfile"
+    return BuildContext.collect(REPO, chosen, directory / ".dockerignore", args)
 
 
 # --------------------------------------------------------------------------------------------------- docker
@@ -171,6 +184,7 @@ class BuiltImage:
     image_id: str
     built: bool  # False: the context was unchanged and the image already existed
     seconds: float
+    code: dict[str, str] | None = None  # {package: digest} of the code in the image (its label)
 
 
 def image_repository(recipe: str) -> str:
@@ -183,6 +197,8 @@ def docker_build_command(context: BuildContext, tags: list[str]) -> list[str]:
         command += ["--tag", tag]
     for key, value in context.build_args:
         command += ["--build-arg", f"{key}={value}"]
+    for key, value in context.labels().items():
+        command += ["--label", f"{key}={value}"]
     return [*command, "-"]
 
 
@@ -214,7 +230,7 @@ def build_image(context: BuildContext, repository: str) -> BuiltImage:
         _docker("tag", tag, f"{repository}:latest")
         seconds, built = time.monotonic() - started, False
         print(f"context unchanged: {tag} is up to date, nothing to build (checked in {seconds:.2f} s)", file=sys.stderr)
-    return BuiltImage(tag, existing or "", built, seconds)
+    return BuiltImage(tag, existing or "", built, seconds, context.code())
 
 
 def push_image(tag: str, registry: str) -> str:
@@ -277,10 +293,16 @@ def read_index(directory: Path) -> dict:
         return {"images": {}}
 
 
-def record_squashfs(directory: Path, image_id: str, squashfs: Path, tags: list[str], recipe: str) -> None:
+def record_squashfs(
+    directory: Path, image_id: str, squashfs: Path, tags: list[str], recipe: str, code: dict | None = None
+) -> None:
+    """Index the squashfs by image id, with the code it holds: a squashfs keeps no docker labels, and submit reads
+    this entry to check and record the code and image a pyxis job runs."""
     index = read_index(directory)
     entry = index["images"].setdefault(image_id, {"squashfs": str(squashfs), "recipe": recipe, "tags": []})
     entry["tags"] = sorted(set(entry["tags"]) | set(tags))
+    if code is not None:
+        entry["code"] = code
     entry["updated_at"] = _dt.datetime.now(_dt.UTC).isoformat()
     atomic_write_text(Path(directory) / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
@@ -323,7 +345,8 @@ def convert_to_squashfs(profile, recipe: str, image: BuiltImage, pushed: str | N
         _import_on_cluster(profile, image, pushed, target)
     else:
         check_squashfs_route(profile, None)  # raises: no enroot here and nothing pushed
-    record_squashfs(directory, image.image_id, target, [image.tag, *([pushed] if pushed else [])], recipe)
+    tags = [image.tag, *([pushed] if pushed else [])]
+    record_squashfs(directory, image.image_id, target, tags, recipe, image.code)
     point_profile_at(profile, target)
     return target
 
@@ -353,7 +376,8 @@ def _import_on_cluster(profile, image: BuiltImage, pushed: str, target: Path) ->
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def build_cli(args) -> int:
-    """``nemotron-launch build RECIPE [--profile P] [--base-image IMG] [--push REGISTRY]``; JSON on stdout."""
+    """``nemotron-launch build RECIPE [--profile P] [--base-image IMG] [--dockerfile F] [--push REGISTRY]``; JSON on
+    stdout."""
     from nemotron.launcher.profiles import profile_for
 
     profile = profile_for(args.profile, None) if args.profile else None
@@ -361,7 +385,7 @@ def build_cli(args) -> int:
     pyxis = profile is not None and profile.slurm.container_runtime == "pyxis"
     if pyxis:
         check_squashfs_route(profile, args.push)
-    context = recipe_context(args.recipe, args.base_image)
+    context = recipe_context(args.recipe, args.base_image, getattr(args, "dockerfile", None))
     image = build_image(context, image_repository(args.recipe))
     pushed = push_image(image.tag, args.push) if args.push else None
     squashfs = convert_to_squashfs(profile, args.recipe, image, pushed) if pyxis else None

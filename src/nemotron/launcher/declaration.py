@@ -7,15 +7,24 @@ only named by its dotted path here, never imported, until the plan validates its
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from nemotron.scale import SCALES
 
 ResourceClass = Literal["cpu", "gpu"]
+SCALED_FIELDS = ("nodes", "gpus_per_node", "time")  # what may differ from one scale to another
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What one step asks for by default; a profile's ``[steps.<step>]`` table overrides any of it."""
+    """What one step asks for by default; a profile's ``[steps.<step>]`` tables override any of it.
+
+    The fields are the allocation at every scale; ``scales`` changes some of them at one scale, e.g.
+    ``scales={"tiny": {"time": "00:30:00"}}``. ``at(scale)`` is the allocation at that scale.
+    """
 
     resource_class: ResourceClass = "cpu"
     nodes: int = 1
@@ -23,6 +32,18 @@ class Resources:
     time: str = "01:00:00"
     # A distributed step runs one process per GPU (torchrun locally, one srun task per GPU on Slurm).
     distributed: bool = False
+    scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for scale, changes in self.scales.items():
+            if scale not in SCALES:
+                raise ValueError(f"Resources scales: {scale!r} is not a scale ({', '.join(SCALES)})")
+            unknown = set(changes) - set(SCALED_FIELDS)
+            if unknown:
+                raise ValueError(f"Resources scales[{scale!r}]: {sorted(unknown)} may not vary by scale")
+
+    def at(self, scale: str) -> Resources:
+        return dataclasses.replace(self, **self.scales.get(scale, {}), scales={})
 
 
 @dataclass(frozen=True)
@@ -78,9 +99,18 @@ class Recipe:
         return next((s for s in self.stages if name_or_alias in (s.name, s.alias)), None)
 
 
-CPU = Resources("cpu", time="02:00:00")
-GPU_TRAINING = Resources("gpu", nodes=1, gpus_per_node=8, time="04:00:00", distributed=True)
-GPU_EVALUATION = Resources("gpu", nodes=1, gpus_per_node=1, time="01:00:00")
+# One node at every scale (a cluster profile spreads a step over more, per scale); tiny is a smoke test.
+SMOKE_TEST = {"tiny": {"time": "00:30:00"}}
+CPU = Resources("cpu", time="02:00:00", scales=SMOKE_TEST)
+GPU_TRAINING = Resources(
+    "gpu",
+    nodes=1,
+    gpus_per_node=8,
+    time="04:00:00",
+    distributed=True,
+    scales={**SMOKE_TEST, "small": {"time": "02:00:00"}},
+)
+GPU_EVALUATION = Resources("gpu", nodes=1, gpus_per_node=1, time="01:00:00", scales=SMOKE_TEST)
 
 
 def three_step_stage(

@@ -20,15 +20,50 @@ class ArtifactRef:
     # (the newest stage0 Results may score an older checkpoint than the newest one): a required input still takes
     # it, an optional one is left unset rather than wired to an inconsistent artifact.
     made_from_plan: bool = True
+    # What it carries for downstream steps' checks (see ``plan``): known from the producing job's Config when it is
+    # planned; None for an artifact on disk, whose metadata records it (``recorded_provides``).
+    provides: frozenset[str] | None = None
+
+    def carried(self) -> frozenset[str]:
+        return self.provides if self.provides is not None else recorded_provides(self.path)
 
 
 def read_complete(directory: Path, artifact_type: str) -> Artifact | None:
-    """The artifact in ``directory`` if its metadata.json is valid and of ``artifact_type``, else None."""
+    """The artifact in ``directory`` if its metadata.json is valid and of ``artifact_type``, else None.
+
+    Anything unreadable (not UTF-8, nested too deeply, a directory, no permission) is an ``ArtifactError`` from
+    ``from_metadata_file``: a stray corrupt sibling is simply not complete, it never fails a plan.
+    """
     try:
         artifact = Artifact.from_metadata_file(Path(directory) / METADATA_FILE)
     except ArtifactError:
         return None
     return artifact if artifact.type == artifact_type else None
+
+
+def recorded_provides(directory: Path) -> frozenset[str]:
+    """The ``provides`` recorded by an artifact on disk and by everything in its lineage, transitively (a Checkpoint
+    carries what its Dataset provides). Read as plain JSON: only some artifact types have the field; an unreadable
+    entry carries nothing."""
+    carried: set[str] = set()
+    pending, seen = [Path(directory)], set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            data = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        provides, lineage = data.get("provides"), data.get("lineage")
+        if isinstance(provides, list):
+            carried.update(item for item in provides if isinstance(item, str))
+        if isinstance(lineage, list):
+            pending += [Path(e["path"]) for e in lineage if isinstance(e, dict) and isinstance(e.get("path"), str)]
+    return frozenset(carried)
 
 
 def is_complete(directory: Path, artifact_type: str) -> bool:
@@ -89,7 +124,9 @@ def headline_metric(directory: Path) -> str:
     """The first metric of an artifact, for status tables ('' when none or unreadable)."""
     try:
         metrics = json.loads((Path(directory) / METADATA_FILE).read_text()).get("metrics") or {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return ""
+    if not isinstance(metrics, dict):
         return ""
     for key, value in metrics.items():
         return f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"

@@ -137,9 +137,21 @@ def cli_flags(config: Any) -> list[str]:
         elif value is None:
             flags += [f"--{flag}", "None"]
         elif isinstance(value, list | tuple):
-            flags += [f"--{flag}", *(str(v) for v in value)]
+            flags += [f"--{flag}", *(_list_item(field.name, v) for v in value)]
         elif str(value).startswith("-"):  # "--lr -1" would read -1 as a flag
             flags.append(f"--{flag}={value}")
         else:
             flags += [f"--{flag}", str(value)]
     return flags
+
+
+def _list_item(field: str, item: Any) -> str:
+    """One item of a list flag (``--sources a b``): argparse has no quoting for these, so an item that starts with
+    ``-`` would be read as an option of the step (``--output-dir /elsewhere``); it is refused, never passed."""
+    text = str(item)
+    if text.startswith("-"):
+        raise OverrideError(
+            f"invalid list item {text!r} for {field}: list items cannot start with '-' "
+            "(for a file, give its path, e.g. ./-name)"
+        )
+    return text

@@ -5,6 +5,15 @@ environment. The output path is ``<artifact_root>/<recipe>/<stage>/<step>/<scale
 hashing the step's config, its inputs' fingerprints and the code version; so a whole DAG can be submitted at once,
 an existing complete output is reused, and a change upstream re-runs everything downstream. The code version hashed
 is the content of the recipe's and nemotron's Python sources (``source_hash``).
+
+What data carries flows down the plan too, so a step that needs what its inputs lack is refused before anything runs
+(an evaluation task asking for held-out items a user's corpus does not have). A step module may define
+``provides(config) -> frozenset[str]``: names of what its artifact will carry (the artifact records them as
+``provides``); a job's inputs carry what their producers provide plus what those were made from. A step module may
+define ``check_provided(config, carried)``, raising ``UserError`` when its Config needs something its inputs do not
+carry; the step calls it at start with what its input artifacts record. Planned inputs are known from their Configs,
+inputs on disk from their metadata and lineage (``recorded_provides``). The names are the recipe's: the launcher only
+passes them along.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import shlex
 import typing
 from pathlib import Path
@@ -22,7 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from nemotron.launcher.declaration import Input, Recipe, Stage, Step
+from nemotron.artifact import shown
+from nemotron.errors import UserError
+from nemotron.launcher.code_identity import CODE_DIGEST_ENV, code_digest, package_digest
+from nemotron.launcher.declaration import Input, Stage, Step
 from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_given_input
 from nemotron.launcher.overrides import (
     Override,
@@ -34,7 +47,7 @@ from nemotron.launcher.overrides import (
     parse_override,
 )
 from nemotron.launcher.profiles import Profile
-from nemotron.launcher.resources import JobResources, resolve_resources
+from nemotron.launcher.resources import JobResources, check_step_tables, resolve_resources
 from nemotron.launcher.targets import Target, TargetError, resolve_target
 from nemotron.scale import check_scale
 
@@ -69,6 +82,7 @@ class Plan(BaseModel):
     executor: str
     artifact_root: Path
     code_version: str
+    code: dict[str, str] = Field(default_factory=dict)  # package -> digest of its sources (what is fingerprinted)
     secret_names: list[str] = Field(default_factory=list)  # forwarded from the submitting shell, never stored
     created_at: _dt.datetime = Field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
     jobs: list[Job]  # topological order
@@ -90,20 +104,21 @@ def build_plan(
     scale: str = "tiny",
     overrides: typing.Sequence[str] = (),
     force: bool = False,
-    artifact_root: Path | None = None,
+    artifact_root: str | Path | None = None,
 ) -> Plan:
     """Resolve and validate everything a launch needs; raises ``UserError`` subclasses (one line each)."""
     from nemotron._code_version import code_version
 
     target = resolve_target(target_text)
     check_scale(scale)
-    _check_profile_steps(profile, target.recipe)
+    check_step_tables(profile, target.recipe)
     parsed = [parse_override(text) for text in overrides]
     by_step = _assign_overrides(parsed, target)
-    root = Path(artifact_root or profile.resolved_artifact_root()).expanduser().absolute()
-    env = {**profile.env, ARTIFACT_ROOT_ENV: str(root)}
+    root = _artifact_root(artifact_root, profile)
+    code = {pkg: source_hash(pkg) for pkg in _packages(target)}
+    env = {**profile.env, ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
     planner = _Planner(target, profile, scale, root, code_version(), env, force)
-    planner.source_hashes = {pkg: source_hash(pkg) for pkg in _packages(target)}
+    planner.source_hashes = code
     jobs = planner.plan(by_step)
     return Plan(
         recipe=target.recipe.name,
@@ -113,20 +128,30 @@ def build_plan(
         executor=profile.executor,
         artifact_root=root,
         code_version=planner.code_version,
+        code=code,
         secret_names=list(profile.secrets),
         jobs=jobs,
     )
 
 
-def _check_profile_steps(profile: Profile, recipe: Recipe) -> None:
-    names = {step.name for stage in recipe.stages for step in stage.steps}
-    for step in profile.steps:
-        if step not in names:
-            import difflib
+# Kernel interfaces, mounted on every Linux machine: nothing can be stored there whatever permission checks say
+# (root passes them), so such a root is refused at plan time rather than failing at the first mkdir.
+KERNEL_DIRS = (Path("/proc"), Path("/sys"))
 
-            close = difflib.get_close_matches(step, sorted(names), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid steps are {', '.join(sorted(names))}"
-            raise TargetError(f"profile {profile.name}: [steps.{step}] names no step of {recipe.name}: {hint}")
+
+def _artifact_root(given: str | Path | None, profile: Profile) -> Path:
+    """``--artifact-root`` (a string, so that '' is not silently the current directory), else the profile's."""
+    if given is not None and not str(given).strip():
+        raise UserError("--artifact-root is empty: give the directory for artifacts, or leave it out for the profile's")
+    root = Path(given if given is not None else profile.resolved_artifact_root()).expanduser().absolute()
+    normal = Path(os.path.normpath(root))
+    for kernel_dir in KERNEL_DIRS:
+        if normal == kernel_dir or kernel_dir in normal.parents:
+            raise UserError(
+                f"artifact root {shown(root)} is under {kernel_dir}, a kernel interface that stores no files: "
+                "give a directory on a disk"
+            )
+    return root
 
 
 def _assign_overrides(parsed: list[Override], target: Target) -> dict[tuple[str, str], list[Override]]:
@@ -154,6 +179,7 @@ class _Planner:
         self.target, self.profile, self.scale, self.root = target, profile, scale, root
         self.code_version, self.env, self.force = code_version, env, force
         self.outputs: dict[tuple[str, str], ArtifactRef] = {}
+        self.provides: dict[str, frozenset[str]] = {}  # planned job -> what its artifact will carry
         self.source_hashes: dict[str, str] = {}
 
     def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
@@ -166,7 +192,8 @@ class _Planner:
                 if self.target.includes(stage.name, step.name):
                     job = self._job(stage, step, by_step.get((stage.name, step.name), []))
                     jobs.append(job)
-                    self.outputs[(stage.name, step.name)] = ArtifactRef(job.output, job.fingerprint, job.name)
+                    ref = ArtifactRef(job.output, job.fingerprint, job.name, provides=self.provides[job.name])
+                    self.outputs[(stage.name, step.name)] = ref
                 else:
                     self._resolve_existing(stage, step)
         return jobs
@@ -193,6 +220,9 @@ class _Planner:
         fingerprint = self._fingerprint(step, values, inputs)
         output = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
         config = _instantiate(config_cls, {**values, "output_dir": output}, where)
+        resources = resolve_resources(stage, step, self.profile, self.scale)
+        _validate(step, config, resources, where)
+        self.provides[where] = self._provided(step, config, inputs, where)
         from nemotron.step import config_snapshot
 
         return Job(
@@ -202,7 +232,7 @@ class _Planner:
             module=step.module,
             args=cli_flags(config),
             config=config_snapshot(config),
-            resources=resolve_resources(step, self.profile),
+            resources=resources,
             inputs={name: ref.path for name, ref in inputs.items()},
             depends_on=[ref.job for ref in inputs.values() if ref.job is not None],
             output=output,
@@ -211,6 +241,19 @@ class _Planner:
             env=dict(self.env),
             reuse=not self.force and is_complete(output, step.artifact_type),
         )
+
+    def _provided(self, step: Step, config: Any, inputs: dict[str, ArtifactRef], where: str) -> frozenset[str]:
+        """What the job's artifact will carry; its step's ``check_provided`` first sees what its inputs carry."""
+        module = importlib.import_module(step.module)
+        carried = frozenset().union(*(ref.carried() for ref in inputs.values()))
+        check = getattr(module, "check_provided", None)
+        if check is not None:
+            try:
+                check(config, carried)
+            except UserError as exc:
+                raise OverrideError(f"invalid config for {where}: {exc}") from None
+        provides = getattr(module, "provides", None)
+        return carried | (frozenset(provides(config)) if provides is not None else frozenset())
 
     def _input(self, stage: Stage, step: Step, spec: Input, values: dict[str, Any]) -> ArtifactRef | None:
         producer = (spec.stage or stage.name, spec.step)
@@ -271,14 +314,9 @@ def _packages(target: Target) -> list[str]:
 
 @functools.cache
 def source_hash(package: str) -> str:
-    """A digest of every ``.py`` file of a top-level package (path and content), ~100 files in a few ms."""
-    spec = importlib.util.find_spec(package)
-    roots = list(spec.submodule_search_locations or []) if spec else []
-    digest = hashlib.sha256()
-    for root in roots:
-        for path in sorted(Path(root).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    """A digest of every ``.py`` file of a top-level package (path and content), ~100 files in a few ms; the same
+    digest ``nemotron-launch build`` records for the copy in an image (``code_identity``)."""
+    return package_digest(package)
 
 
 def _config_class(step: Step) -> type:
@@ -296,13 +334,36 @@ def _config_class(step: Step) -> type:
 
 def _instantiate(config_cls: type, values: dict[str, Any], where: str) -> Any:
     """Build the Config, so its own checks (``__post_init__``) run before anything is submitted."""
-    from nemotron.errors import UserError
-
     try:
         return config_cls(**values)
     except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
     except (TypeError, ValueError) as exc:
+        raise OverrideError(f"invalid config for {where}: {exc}") from None
+
+
+def job_placement(resources: JobResources):
+    """The ``Placement`` a job's step sees at start: nodes x ranks per node, and the GPUs Slurm gives each node.
+
+    0 GPUs is "not known" rather than "none": a local or docker run takes whatever devices its machine has.
+    """
+    from nemotron.step import Placement
+
+    return Placement(
+        world_size=resources.nodes * resources.nproc_per_node, gpus_per_node=resources.gpus_per_node or None
+    )
+
+
+def _validate(step: Step, config: Any, resources: JobResources, where: str) -> None:
+    """The step's own ``validate(config, placement)`` — the function its ``main`` calls first — with the job's
+    placement, so a batch that does not divide over the planned ranks fails here, not after Slurm allocated them.
+    A step module without one (a recipe of another kit) has only its Config's own checks."""
+    validate = getattr(importlib.import_module(step.module), "validate", None)
+    if validate is None:
+        return
+    try:
+        validate(config, job_placement(resources))
+    except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
 

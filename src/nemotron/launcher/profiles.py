@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nemotron.errors import UserError
+from nemotron.scale import Scale
 
 ExecutorName = Literal["local", "docker", "slurm"]
 EXECUTORS: tuple[str, ...] = typing.get_args(ExecutorName)
@@ -121,8 +122,8 @@ class LocalOptions(_Strict):
     nproc_per_node: int = Field(default=1, ge=1)  # processes of a distributed step (torchrun when > 1)
 
 
-class StepOverrides(_Strict):
-    """``[steps.<step>]``: resources for one step, over the recipe's defaults and the profile's."""
+class StepResources(_Strict):
+    """Resources of one step at one scale: ``[steps.<step>.scale.<scale>]``."""
 
     nodes: int | None = Field(default=None, ge=1)
     gpus_per_node: int | None = Field(default=None, ge=0)
@@ -136,6 +137,14 @@ class StepOverrides(_Strict):
     @classmethod
     def _time_format(cls, value: str | None) -> str | None:
         return check_time(value)
+
+
+class StepOverrides(StepResources):
+    """``[steps.<step>]`` (every stage) or ``[steps."<stage>.<step>"]`` (one stage, alias or name): resources over the
+    recipe's defaults and ``[slurm]``'s, at every scale; its ``scale.<scale>`` tables at one scale
+    (``nemotron.launcher.resources.profile_step_values`` says which value wins)."""
+
+    scale: dict[Scale, StepResources] = Field(default_factory=dict)
 
 
 class Profile(_Strict):
@@ -161,6 +170,14 @@ class Profile(_Strict):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return value
 
+    @field_validator("artifact_root", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # As a Path, '' (e.g. "${UNSET:-}") would silently be the current directory.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty: give a directory, or leave the key out for the default")
+        return value
+
     def resolved_artifact_root(self) -> Path:
         from nemotron.artifact import default_artifact_root
 
@@ -182,7 +199,7 @@ def available_profiles() -> dict[str, Path]:
         if entry.is_file() and entry.suffix == ".toml":
             found[entry.stem] = entry
         elif entry.is_dir():
-            found.update({p.stem: p for p in sorted(entry.glob("*.toml"))})
+            found.update({p.stem: p for p in sorted(entry.glob("*.toml")) if p.is_file()})
     return found
 
 
@@ -204,31 +221,44 @@ def load_profile(name_or_path: str) -> Profile:
         raise ProfileError(f"profile {source}: {where}: {message}{got}") from None
 
 
-def _read_toml(name_or_path: str, available: dict[str, Path]) -> tuple[dict[str, Any], Path]:
-    path = Path(name_or_path).expanduser() if name_or_path.endswith(".toml") else available.get(name_or_path)
+def _read_toml(
+    name_or_path: str, available: dict[str, Path], extended_by: Path | None = None
+) -> tuple[dict[str, Any], Path]:
+    """The profile's table and file; ``extended_by`` is the file whose ``extends`` named it, for the message."""
+    is_path = name_or_path.endswith(".toml") or os.sep in name_or_path
+    path = Path(name_or_path).expanduser() if is_path else available.get(name_or_path)
+    valid = ", ".join(sorted(available)) or "none found"
+    if path is not None and path.is_dir():
+        raise ProfileError(f"profile {name_or_path!r} is a directory: give a .toml file or a profile name ({valid})")
     if path is None:
         close = difflib.get_close_matches(name_or_path, list(available), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        valid = ", ".join(sorted(available)) or "none found"
-        raise ProfileError(f"unknown profile {name_or_path!r}{hint}: valid profiles are {valid}")
+        whose = f"profile {extended_by} extends an " if extended_by else ""
+        raise ProfileError(f"{whose}unknown profile {name_or_path!r}{hint}: valid profiles are {valid}")
     try:
-        return tomllib.loads(path.read_text()), path
+        return tomllib.loads(path.read_text(encoding="utf-8")), path
     except FileNotFoundError:
         raise ProfileError(f"profile file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"profile {path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
+    except OSError as exc:  # no permission, a special file, an I/O error
+        raise ProfileError(f"cannot read profile {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"profile {path} is not valid TOML: {exc}") from None
 
 
-def _merged(name_or_path: str, available: dict[str, Path], chain: tuple[str, ...]) -> dict[str, Any]:
+def _merged(
+    name_or_path: str, available: dict[str, Path], chain: tuple[str, ...], extended_by: Path | None = None
+) -> dict[str, Any]:
     if name_or_path in chain:
         raise ProfileError(f"profile {chain[0]!r} extends itself: {' -> '.join((*chain, name_or_path))}")
-    data, path = _read_toml(name_or_path, available)
+    data, path = _read_toml(name_or_path, available, extended_by)
     parent = data.get("extends")
     if parent is None:
         return {**data, "__source__": path}
     if not isinstance(parent, str):
         raise ProfileError(f"profile {path}: extends must be a profile name, got {parent!r}")
-    base = _merged(parent, available, (*chain, name_or_path))
+    base = _merged(parent, available, (*chain, name_or_path), extended_by=path)
     base.pop("name", None)
     return {**_deep_merge(base, data), "__source__": path}
 
@@ -254,12 +284,27 @@ def _check_keys(data: Any, model: type[BaseModel], where: str, source: Path) -> 
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
             hint = f"did you mean '{where}{close[0]}'?" if close else f"valid keys are {', '.join(fields)}"
             raise ProfileError(f"profile {source}: unknown key '{where}{key}': {hint}")
-        nested = _model_in(fields[key].annotation)
-        if nested is not None:
-            _check_keys(value, nested, f"{where}{key}.", source)
-        elif key == "steps" and isinstance(value, dict):
-            for step, table in value.items():
-                _check_keys(table, StepOverrides, f"{where}steps.{step}.", source)
+        _check_value(value, fields[key].annotation, f"{where}{_quoted(key)}.", source)
+
+
+def _check_value(value: Any, annotation: Any, where: str, source: Path) -> None:
+    """A nested table: a model's keys, or a ``dict[K, V]``'s keys (when K is a Literal) and each of its values."""
+    nested = _model_in(annotation)
+    if nested is not None:
+        _check_keys(value, nested, where, source)
+    elif typing.get_origin(annotation) is dict and isinstance(value, dict):
+        key_type, value_type = typing.get_args(annotation)
+        allowed = list(typing.get_args(key_type)) if typing.get_origin(key_type) is Literal else None
+        for key, item in value.items():
+            if allowed is not None and key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+                hint = f"did you mean '{where}{close[0]}'?" if close else f"valid keys are {', '.join(allowed)}"
+                raise ProfileError(f"profile {source}: unknown key '{where}{_quoted(key)}': {hint}")
+            _check_value(item, value_type, f"{where}{_quoted(key)}.", source)
+
+
+def _quoted(key: Any) -> str:
+    return f'"{key}"' if "." in str(key) else str(key)
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -1,11 +1,16 @@
-"""Resolved resources of one job: the recipe's defaults, then the profile's defaults, then ``[steps.<step>]``."""
+"""Resolved resources of one job at one scale: the recipe's defaults for the scale, then the profile's ``[slurm]``
+defaults, then its ``[steps...]`` tables (``profile_step_values``)."""
 
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 from pydantic import BaseModel
 
-from nemotron.launcher.declaration import ResourceClass, Step
-from nemotron.launcher.profiles import Profile
+from nemotron.launcher.declaration import Recipe, ResourceClass, Stage, Step
+from nemotron.launcher.profiles import Profile, ProfileError
+from nemotron.scale import SCALES
 
 
 class JobResources(BaseModel):
@@ -20,8 +25,9 @@ class JobResources(BaseModel):
     partition: str | None = None
 
 
-def resolve_resources(step: Step, profile: Profile) -> JobResources:
-    declared, slurm, override = step.resources, profile.slurm, profile.steps.get(step.name)
+def resolve_resources(stage: Stage, step: Step, profile: Profile, scale: str) -> JobResources:
+    declared, slurm = step.resources.at(scale), profile.slurm
+    chosen = profile_step_values(profile, stage, step, scale)
     gpu = declared.resource_class == "gpu"
     nodes = declared.nodes
     gpus = declared.gpus_per_node if gpu else 0
@@ -29,31 +35,91 @@ def resolve_resources(step: Step, profile: Profile) -> JobResources:
         gpus = slurm.gpus_per_node if declared.distributed else min(gpus, slurm.gpus_per_node)
     if declared.distributed and slurm.nodes is not None:
         nodes = slurm.nodes
-    if override is not None:
-        nodes = override.nodes or nodes
-        gpus = override.gpus_per_node if override.gpus_per_node is not None else gpus
+    nodes, gpus = chosen.get("nodes", nodes), chosen.get("gpus_per_node", gpus)
     if profile.executor != "slurm":  # local/docker take devices from the profile ([local], [docker] gpus)
         gpus = 0
     nproc = 1
     if declared.distributed:
         nproc = gpus if profile.executor == "slurm" and gpus > 0 else profile.local.nproc_per_node
-    pick = _picker(override)
     return JobResources(
         resource_class=declared.resource_class,
         distributed=declared.distributed,
         nodes=nodes if declared.distributed else 1,
         gpus_per_node=gpus,
-        nproc_per_node=pick("nproc_per_node", nproc),
-        cpus_per_task=pick("cpus_per_task", slurm.cpus_per_task),
-        mem=pick("mem", slurm.mem),
-        time=pick("time", slurm.time or declared.time),
-        partition=pick("partition", slurm.partitions.get(declared.resource_class)),
+        nproc_per_node=chosen.get("nproc_per_node", nproc),
+        cpus_per_task=chosen.get("cpus_per_task", slurm.cpus_per_task),
+        mem=chosen.get("mem", slurm.mem),
+        time=chosen.get("time", slurm.time or declared.time),
+        partition=chosen.get("partition", slurm.partitions.get(declared.resource_class)),
     )
 
 
-def _picker(override):
-    def pick(name: str, fallback):
-        value = getattr(override, name, None) if override is not None else None
-        return fallback if value is None else value
+def profile_step_values(profile: Profile, stage: Stage, step: Step, scale: str) -> dict[str, Any]:
+    """What the profile's ``[steps...]`` tables set for one step at one scale.
 
-    return pick
+    The most specific value wins: a table's ``scale.<scale>`` over any table's values for every scale, then
+    ``[steps."<stage>.<step>"]`` (alias or name) over the bare ``[steps.<step>]`` — so ``[steps.training.scale.tiny]``
+    keeps every stage's tiny run a smoke test even where ``[steps."stage0.training"]`` asks for 8 nodes.
+    """
+    keys = (step.name, f"{stage.alias}.{step.name}", f"{stage.name}.{step.name}")
+    tables = [profile.steps[key] for key in dict.fromkeys(keys) if key in profile.steps]
+    values: dict[str, Any] = {}
+    for layer in [*tables, *(t.scale[scale] for t in tables if scale in t.scale)]:
+        values.update(layer.model_dump(exclude_none=True, exclude={"scale"}))
+    return values
+
+
+def check_step_tables(profile: Profile, recipe: Recipe) -> None:
+    """Every ``[steps.<key>]`` names a step (``training``) or a stage's step (``stage0.training``) of the recipe."""
+    valid = {step.name for stage in recipe.stages for step in stage.steps}
+    for stage in recipe.stages:
+        for step in stage.steps:
+            spellings = list(dict.fromkeys((f"{stage.alias}.{step.name}", f"{stage.name}.{step.name}")))
+            valid.update(spellings)
+            both = [key for key in spellings if key in profile.steps]
+            if len(both) > 1:
+                raise ProfileError(f'profile {profile.name}: [steps."{both[0]}"] and [steps."{both[1]}"] are one step')
+    for key in profile.steps:
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid steps are {', '.join(sorted(valid))}"
+            shown = f'"{key}"' if "." in key else key
+            raise ProfileError(f"profile {profile.name}: [steps.{shown}] names no step of {recipe.name}: {hint}")
+
+
+def profile_allocations(profile: Profile) -> tuple[dict[str, Any], list[str]]:
+    """What ``profiles NAME`` shows: recipe -> ``<stage>.<step>`` -> scale -> resources (JSON), and the same compactly
+    for people. A recipe the profile's ``[steps...]`` tables do not fit is skipped with a note (an error if none fits).
+    """
+    from nemotron.launcher.targets import load_recipe, recipe_modules
+
+    document: dict[str, Any] = {}
+    lines: list[str] = []
+    errors: list[ProfileError] = []
+    for name in recipe_modules():
+        recipe = load_recipe(name)
+        try:
+            check_step_tables(profile, recipe)
+        except ProfileError as err:
+            errors.append(err)
+            continue
+        document[name] = {}
+        lines.append(f"{name} on {profile.name} (nodes x GPUs per node, time limit):")
+        for stage in recipe.stages:
+            for step in stage.steps:
+                per_scale = {scale: resolve_resources(stage, step, profile, scale) for scale in SCALES}
+                document[name][f"{stage.name}.{step.name}"] = {s: r.model_dump() for s, r in per_scale.items()}
+                lines.append(f"  {f'{stage.alias}.{step.name}':<22} {per_scale_text(per_scale)}")
+    if errors and not document:
+        raise errors[0]
+    return document, lines + [f"note: {err}" for err in errors]
+
+
+def per_scale_text(per_scale: dict[str, Any]) -> str:
+    """Allocations by scale for people, equal ones grouped: ``tiny 1x8 GPU 00:30:00 · small/medium/full 8x8 GPU
+    04:00:00`` (nodes x GPUs per node, time limit; ``1 node 02:00:00`` without GPUs)."""
+    groups: dict[str, list[str]] = {}
+    for scale, r in per_scale.items():
+        text = f"{r.nodes}x{r.gpus_per_node} GPU {r.time}" if r.gpus_per_node else f"{r.nodes} node {r.time}"
+        groups.setdefault(text, []).append(scale)
+    return " · ".join(f"{'/'.join(scales)} {text}" for text, scales in groups.items())

@@ -11,11 +11,13 @@ import datetime as _dt
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from nemotron.artifact import shown
 from nemotron.errors import UserError
 from nemotron.fsutil import atomic_write_text
 from nemotron.launcher.plan import Plan
@@ -105,14 +107,23 @@ class RunRecord(BaseModel):
         }
 
 
-def check_writable(root: Path) -> None:
+def check_writable(root: Path, what: str = "artifact root") -> None:
     """Fail before anything is written if ``root`` cannot be created or written (checked, not probed by writing)."""
     root = Path(root)
     existing = next(p for p in (root, *root.parents) if p.exists())
     if not existing.is_dir():
-        raise RunError(f"artifact root {root} is not usable: {existing} is not a directory")
+        raise RunError(f"{what} {shown(root)} is not usable: {shown(existing)} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunError(f"artifact root {root} is not writable ({existing} does not allow writing)")
+        raise RunError(f"{what} {shown(root)} is not writable ({shown(existing)} does not allow writing)")
+
+
+def check_index_writable() -> None:
+    """Checked before a run is recorded: a record written under the artifact root but never indexed would be a run
+    that ``status`` and ``logs`` cannot find."""
+    check_writable(state_dir(), f"run index directory (${STATE_DIR_ENV})")
+    index = index_path()
+    if index.exists() and not (index.is_file() and os.access(index, os.W_OK)):
+        raise RunError(f"run index {shown(index)} is not a writable file (${STATE_DIR_ENV} names its directory)")
 
 
 def new_run_id(recipe: str) -> str:
@@ -121,9 +132,13 @@ def new_run_id(recipe: str) -> str:
 
 def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = False) -> RunRecord:
     """A new record for ``plan`` (reused jobs already marked), saved and indexed."""
+    check_index_writable()
     run_id = new_run_id(plan.recipe)
     run_dir = Path(plan.artifact_root) / "runs" / run_id
-    (run_dir / "logs").mkdir(parents=True, exist_ok=False)
+    try:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=False)
+    except OSError as exc:  # permission checks can pass for root where the filesystem still refuses
+        raise RunError(f"cannot create run directory {shown(run_dir)}: {exc.strerror or exc}") from None
     steps = {
         job.name: StepRecord(
             state="reused" if job.reuse else "planned",
@@ -142,8 +157,24 @@ def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = Fa
         steps=steps,
     )
     save_run(run)
+    from nemotron.launcher.claims import claim_outputs
+
+    try:
+        claim_outputs(run)  # the record exists first: a claim always names a run that can be read
+    except RunError:
+        shutil.rmtree(run_dir, ignore_errors=True)  # refused: no trace of this launch
+        raise
+    save_run(run)  # with the jobs another run completed meanwhile marked reused
     _append_index(run)
     return run
+
+
+def mark_not_started(run: RunRecord, reason: str) -> None:
+    """A launch that failed before its jobs started: its record must not stay "planned" forever."""
+    for record in run.steps.values():
+        if record.state in ("planned", "pending"):
+            record.state, record.reason = "failed", reason
+    save_run(run)
 
 
 def save_run(run: RunRecord) -> None:
@@ -154,11 +185,13 @@ def save_run(run: RunRecord) -> None:
 def read_run(run_dir: Path) -> RunRecord:
     path = Path(run_dir) / RUN_FILE
     try:
-        return RunRecord.model_validate_json(path.read_text())
+        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"no run record at {path}") from None
-    except ValueError as exc:
-        raise RunError(f"corrupt run record {path}: {str(exc).splitlines()[0]}") from None
+        raise RunError(f"no run record at {shown(path)}") from None
+    except OSError as exc:
+        raise RunError(f"cannot read run record {shown(path)}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, not a run record
+        raise RunError(f"corrupt run record {shown(path)}: {str(exc).splitlines()[0]}") from None
 
 
 def state_dir() -> Path:
@@ -168,9 +201,12 @@ def state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "nemotron"
 
 
+def index_path() -> Path:
+    return state_dir() / "runs.jsonl"
+
+
 def _append_index(run: RunRecord) -> None:
     directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
     line = json.dumps(
         {
             "run_id": run.run_id,
@@ -180,29 +216,40 @@ def _append_index(run: RunRecord) -> None:
             "created_at": run.created_at.isoformat(),
         }
     )
-    # One O_APPEND write per line: concurrent launches never interleave inside a line.
-    fd = os.open(directory / "runs.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+        directory.mkdir(parents=True, exist_ok=True)
+        # One O_APPEND write per line: concurrent launches never interleave inside a line.
+        fd = os.open(index_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise RunError(f"cannot index run {run.run_id} in {shown(directory)}: {exc.strerror or exc}") from None
 
 
 def indexed_runs() -> list[dict[str, Any]]:
     """Index entries, oldest first (unreadable lines are skipped: the index is a convenience, records are truth)."""
+    path = index_path()
     try:
-        lines = (state_dir() / "runs.jsonl").read_text().splitlines()
+        lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and "run_id" in entry and "run_dir" in entry:
-            entries.append(entry)
-    return entries
+    except OSError as exc:
+        raise RunError(f"cannot read the run index {shown(path)}: {exc.strerror or exc}") from None
+    return [entry for line in lines if (entry := _index_entry(line)) is not None]
+
+
+def _index_entry(line: bytes) -> dict[str, Any] | None:
+    """One line of the index, or None for anything but ``{"run_id": str, "run_dir": str, ...}`` (a torn write, a
+    hand edit, another tool's bytes)."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("run_id", "run_dir")):
+        return None
+    return entry
 
 
 def find_run(reference: str | None) -> RunRecord:
@@ -212,7 +259,7 @@ def find_run(reference: str | None) -> RunRecord:
     entries = indexed_runs()
     if reference is None:
         if not entries:
-            raise RunError(f"no runs recorded yet in {state_dir() / 'runs.jsonl'}")
+            raise RunError(f"no runs recorded yet in {shown(index_path())}")
         return read_run(Path(entries[-1]["run_dir"]))
     for entry in reversed(entries):
         if entry["run_id"] == reference:

@@ -1,7 +1,7 @@
 """Targets: ``nano2`` (every stage), ``nano2.stage0`` / ``nano2.stage0_pretrain`` (a stage), ``nano2.stage0.training``.
 
 Recipes are listed here by the dotted path of their light declaration module: an explicit table, not a registry
-filled as an import side effect. ``$NEMOTRON_RECIPES`` (``name=dotted.module,...``) adds out-of-tree recipes.
+filled as an import side effect. ``$NEMOTRON_RECIPES`` (``NAME=package.module,...``) adds out-of-tree recipes.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 from dataclasses import dataclass
 
 from nemotron.errors import UserError
@@ -16,16 +17,23 @@ from nemotron.launcher.declaration import Recipe, Stage, Step
 
 BUILTIN_RECIPES = {"nano2": "nemotron.recipes.nano2.recipe"}
 RECIPES_ENV = "NEMOTRON_RECIPES"
+RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+EXPECTED_ENTRY = "expected NAME=package.module, the module declaring RECIPE (e.g. toy=my_recipes.toy.recipe)"
 
 
 def recipe_modules() -> dict[str, str]:
     modules = dict(BUILTIN_RECIPES)
     for entry in filter(None, os.environ.get(RECIPES_ENV, "").split(",")):
-        name, sep, module = entry.partition("=")
-        if not sep or not name.strip() or not module.strip():
-            raise TargetError(f"invalid {RECIPES_ENV} entry {entry!r}: expected NAME=dotted.module")
-        modules[name.strip()] = module.strip()
+        name, sep, module = (part.strip() for part in entry.partition("="))
+        # A recipe name is the first part of a dotted target; a module must be importable by its dotted name.
+        if not sep or not RECIPE_NAME_RE.match(name) or not all(p.isidentifier() for p in module.split(".")):
+            raise _bad_entry(entry, EXPECTED_ENTRY)
+        modules[name] = module
     return modules
+
+
+def _bad_entry(entry: str, why: str) -> TargetError:
+    return TargetError(f"invalid {RECIPES_ENV} entry {entry!r}: {why}")
 
 
 class TargetError(UserError):
@@ -48,7 +56,20 @@ def load_recipe(name: str) -> Recipe:
     modules = recipe_modules()
     if name not in modules:
         raise TargetError(f"unknown recipe {name!r}: valid recipes are {', '.join(modules)}")
-    return importlib.import_module(modules[name]).RECIPE
+    module_name = modules[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only the named module (or a package above it) missing is a bad entry; a missing import inside it, or a
+        # built-in recipe missing, is a bug.
+        missing_named = exc.name is not None and f"{module_name}.".startswith(f"{exc.name}.")
+        if not missing_named or BUILTIN_RECIPES.get(name) == module_name:
+            raise
+        raise _bad_entry(f"{name}={module_name}", f"no module {module_name}: {EXPECTED_ENTRY}") from None
+    recipe = getattr(module, "RECIPE", None)
+    if not isinstance(recipe, Recipe):
+        raise _bad_entry(f"{name}={module_name}", f"module {module_name} has no RECIPE declaration: {EXPECTED_ENTRY}")
+    return recipe
 
 
 def all_targets() -> list[str]:

@@ -9,13 +9,15 @@ Three launchers, one code path: torchrun (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
 
-from nemotron.errors import UserError
 from nemotron.log import get_logger
+from nemotron.step import Placement, launched_by
+from nemotron.training.presets import check_parallelism
 
 log = get_logger("training.distributed")
 
@@ -37,20 +39,16 @@ class DistributedContext:
 
 def _export_launcher_environment() -> str:
     """Make sure the env:// variables exist for a multi-process launch; return which launcher started this process."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return "torchrun"
-    # SLURM_STEP_NUM_TASKS exists only inside an srun step: a batch script running one python process must not wait
-    # for SLURM_NTASKS peers that were never started.
-    if "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:
+    launcher = launched_by()
+    if launcher == "slurm":
         from submitit.helpers import TorchDistributedEnvironment
 
         # submitit picks its Slurm environment by this marker, which srun tasks started by hand do not carry.
         os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return "slurm"
     # A world of one exports nothing: RANK/MASTER_PORT left in os.environ would make every child process this one
     # starts (a test, a stage's subprocess) believe it is a torchrun rank of this world.
-    return "single"
+    return launcher
 
 
 def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> DistributedContext:
@@ -59,15 +57,9 @@ def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> Di
 
     launcher = _export_launcher_environment()
     on_gpu = torch.cuda.is_available()
-    if not on_gpu and tensor_parallel * pipeline_parallel != 1:
-        raise UserError(
-            f"tensor_parallel={tensor_parallel}, pipeline_parallel={pipeline_parallel}: model parallelism needs GPUs;"
-            " on CPU use 1 and 1 (data parallel only)"
-        )
-    if pipeline_parallel != 1:
-        raise UserError(
-            f"pipeline_parallel={pipeline_parallel}: this training loop runs one pipeline stage; valid value is 1"
-        )
+    # The rule the step's validate and the launcher's plan applied, now with the devices this process really sees.
+    placement = dataclasses.replace(Placement.from_environment(), gpus_per_node=torch.cuda.device_count())
+    check_parallelism(tensor_parallel, pipeline_parallel, placement)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
     if on_gpu:
@@ -79,11 +71,6 @@ def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> Di
         else:
             torch.distributed.init_process_group(backend)
     world_size = torch.distributed.get_world_size()
-    if world_size % (tensor_parallel * pipeline_parallel):
-        raise UserError(
-            f"world size {world_size} is not a multiple of tensor_parallel*pipeline_parallel="
-            f"{tensor_parallel * pipeline_parallel}"
-        )
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(tensor_parallel, pipeline_parallel)
     context = DistributedContext(

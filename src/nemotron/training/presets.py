@@ -3,7 +3,8 @@
 Every training step has the same knobs (``--train-iters``, ``--micro-batch-size``, ``--global-batch-size``, ``--lr``,
 ``--min-lr``, ``--warmup-iters``, ``--save-interval``); a flag left unset (``None``) takes the value of the ``--scale``
 preset. What differs per stage is data — its ``PRESETS`` table — so the rules (what an override replaces, what
-follows from what, which values are refused) live here once.
+follows from what, which values are refused) live here once: ``check_training`` is every training step's validation
+(the launcher runs it at plan time with the job's ranks), ``resolve_settings`` the same choice once the run is set up.
 
 Light on purpose: step modules import this at top, so torch (via ``nemotron.training.loop``) is imported only inside
 ``resolve_settings``.
@@ -11,6 +12,7 @@ Light on purpose: step modules import this at top, so torch (via ``nemotron.trai
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from nemotron.errors import UserError
 from nemotron.scale import check_scale
 
 if TYPE_CHECKING:
+    from nemotron.step import Placement
     from nemotron.training.loop import TrainSettings
 
 # The Config fields that, when None or absent, take the preset's value.
@@ -51,39 +54,79 @@ def resolve_settings(
     from nemotron.training.loop import TrainSettings
 
     preset = presets[check_scale(config.scale)]
-    chosen = {name: _override_or_preset(config, preset, name) for name in OVERRIDABLE}
-    settings = TrainSettings(
-        train_iters=chosen["train_iters"],
-        micro_batch_size=chosen["micro_batch_size"],
-        global_batch_size=chosen["global_batch_size"],
-        lr=chosen["lr"],
-        min_lr=chosen["lr"] / 10 if chosen["min_lr"] is None else chosen["min_lr"],
-        warmup_iters=chosen["warmup_iters"],
+    chosen = choose_settings(config, preset, data_parallel_size)
+    check_settings(SimpleNamespace(**chosen), data_parallel_size)
+    return TrainSettings(
+        **chosen,
         decay_style=preset.decay_style,
         wsd_decay_iters=max(1, chosen["train_iters"] // 5),  # "WSD" decays over the last fifth; unused otherwise
-        weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip,
         adam_betas=ADAM_BETAS,
-        save_interval=chosen["train_iters"] if chosen["save_interval"] is None else chosen["save_interval"],
-        log_interval=config.log_interval,
         bf16=bf16,
     )
-    check_settings(settings, data_parallel_size)
-    return settings
 
 
-def check_overrides(config: Any, presets: dict[str, TrainPreset]) -> None:
-    """The checks of ``resolve_settings`` that need no process group (as if one data-parallel rank), torch-free.
+def check_training(config: Any, presets: dict[str, TrainPreset], placement: Placement) -> None:
+    """Every check of a training step's Config and placement, torch-free: what ``resolve_settings`` and the process
+    group setup would refuse, with the data-parallel size the placement gives.
 
-    Called from a training Config's ``__post_init__``: the launcher builds every step's Config when it plans, so a bad
-    ``training.warmup_iters`` is refused before anything is submitted, and a stage module refuses it before its
-    data_curation runs. The data-parallel divisibility is checked again by ``resolve_settings`` once it is known.
+    A training step's ``validate`` calls it first thing in ``main`` (with the ranks torchrun/srun started) and the
+    launcher at plan time (with the job's nodes x ranks per node), so a batch that does not divide over the ranks is
+    refused before Slurm allocates a GPU.
     """
     preset = presets[check_scale(config.scale)]
+    tensor_parallel, pipeline_parallel = getattr(config, "tensor_parallel", 1), getattr(config, "pipeline_parallel", 1)
+    data_parallel_size = check_parallelism(tensor_parallel, pipeline_parallel, placement)
+    check_settings(SimpleNamespace(**choose_settings(config, preset, data_parallel_size)), data_parallel_size)
+
+
+def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: Placement) -> int:
+    """The data-parallel size (ranks / model-parallel size); refuses sizes megatron's parallel state cannot build."""
+    for flag, size in (("--tensor-parallel", tensor_parallel), ("--pipeline-parallel", pipeline_parallel)):
+        if size < 1:
+            raise UserError(f"{flag} {size}: must be at least 1")
+    if pipeline_parallel != 1:
+        raise UserError(
+            f"--pipeline-parallel {pipeline_parallel}: this training loop runs one pipeline stage; valid value is 1"
+        )
+    model_parallel = tensor_parallel * pipeline_parallel
+    if model_parallel > 1 and placement.gpus_per_node == 0:
+        raise UserError(
+            f"--tensor-parallel {tensor_parallel}, --pipeline-parallel {pipeline_parallel}: model parallelism needs "
+            "GPUs; on CPU use 1 and 1 (data parallel only)"
+        )
+    if placement.world_size % model_parallel:
+        raise UserError(
+            f"--tensor-parallel {tensor_parallel}: the world size {placement.world_size} (nodes x ranks per node) is "
+            f"not a multiple of tensor_parallel x pipeline_parallel = {model_parallel}"
+        )
+    return placement.world_size // model_parallel
+
+
+def choose_settings(config: Any, preset: TrainPreset, data_parallel_size: int) -> dict[str, Any]:
+    """The TrainSettings values the Config and the preset choose (unchecked), by field name."""
     chosen = {name: _override_or_preset(config, preset, name) for name in OVERRIDABLE}
-    if chosen["save_interval"] is None:
+    global_batch = chosen["global_batch_size"]
+    if (
+        getattr(config, "micro_batch_size", None) is None
+        and global_batch >= 1
+        and not global_batch % data_parallel_size
+    ):
+        # The preset's micro batch is the most one rank takes at once, never more than its share of the global batch:
+        # the tiny preset (16 of 16) then runs on a node of 8 GPUs at 2 per rank, the same optimisation step.
+        chosen["micro_batch_size"] = min(chosen["micro_batch_size"], global_batch // data_parallel_size)
+    if getattr(config, "warmup_iters", None) is None and getattr(config, "train_iters", None) is not None:
+        # A run shortened (or lengthened) with --train-iters keeps the preset's share of warmup: 20 of 300 iterations
+        # at tiny, so --train-iters 20 warms up for 1 rather than refusing its own preset.
+        chosen["warmup_iters"] = preset.warmup_iters * chosen["train_iters"] // max(preset.train_iters, 1)
+    if chosen["min_lr"] is None:  # the preset's floor follows the learning rate in use
+        chosen["min_lr"] = chosen["lr"] / 10
+    if chosen["save_interval"] is None:  # save only after the last iteration
         chosen["save_interval"] = chosen["train_iters"]
-    check_settings(SimpleNamespace(**chosen, log_interval=config.log_interval), data_parallel_size=1)
+    return chosen | {
+        "weight_decay": config.weight_decay,
+        "grad_clip": config.grad_clip,
+        "log_interval": config.log_interval,
+    }
 
 
 def _override_or_preset(config: Any, preset: TrainPreset, name: str) -> Any:
@@ -92,10 +135,15 @@ def _override_or_preset(config: Any, preset: TrainPreset, name: str) -> Any:
 
 
 def check_settings(settings: TrainSettings | SimpleNamespace, data_parallel_size: int) -> None:
-    """Refuse settings the loop cannot run, naming the CLI flag and what would be valid."""
+    """Refuse settings the loop cannot run, naming the CLI flag and what would be valid (NaN and inf included)."""
     for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
         if getattr(settings, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(settings, name)}: must be at least 1")
+    if settings.global_batch_size % data_parallel_size:
+        raise UserError(
+            f"--global-batch-size {settings.global_batch_size}: must be a multiple of the data-parallel size "
+            f"{data_parallel_size} (ranks / tensor_parallel x pipeline_parallel)"
+        )
     per_step = settings.micro_batch_size * data_parallel_size
     if settings.global_batch_size % per_step:
         raise UserError(
@@ -104,3 +152,13 @@ def check_settings(settings: TrainSettings | SimpleNamespace, data_parallel_size
         )
     if not 0 <= settings.warmup_iters < settings.train_iters:
         raise UserError(f"--warmup-iters {settings.warmup_iters}: must be in [0, train_iters={settings.train_iters})")
+    # ``not (x > 0)`` rather than ``x <= 0``: NaN fails every comparison and must not pass as a value
+    if not (math.isfinite(settings.lr) and settings.lr > 0):
+        raise UserError(f"--lr {settings.lr}: must be a positive, finite learning rate")
+    # megatron's scheduler asserts 0 <= min_lr <= lr, after the GPUs are allocated
+    if not (math.isfinite(settings.min_lr) and 0 <= settings.min_lr <= settings.lr):
+        raise UserError(f"--min-lr {settings.min_lr}: must be in [0, lr={settings.lr}], the floor the lr decays to")
+    if not (math.isfinite(settings.weight_decay) and settings.weight_decay >= 0):
+        raise UserError(f"--weight-decay {settings.weight_decay}: must be a finite value >= 0")
+    if not (math.isfinite(settings.grad_clip) and settings.grad_clip > 0):
+        raise UserError(f"--grad-clip {settings.grad_clip}: must be a positive, finite gradient norm")

@@ -22,6 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nemotron.launcher.code_identity import (
+    DOCKER_INSPECT,
+    IMAGE_ID_ENV,
+    PinnedImage,
+    build_hint,
+    check_image_code,
+    parse_docker_inspect,
+)
 from nemotron.launcher.executors.base import ExecutorError, secret_values, write_env_file
 from nemotron.launcher.executors.local import LocalExecutor, job_command
 from nemotron.launcher.inputs import is_complete
@@ -50,6 +58,7 @@ def docker_run_command(
     run_id: str,
     run_dir: Path | str,
     user: str | None = None,
+    image_id: str | None = None,
 ) -> list[str]:
     """The ``docker run`` words for one job. Pure: the same inputs give the same words (golden-tested)."""
     docker = profile.docker
@@ -69,7 +78,8 @@ def docker_run_command(
     command += ["-v", f"{root}:{root}"]
     for mount in profile.container.mounts:
         command += ["-v", mount]
-    for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id}.items():
+    identity = {IMAGE_ID_ENV: image_id} if image_id else {}  # recorded by the artifacts the step writes
+    for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id, **identity}.items():
         command += ["-e", f"{key}={value}"]  # non-secret by construction: profiles name secrets, never hold them
     step = job_command(job, python="python")
     if plan.secret_names:
@@ -112,14 +122,21 @@ def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subproce
     return result
 
 
-def image_id(image: str) -> str:
-    """The image's content id (``sha256:...``), or a one-line error saying how to get the image."""
-    result = docker_cli("image", "inspect", "--format", "{{.Id}}", image, check=False)
-    if result.returncode != 0:
+def inspect_image(image: str) -> PinnedImage:
+    """The image's content id (``sha256:...``) and code label, or a one-line error saying how to get the image."""
+    result = docker_cli(*DOCKER_INSPECT, image, check=False)
+    found = parse_docker_inspect(image, result.stdout) if result.returncode == 0 else None
+    if found is None:
         if "Cannot connect" in result.stderr:
             raise ExecutorError(f"cannot reach the Docker engine: {result.stderr.strip().splitlines()[-1]}")
         raise ExecutorError(f"image {image} is not in the Docker engine: build it with `nemotron-launch build RECIPE`")
-    return result.stdout.strip()
+    return found
+
+
+def checked_image(plan: Plan, profile: Profile) -> tuple[PinnedImage, str | None]:
+    """The profile's image, pinned, once it is known to hold the code the plan fingerprints (else one line)."""
+    image = inspect_image(profile_image(profile))
+    return image, check_image_code(plan.code, image, build_hint(plan.recipe, plan.profile))
 
 
 def run_containers(run_id: str) -> dict[str, dict[str, str]]:
@@ -148,13 +165,17 @@ class DockerExecutor(LocalExecutor):
         return rendered
 
     def check(self, plan: Plan, profile: Profile) -> None:
-        image_id(profile_image(profile))
+        _image, note = checked_image(plan, profile)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
 
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secret_values(plan)
         # Pin the image by content id: every job of this run uses the same image even if the tag moves meanwhile.
-        run.executor_data["image"] = profile_image(profile)
-        run.executor_data["image_id"] = image_id(run.executor_data["image"])
+        # Checked again here, not only in ``check``: a build in between may have moved the tag.
+        image, _note = checked_image(plan, profile)
+        run.executor_data["image"] = image.name
+        run.executor_data["image_id"] = image.image_id
         run.executor_data["user"] = _current_user()
         save_run(run)
         return super().submit(plan, profile, run, detach=detach)
@@ -165,8 +186,10 @@ class DockerExecutor(LocalExecutor):
                 Path(run.run_dir) / SECRETS_FILE, {k: shlex.quote(v) for k, v in secret_values(run.plan).items()}
             )
         profile = Profile.model_validate(run.profile)
-        image = run.executor_data.get("image_id") or profile_image(profile)
-        return docker_run_command(job, run.plan, profile, image, run.run_id, run.run_dir, run.executor_data.get("user"))
+        image_id = run.executor_data.get("image_id")
+        user = run.executor_data.get("user")
+        image = image_id or profile_image(profile)
+        return docker_run_command(job, run.plan, profile, image, run.run_id, run.run_dir, user, image_id)
 
     def run_jobs(self, run: RunRecord) -> RunRecord:
         try:

@@ -24,7 +24,8 @@ RANK_WRAPPER = (
     'export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM_NTASKS" '
     'LOCAL_WORLD_SIZE="$SLURM_NTASKS_PER_NODE"; exec "$@"'
 )
-RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT")
+RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", *RENDEZVOUS_ENV)
 
 
 class SbatchParameterError(UserError):
@@ -111,7 +112,7 @@ def render_sbatch(
     ]
     srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
     srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
-                             container_mount_home, container_args)  # fmt: skip
+                             container_mount_home, container_args, [*(env or {}), *RENDEZVOUS_ENV])  # fmt: skip
     # --norc: bash sources ~/.bashrc when it believes sshd started it (SSH_CLIENT in a job submitted over ssh),
     # which would put the user's interactive PATH before the job's own
     step = [*srun, "bash", "--norc", "--noprofile", "-c", RANK_WRAPPER, "nemotron-rank"]
@@ -137,7 +138,7 @@ def _environment(env, secrets_file, workdir, pythonpath, runtime) -> list[str]:
     return lines
 
 
-def _container_flags(runtime, image, mounts, workdir, mount_home, extra) -> list[str]:
+def _container_flags(runtime, image, mounts, workdir, mount_home, extra, env_names) -> list[str]:
     if runtime != "pyxis":
         return []
     if not image:
@@ -149,7 +150,25 @@ def _container_flags(runtime, image, mounts, workdir, mount_home, extra) -> list
         flags.append(f"--container-workdir={workdir}")
     if not mount_home:
         flags.append("--no-container-mount-home")
+    # pyxis mounts the image read-only, and without the home mounted $HOME lies in it: libraries caching under
+    # ~/.cache (datasets in evaluation, matplotlib) then fail with EROFS. A writable root, discarded with the
+    # container, as `docker run` gives (extra args may still say --container-readonly).
+    flags.append("--container-writable")
+    # pyxis lets the image's ENV win over the job's environment for the same name (docker's -e wins over it):
+    # name the job's variables so the profile's [env] and the rendezvous above mean the same in every runtime.
+    flags.append(f"--container-env={','.join(dict.fromkeys(env_names))}")
     return flags + list(extra)
+
+
+def input_mounts(inputs: Sequence[str | Path], mounts: Sequence[str]) -> list[str]:
+    """Read-only same-path mounts for input artifacts no same-path mount in ``mounts`` covers: a container sees only
+    what is mounted, and an input given by path (``training.dataset_path=DIR``) may lie outside the artifact root."""
+    covered = [Path(m.split(":")[0]) for m in mounts if len(m.split(":")) > 1 and m.split(":")[0] == m.split(":")[1]]
+    extra: list[str] = []
+    for path in dict.fromkeys(Path(p) for p in inputs):
+        if not any(path == c or c in path.parents for c in covered):
+            extra.append(f"{path}:{path}:ro")
+    return extra
 
 
 def _docker_run(image, mounts, workdir, extra, env, secrets_file) -> list[str]:

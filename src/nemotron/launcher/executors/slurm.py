@@ -20,8 +20,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
 from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values
-from nemotron.launcher.executors.sbatch import render, render_sbatch, render_secrets_cleanup
+from nemotron.launcher.executors.sbatch import input_mounts, render, render_sbatch, render_secrets_cleanup
 from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
 from nemotron.launcher.executors.slurm_state import map_state, query_jobs
 from nemotron.launcher.plan import Job, Plan
@@ -38,12 +39,21 @@ CLEANUP_JOB = "secrets-cleanup"
 
 
 def sbatch_parameters(
-    plan: Plan, profile: Profile, job: Job, run_id: str, run_dir: str, dependencies: list[str], code_dir: str
+    plan: Plan,
+    profile: Profile,
+    job: Job,
+    run_id: str,
+    run_dir: str,
+    dependencies: list[str],
+    code_dir: str,
+    image: PinnedImage | None = None,
 ) -> dict:
-    """The ``render_sbatch`` keyword arguments for one job of a plan on a profile."""
+    """The ``render_sbatch`` keyword arguments for one job of a plan on a profile; ``image``: the run's pinned
+    image (scripts name it, not the profile's tag or symlink), None for the profile's as written."""
     slurm, res = profile.slurm, job.resources
     runtime = slurm.container_runtime
     mounts = [*profile.container.mounts, f"{plan.artifact_root}:{plan.artifact_root}"]
+    mounts += input_mounts(list(job.inputs.values()), mounts)
     in_container = runtime in ("pyxis", "docker")
     return {
         "job_name": f"{run_id}.{job.name}",
@@ -66,12 +76,12 @@ def sbatch_parameters(
         "max_requeues": slurm.max_requeues,
         "sbatch_args": slurm.sbatch_args,
         "srun_args": slurm.srun_args,
-        "env": {**job.env, "NEMOTRON_RUN_ID": run_id},
+        "env": {**job.env, "NEMOTRON_RUN_ID": run_id, **(image.env() if image else {})},
         "secrets_file": f"{run_dir}/{SECRETS_FILE}" if plan.secret_names else None,
         "workdir": None if in_container else code_dir,
         "pythonpath": None if in_container else f"{code_dir}/src",
         "container_runtime": runtime,
-        "container_image": profile.container.image,
+        "container_image": image.reference if image else profile.container.image,
         "container_mounts": mounts if in_container else [],
         "container_workdir": slurm.pyxis.workdir if runtime == "pyxis" else None,
         "container_mount_home": slurm.pyxis.mount_home,
@@ -92,18 +102,26 @@ class SlurmExecutor(Executor):
 
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
-        jobs = _dry_run_parameters(plan, profile, chained=False)  # the upstream jobs do not exist yet
+        image, note = _pinned_image(plan, profile, shell_for(profile.ssh))  # a stale image: refused before anything
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        jobs = _dry_run_parameters(plan, profile, chained=False, image=image)  # the upstream jobs do not exist yet
         preflight(shell_for(profile.ssh).run, {name: (params, render(params)) for name, params in jobs.items()})
 
     # ------------------------------------------------------------------------------------------------ submit
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secrets = secret_values(plan)
         shell = shell_for(profile.ssh)
+        # Resolved once for the whole run (and checked again: a build may have moved it since ``check``): every job
+        # names this image, so a rebuild while they wait in the queue changes nothing for them.
+        image, _note = _pinned_image(plan, profile, shell)
         code_dir = str(REPO_ROOT)
         if isinstance(shell, SSHShell):
             code_dir, sent = ship_code(shell, profile.ssh.remote_dir)
             print(f"code {'shipped to' if sent else 'already on'} {shell.host}:{code_dir}", file=sys.stderr)
         run.executor_data.update({"ssh": profile.ssh.model_dump() if profile.ssh else None, "code_dir": code_dir})
+        if image is not None:
+            run.executor_data.update({"image": image.reference, "image_id": image.image_id})
         run_dir = str(run.run_dir)
         if secrets:
             shell.write_file(f"{run_dir}/{SECRETS_FILE}", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
@@ -112,7 +130,7 @@ class SlurmExecutor(Executor):
         try:
             for job in plan.jobs_to_run:
                 dependencies = [submitted[name] for name in job.depends_on if name in submitted]
-                params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir)
+                params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir, image)
                 job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", render_sbatch(**params), job.name)
                 submitted[job.name] = job_id
                 record = run.steps[job.name]
@@ -225,16 +243,34 @@ class SlurmExecutor(Executor):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _dry_run_parameters(plan: Plan, profile: Profile, chained: bool) -> dict[str, dict]:
+def _dry_run_parameters(
+    plan: Plan, profile: Profile, chained: bool, image: PinnedImage | None = None
+) -> dict[str, dict]:
     """Each job's sbatch parameters before submission: run id, code dir and upstream ids as ``{placeholders}``."""
     run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
     code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
-    return {
-        job.name: sbatch_parameters(
-            plan, profile, job, "{run_id}", run_dir, [f"{{{d}}}" for d in job.depends_on] if chained else [], code_dir
-        )
-        for job in plan.jobs_to_run
-    }
+    image = image or _squashfs_here(profile)
+    parameters = {}
+    for job in plan.jobs_to_run:
+        upstream = [f"{{{d}}}" for d in job.depends_on] if chained else []
+        parameters[job.name] = sbatch_parameters(plan, profile, job, "{run_id}", run_dir, upstream, code_dir, image)
+    return parameters
+
+
+def _pinned_image(plan: Plan, profile: Profile, shell) -> tuple[PinnedImage | None, str | None]:
+    """The run's image, pinned, and a note if it cannot be checked; raises if it holds other code than the plan's."""
+    hint = build_hint(plan.recipe, plan.profile)
+    image = pin_image(profile.slurm.container_runtime, profile.container.image, shell, hint)
+    return image, (check_image_code(plan.code, image, hint) if image else None)
+
+
+def _squashfs_here(profile: Profile) -> PinnedImage | None:
+    """Dry-run: the squashfs a pyxis profile's path points at now, when it exists on this machine; else None (the
+    profile's path is shown: a dry-run asks nothing of a cluster or an engine, and works before any build)."""
+    image = profile.container.image
+    if profile.slurm.container_runtime != "pyxis" or profile.ssh is not None or not image or not Path(image).exists():
+        return None
+    return resolve_squashfs(image, LocalShell())
 
 
 def _sbatch(shell: LocalShell | SSHShell, script_path: str, script: str, what: str) -> str:

@@ -19,7 +19,10 @@ from typing import Literal
 
 from nemotron.data.artifacts import Dataset
 from nemotron.errors import UserError
+from nemotron.evaluation.tasks import FACTS_GEN, FACTS_MC
+from nemotron.fsutil import staging_dir
 from nemotron.scale import Scale, apply_scale, check_scale
+from nemotron.step import Placement
 
 STEP = "data_curation"
 VOCAB_SIZE_BY_SCALE = {"tiny": 1024, "small": 8192, "medium": 16384, "full": 32768}
@@ -53,7 +56,8 @@ class Config:
     """Use this tokenizer.json (must define <|endoftext|>) instead of training one."""
 
 
-def validate(config: Config) -> None:
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
     check_scale(config.scale)
     if not 0.0 <= config.quality_threshold <= 1.0:
         raise UserError(f"--quality-threshold {config.quality_threshold} is out of range: use a value in [0, 1]")
@@ -63,6 +67,13 @@ def validate(config: Config) -> None:
         raise UserError(f"--max-documents {config.max_documents} must be a positive number of documents")
     if config.vocab_size is not None and config.vocab_size < 257:
         raise UserError(f"--vocab-size {config.vocab_size} is too small: a byte-level BPE needs at least 257")
+
+
+def provides(config: Config) -> frozenset[str]:
+    """The held-out evaluation sets a Dataset made from ``config`` carries (``Dataset.provides``): the embedded world's
+    facts, and none for ``--sources`` (a user's own text has no held-out facts). Torch-free: the launcher asks it at
+    plan time, so an evaluation task the data cannot feed is refused before anything runs."""
+    return frozenset() if config.sources else frozenset({FACTS_MC, FACTS_GEN})
 
 
 def main(config: Config) -> Dataset:
@@ -75,7 +86,7 @@ def main(config: Config) -> Dataset:
     from nemotron.step import config_snapshot, resolve_output_dir
 
     log = get_logger("nano2.data_curation")
-    validate(config)
+    validate(config, Placement.from_environment())
     # Everything a person can get wrong is checked before a single output file exists (and before megatron loads).
     files = resolve_sources(config.sources, config.text_field) if config.sources else None
     given_tokenizer = load_tokenizer(config.tokenizer_path) if config.tokenizer_path else None
@@ -128,6 +139,7 @@ def main(config: Config) -> Dataset:
         valid_prefix=output_dir / "valid_text_document",
         eval_dir=output_dir / "eval",
         vocab_size=tokenizer.get_vocab_size(),
+        provides=sorted(provides(config)),
         metrics={**stats.metrics(), "tokens": train_tokens, "valid_tokens": valid_tokens, **eval_metrics},
         config=config_snapshot(config),
     )
@@ -141,10 +153,7 @@ def _staging_dir(output_dir: Path) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output directory {str(output_dir)!r}: {exc.strerror}") from None
-    staging = output_dir / f".staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
+    return staging_dir(output_dir)
 
 
 def _empty_eval_dir(eval_dir: Path) -> dict[str, float]:

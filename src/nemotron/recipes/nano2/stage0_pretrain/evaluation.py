@@ -1,9 +1,12 @@
 """nano2 stage0 evaluation: score a pretrained checkpoint with lm-eval, offline.
 
-Default tasks are the recipe's own, built at run time from the checkpoint's dataset: held-out multiple-choice facts
-(``facts_mc``: acc, with ``chance_acc``), held-out facts completed greedily (``facts_gen``: exact_match) and the
-validation split's perplexity (``valid_ppl``: ``valid_perplexity`` per token, word perplexity, bits per byte).
-Standard lm-eval benchmarks (``--tasks facts_mc hellaswag``) run when their data is in the local HF cache.
+Default tasks are the recipe's own, built at run time from the checkpoint's dataset, as many as it can feed: the
+validation split's perplexity always (``valid_ppl``: ``valid_perplexity`` per token, word perplexity, bits per byte),
+and when the dataset carries the embedded world's held-out facts (``Dataset.provides``; a user corpus does not)
+multiple-choice facts (``facts_mc``: acc, with ``chance_acc``) and facts completed greedily (``facts_gen``:
+exact_match). Standard lm-eval benchmarks (``--tasks valid_ppl hellaswag``) run when their data is in the local HF
+cache. An asked-for task the data cannot feed is refused by ``check_provided``: at start, and by the launcher at plan
+time with what the planned data_curation will provide.
 
     python src/nemotron/recipes/nano2/stage0_pretrain/evaluation.py --scale tiny --checkpoint-path DIR
     ... training.py | python -m nemotron.recipes.nano2.stage0_pretrain.evaluation
@@ -11,15 +14,17 @@ Standard lm-eval benchmarks (``--tasks facts_mc hellaswag``) run when their data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
-from nemotron.evaluation.tasks import LOCAL_TASKS
+from nemotron.evaluation.tasks import check_supported, split_task_names, supported_tasks
 from nemotron.scale import Scale
-from nemotron.step import config_snapshot, resolve_output_dir, run_step
+from nemotron.step import Placement, check_input, config_snapshot, resolve_output_dir, run_step
+from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
 
@@ -35,25 +40,39 @@ class Config:
     checkpoint_artifact: str | None = None
     """Tracked checkpoint, e.g. pretrain-checkpoint:latest."""
     output_dir: Path | None = None
-    tasks: tuple[str, ...] = LOCAL_TASKS
-    """Local tasks (facts_mc, facts_gen, valid_ppl) and/or lm-eval benchmark names cached on this machine."""
+    tasks: tuple[str, ...] | None = None
+    """Local tasks (facts_mc, facts_gen, valid_ppl) and/or lm-eval benchmark names cached on this machine; none =
+    every local task the checkpoint's dataset can feed."""
     limit: int | None = None
     """At most this many items per task (all when unset)."""
     batch_size: int = 32
 
-    def __post_init__(self) -> None:
-        check_sizes(self.limit, self.batch_size)
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time (so empty or repeated
+    --tasks fail before training is submitted). What the inputs carry is ``check_provided``'s, once they are read."""
+    check_sizes(config.limit, config.batch_size)
+    if config.tasks is not None:
+        split_task_names(list(config.tasks))
+    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+
+
+def check_provided(config: Config, provided: frozenset[str]) -> None:
+    """Refuse asked-for tasks whose data the dataset lacks (``provided``: its held-out sets, see Dataset.provides)."""
+    if config.tasks is not None:
+        check_supported(config.tasks, provided)
 
 
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.evaluation.harness import go_offline
-    from nemotron.evaluation.tasks import split_task_names
-    from nemotron.training.artifacts import Checkpoint
 
-    split_task_names(list(config.tasks))  # empty or repeated --tasks fail before any loading
+    validate(config, Placement.from_environment())
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = Dataset.load(path=checkpoint.dataset_path)
+    check_provided(config, frozenset(dataset.provides))
+    if config.tasks is None:  # the Results record the tasks that ran
+        config = dataclasses.replace(config, tasks=supported_tasks(dataset.provides))
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
     go_offline()  # before lm_eval/datasets are imported: evaluation never downloads
     outcome = _evaluate(config, checkpoint, dataset, output_dir)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemotron.data.artifacts import Dataset
 from nemotron.scale import Scale
-from nemotron.step import run_step
+from nemotron.step import Placement, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
 PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(300, 16, 16, 3e-3, 3e-4, 20, "cosine", 100),
@@ -48,15 +49,19 @@ class Config:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
 
-    def __post_init__(self) -> None:
-        check_overrides(self, PRESETS)  # bad values fail when the Config is built: at plan time, before any step
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
+    check_training(config, PRESETS, placement)
+    check_input(config.dataset_path, Dataset, "--dataset-path")
+    check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
 
 
 def main(config: Config) -> Checkpoint:
-    from nemotron.data.artifacts import Dataset
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
     from nemotron.step import config_snapshot, resolve_output_dir
 
+    validate(config, Placement.from_environment())
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path) if config.init_checkpoint_path else None
     output_dir = resolve_output_dir(

@@ -17,10 +17,13 @@ from pathlib import Path
 from nemotron.data.artifacts import Dataset
 from nemotron.errors import UserError
 from nemotron.scale import Scale, check_scale
+from nemotron.step import Placement, check_input
+from nemotron.training.artifacts import Checkpoint
 
 STAGE = "stage1_instruction_tuning"
 STEP = "data_curation"
 INSTRUCT_FILE = "instruct.jsonl"
+INSTRUCT_TASK = "instruct"
 
 
 @dataclass
@@ -41,17 +44,28 @@ class Config:
     """Share of --sources conversations kept for validation (the embedded default validates on held-out items)."""
 
 
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
+    check_scale(config.scale)
+    if not 0.0 < config.valid_fraction < 1.0:
+        raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
+    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+
+
+def provides(config: Config) -> frozenset[str]:
+    """Held-out instructions, always: the embedded world's, or --sources conversations from the validation split."""
+    return frozenset({INSTRUCT_TASK})
+
+
 def main(config: Config) -> Dataset:
     import shutil
 
     from nemotron.log import get_logger
     from nemotron.step import config_snapshot, resolve_output_dir
-    from nemotron.training.artifacts import Checkpoint
 
     log = get_logger("nano2.stage1.data_curation")
-    check_scale(config.scale)
-    if not 0.0 < config.valid_fraction < 1.0:
-        raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
+    validate(config, Placement.from_environment())
+    # sources are read where the job runs, which need not be where it was planned: checked here, not in validate
     for source in config.sources:
         if not Path(source).expanduser().is_file():
             raise UserError(f"--sources {source!r} does not exist: give .jsonl files of chat 'messages'")
@@ -86,6 +100,7 @@ def main(config: Config) -> Dataset:
         valid_prefix=output_dir / "valid_packed",
         eval_dir=output_dir / "eval",
         vocab_size=tokenizer.get_vocab_size(),
+        provides=sorted(provides(config)),
         metrics=stats,
         config=config_snapshot(config),
         lineage=[checkpoint.as_lineage(step="checkpoint")],

@@ -4,23 +4,27 @@
 match (``instruct/exact_match``, per kind too). The input model is found through the checkpoint's lineage
 (``init_checkpoint``) and scored on the same items (``input_model/instruct/exact_match``), so one artifact records the
 gain. stage0's lm-eval tasks (``--regression-tasks``, e.g. facts_mc) run on both models against the stage0 dataset to
-measure what tuning cost (``facts_mc/acc`` vs ``input_model/facts_mc/acc``). Given stage0's own Results of the input
-model (``--baseline-path``, wired by the launcher), every shared metric is also compared with it (``vs_baseline/...``)
-and it is recorded in lineage (``nemotron.evaluation.baseline``).
+measure what tuning cost (``facts_mc/acc`` vs ``input_model/facts_mc/acc``); by default the held-out facts that dataset
+carries, or its validation perplexity when it carries none (pretrained on a user's own text). Given stage0's own
+Results of the input model (``--baseline-path``, wired by the launcher), every shared metric is also compared with it
+(``vs_baseline/...``) and it is recorded in lineage (``nemotron.evaluation.baseline``).
 
     python -m nemotron.recipes.nano2.stage1_instruction_tuning.evaluation --checkpoint-path STAGE1/training
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
+from nemotron.evaluation.tasks import VALID_PPL, check_supported, split_task_names, supported_tasks
 from nemotron.scale import Scale
-from nemotron.step import config_snapshot, resolve_output_dir, run_step
+from nemotron.step import Placement, check_input, config_snapshot, resolve_output_dir, run_step
+from nemotron.training.artifacts import Checkpoint
 
 STAGE = "stage1_instruction_tuning"
 STEP = "evaluation"
@@ -42,15 +46,34 @@ class Config:
     baseline_artifact: str | None = None
     """Tracked baseline Results, e.g. pretrain-results:latest."""
     output_dir: Path | None = None
-    regression_tasks: tuple[str, ...] = ("facts_mc", "facts_gen")
-    """stage0 tasks re-run on both models (facts_mc, facts_gen, valid_ppl); none to skip."""
+    regression_tasks: tuple[str, ...] | None = None
+    """stage0 tasks re-run on both models (facts_mc, facts_gen, valid_ppl); empty to skip; none = the held-out facts
+    stage0's dataset carries, else valid_ppl."""
     limit: int | None = None
     """At most this many items per task (all when unset)."""
     max_new_tokens: int = 16
     batch_size: int = 32
 
-    def __post_init__(self) -> None:
-        check_sizes(self.limit, self.batch_size, self.max_new_tokens)
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time. What the inputs carry is
+    ``check_provided``'s, once they are read."""
+    check_sizes(config.limit, config.batch_size, config.max_new_tokens)
+    if config.regression_tasks:
+        split_task_names(list(config.regression_tasks))
+    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+    check_input(config.baseline_path, Results, "--baseline-path")
+
+
+def check_provided(config: Config, provided: frozenset[str]) -> None:
+    """Refuse regression tasks whose held-out items stage0's dataset lacks (``provided``: see Dataset.provides)."""
+    if config.regression_tasks:
+        check_supported(config.regression_tasks, provided, "--regression-tasks")
+
+
+def default_regression_tasks(provided: list[str]) -> tuple[str, ...]:
+    held_out = tuple(task for task in supported_tasks(provided) if task != VALID_PPL)
+    return held_out or (VALID_PPL,)
 
 
 def _input_checkpoint(checkpoint):
@@ -67,16 +90,16 @@ def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.evaluation import baseline as baselines
     from nemotron.evaluation.harness import go_offline
-    from nemotron.evaluation.tasks import split_task_names
-    from nemotron.training.artifacts import Checkpoint
 
-    if config.regression_tasks:
-        split_task_names(list(config.regression_tasks))
+    validate(config, Placement.from_environment())
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     input_model = _input_checkpoint(checkpoint)
     baseline = baselines.load_baseline(config.baseline_path, config.baseline_artifact, Path(input_model.path))
     dataset = Dataset.load(path=checkpoint.dataset_path)
     pretrain_data = Dataset.load(path=input_model.dataset_path)
+    check_provided(config, frozenset(pretrain_data.provides))
+    if config.regression_tasks is None:  # the Results record the tasks that ran
+        config = dataclasses.replace(config, regression_tasks=default_regression_tasks(pretrain_data.provides))
     output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, STEP, config.scale, config.seed)
     go_offline()
     tasks: dict[str, dict[str, float]] = {}

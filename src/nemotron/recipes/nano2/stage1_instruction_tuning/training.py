@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemotron.data.artifacts import Dataset
 from nemotron.scale import Scale
-from nemotron.step import run_step
+from nemotron.step import Placement, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
 STAGE = "stage1_instruction_tuning"
 
@@ -54,8 +55,12 @@ class Config:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
 
-    def __post_init__(self) -> None:
-        check_overrides(self, PRESETS)  # bad values fail when the Config is built: at plan time, before any step
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
+    check_training(config, PRESETS, placement)
+    check_input(config.dataset_path, Dataset, "--dataset-path")
+    check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
 
 
 def _init_checkpoint(config: Config, dataset) -> Checkpoint:
@@ -71,10 +76,10 @@ def _init_checkpoint(config: Config, dataset) -> Checkpoint:
 
 
 def main(config: Config) -> Checkpoint:
-    from nemotron.data.artifacts import Dataset
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
     from nemotron.step import config_snapshot, resolve_output_dir
 
+    validate(config, Placement.from_environment())
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = _init_checkpoint(config, dataset)
     output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, "training", config.scale, config.seed)

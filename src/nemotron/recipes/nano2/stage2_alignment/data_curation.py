@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.data.preference_artifacts import PreferenceDataset
+from nemotron.errors import UserError
 from nemotron.scale import Scale, apply_scale, check_scale
-from nemotron.step import run_step
+from nemotron.step import Placement, check_input, run_step
+from nemotron.training.artifacts import Checkpoint
 
 STEP = "data_curation"
 
@@ -44,17 +46,8 @@ class Config:
     """Training pairs at full scale (scaled down like everything else); none = all."""
 
 
-def main(config: Config) -> PreferenceDataset:
-    from nemotron.data import preferences
-    from nemotron.data.tokenizer import eod_id, load_tokenizer
-    from nemotron.data.world import World
-    from nemotron.errors import UserError
-    from nemotron.log import get_logger
-    from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
-    from nemotron.step import config_snapshot, resolve_output_dir
-    from nemotron.training.artifacts import Checkpoint
-
-    log = get_logger("nano2.stage2.data_curation")
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
     check_scale(config.scale)
     if config.rejected_per_prompt < 1:
         raise UserError(f"--rejected-per-prompt {config.rejected_per_prompt}: must be at least 1")
@@ -62,6 +55,19 @@ def main(config: Config) -> PreferenceDataset:
         raise UserError(f"--heldout-fraction {config.heldout_fraction} is out of range: use a value in (0, 1)")
     if config.max_pairs is not None and config.max_pairs < 1:
         raise UserError(f"--max-pairs {config.max_pairs} must be a positive number of pairs")
+    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+
+
+def main(config: Config) -> PreferenceDataset:
+    from nemotron.data import preferences
+    from nemotron.data.tokenizer import eod_id, load_tokenizer
+    from nemotron.data.world import World
+    from nemotron.log import get_logger
+    from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
+    from nemotron.step import config_snapshot, resolve_output_dir
+
+    log = get_logger("nano2.stage2.data_curation")
+    validate(config, Placement.from_environment())
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     tokenizer = load_tokenizer(checkpoint.tokenizer_path)
     if config.sources:

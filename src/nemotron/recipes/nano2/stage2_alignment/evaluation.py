@@ -20,7 +20,8 @@ from pathlib import Path
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
 from nemotron.scale import Scale
-from nemotron.step import run_step
+from nemotron.step import Placement, check_input, run_step
+from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
 
@@ -44,8 +45,12 @@ class Config:
     """At most this many held-out pairs (all when unset)."""
     batch_size: int = 32
 
-    def __post_init__(self) -> None:
-        check_sizes(self.limit, self.batch_size)
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time."""
+    check_sizes(config.limit, config.batch_size)
+    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+    check_input(config.baseline_path, Results, "--baseline-path")
 
 
 def main(config: Config) -> Results:
@@ -53,8 +58,8 @@ def main(config: Config) -> Results:
     from nemotron.data.preferences import load_tokenized_pairs
     from nemotron.evaluation import baseline as baselines
     from nemotron.step import config_snapshot, resolve_output_dir
-    from nemotron.training.artifacts import Checkpoint
 
+    validate(config, Placement.from_environment())
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = PreferenceDataset.load(path=_lineage_path(checkpoint, "data_curation"))
     input_model = Checkpoint.load(path=_lineage_path(checkpoint, "init_checkpoint"))

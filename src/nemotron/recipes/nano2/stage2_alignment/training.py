@@ -10,14 +10,16 @@ the output directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits with co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
 from nemotron.scale import Scale
-from nemotron.step import run_step
+from nemotron.step import Placement, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, check_overrides, resolve_settings
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
 STEP = "training"
 
@@ -53,26 +55,32 @@ class Config:
     micro_batch_size: int | None = None
     global_batch_size: int | None = None
     lr: float | None = None
-    warmup_iters: int = 5
+    warmup_iters: int | None = None
     save_interval: int | None = None
     log_interval: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
 
-    def __post_init__(self) -> None:
-        # bad values fail when the Config is built: at plan time, before any step
-        if self.sft_weight < 0:
-            raise UserError(f"--sft-weight {self.sft_weight}: must be 0 (pure DPO) or positive")
-        if self.beta <= 0:
-            raise UserError(f"--beta {self.beta}: must be positive (typical values 0.05-0.5)")
-        check_overrides(self, PRESETS)
+
+def validate(config: Config, placement: Placement) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
+    # ``not (x > 0)`` rather than ``x <= 0``: NaN fails every comparison and must not pass as a value
+    if not (math.isfinite(config.sft_weight) and config.sft_weight >= 0):
+        raise UserError(f"--sft-weight {config.sft_weight}: must be 0 (pure DPO) or positive, and finite")
+    if not (math.isfinite(config.beta) and config.beta > 0):
+        raise UserError(f"--beta {config.beta}: must be positive and finite (typical values 0.05-0.5)")
+    check_training(config, PRESETS, placement)
+    check_input(config.dataset_path, PreferenceDataset, "--dataset-path")
+    check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
+    if config.reference != "init":
+        check_input(Path(config.reference), Checkpoint, "--reference")
 
 
 def main(config: Config) -> Checkpoint:
-    from nemotron.data.preference_artifacts import PreferenceDataset
-    from nemotron.errors import REQUEUE_EXIT_CODE, UserError
+    from nemotron.errors import REQUEUE_EXIT_CODE
     from nemotron.step import config_snapshot, resolve_output_dir
 
+    validate(config, Placement.from_environment())
     dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path or dataset.checkpoint_path)
     reference = init_from if config.reference == "init" else Checkpoint.load(path=Path(config.reference))

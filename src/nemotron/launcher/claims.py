@@ -1,0 +1,88 @@
+"""One producer per output directory: a run claims the outputs it will write before any of its jobs starts.
+
+Two identical launches into one artifact root plan the same output directories (same fingerprints). The first to
+claim them runs; the second is refused with one line naming the first run (``status``/``cancel`` it, or rerun once
+it ended: its complete outputs are then reused). A claim is a small file beside the output directory,
+``<step dir>/.<output name>.claim`` holding the claiming run's id and directory, created with ``O_CREAT|O_EXCL``:
+atomic on local disks and on NFS (v3 and later) and Lustre, where ``flock`` may be unavailable or node-local.
+
+A claim is never released explicitly (a killed launcher could not): it is stale once the claiming run's record says
+the job has ended (or the record is gone), and the next claimant replaces it. Replacing goes through a rename to a
+unique name, which only one claimant can win; two launches that both found the same stale claim at the same instant
+could in theory both take it over, the one window this file protocol leaves open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from nemotron.launcher.inputs import is_complete
+from nemotron.launcher.plan import Job
+from nemotron.launcher.runs import FINISHED_STATES, RunError, RunRecord, read_run
+
+
+def claim_path(job: Job) -> Path:
+    output = Path(job.output)
+    return output.parent / f".{output.name}.claim"
+
+
+def claim_outputs(run: RunRecord) -> None:
+    """Claim the output of every job ``run`` will run; on a live claim of another run, raise naming that run.
+
+    An output another run completed between planning and claiming is reused, not produced a second time.
+    """
+    for job in run.plan.jobs_to_run:
+        _claim(claim_path(job), run, job.name)
+        if is_complete(job.output, job.artifact_type):
+            job.reuse = True
+            run.steps[job.name] = run.steps[job.name].model_copy(update={"state": "reused", "log": None})
+
+
+def _claim(path: Path, run: RunRecord, job_name: str) -> None:
+    document = json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "job": job_name}) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _live_holder(path, job_name)
+            if holder is not None:
+                raise RunError(
+                    f"{job_name} is already being produced by run {holder} into the same output: follow it with "
+                    f"`nemotron-launch status {holder}` (its complete outputs are reused by a later launch) "
+                    f"or cancel it"
+                ) from None
+            _retire(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(document)
+        return
+    raise RunError(f"could not claim the output of {job_name} ({path}): other launches keep replacing the claim")
+
+
+def _live_holder(path: Path, job_name: str) -> str | None:
+    """The id of the run holding the claim if that run may still produce the output, else None (stale)."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        run = read_run(Path(holder["run_dir"]))
+    except (OSError, ValueError, KeyError, TypeError, RunError):
+        return None  # unreadable claim, or its run record is gone
+    if job_name not in run.steps:
+        return None
+    from nemotron.launcher.executors.base import get_executor
+
+    record = get_executor(run.executor).status(run).get(job_name)
+    return None if record is None or record.state in FINISHED_STATES else run.run_id
+
+
+def _retire(path: Path) -> None:
+    """Move a stale claim out of the way; only one of several claimants racing here succeeds, the others retry."""
+    retired = path.with_name(f"{path.name}.stale-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, retired)
+    except FileNotFoundError:
+        return
+    retired.unlink(missing_ok=True)
