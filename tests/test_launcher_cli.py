@@ -61,6 +61,8 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
         (["toy.stage0", "training.lr"], "expected STEP.FIELD=VALUE", {}),
         (["toy.stage0.data_curation", "training.lr=1"], "names no step of target", {}),
         (["toy.stage0", "training.output_dir=/x"], "output_dir is planned", {}),
+        # a list item that would become an option of the step (it would win over the planned --output-dir)
+        (["toy.stage0", f"training.tags=a,--output-dir,{tmp}/victim"], "list items cannot start with '-'", {}),
         (["toy.stage0", "data_curation.num_examples=1.5"], "expected int", {}),
         (["toy.stage0.training"], "needs a dataset artifact", {}),
         (["toy.stage0.training", f"training.dataset_path={corrupt}"], "corrupt", {}),

@@ -202,6 +202,8 @@ class DockerExecutor(LocalExecutor):
         for name, record in steps.items():  # the container's name is how people find it (docker logs/inspect)
             if record.state not in ("planned", "pending", "reused") and record.job_id is not None:
                 steps[name] = record.model_copy(update={"job_id": container_name(run.run_id, name)})
+        if all(record.state in FINISHED_STATES for record in steps.values()):
+            (Path(run.run_dir) / SECRETS_FILE).unlink(missing_ok=True)  # its runner was killed before its cleanup
         return steps
 
     def orphaned(self, run: RunRecord, name: str, record: StepRecord) -> StepRecord:
