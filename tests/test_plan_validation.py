@@ -1,10 +1,12 @@
-"""One validation per step: the planner runs each step's own ``validate`` with the job's placement, so a plan that
-builds is a set of jobs that start, and a step refuses at start exactly what the planner refuses."""
+"""One validation per step: the planner runs each step's own ``validate`` with the job's placement and what its inputs
+will carry, so a plan that builds is a set of jobs that start, and a step refuses at start exactly what the planner
+refuses."""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import json
 import subprocess
 import sys
 import time
@@ -64,7 +66,8 @@ def test_every_target_scale_and_shipped_profile_plans_only_jobs_that_start(plann
                 for job in plan.jobs:
                     module = importlib.import_module(job.module)
                     config = _started_config(job.module, tuple(job.args))
-                    module.validate(config, job_placement(job.resources))  # the function main() calls first
+                    # the function main() calls first, with what the plan knows the job's inputs carry
+                    module.validate(config, job_placement(job.resources), frozenset(job.carried))
                     validated += 1
     elapsed = time.perf_counter() - started
     print(f"{planned} plans, {refused} refused, {validated} jobs validated in {elapsed:.2f}s")
@@ -84,17 +87,17 @@ def test_every_nano2_step_has_one_validation_its_main_calls_first(
     for stage in load_recipe("nano2").stages:
         for step in stage.steps:
             module = importlib.import_module(step.module)
-            seen: list[tuple[object, Placement]] = []
+            seen: list[tuple[object, Placement, frozenset[str]]] = []
 
-            def validate(config, placement, seen=seen):
-                seen.append((config, placement))
+            def validate(config, placement, carried, seen=seen):
+                seen.append((config, placement, carried))
                 raise _Validated
 
             monkeypatch.setattr(module, "validate", validate)
             config = module.Config()
-            with pytest.raises(_Validated):  # before any input is read or output written
+            with pytest.raises(_Validated):  # before any input is loaded (no input given: nothing carried in)
                 module.main(config)
-            assert seen == [(config, Placement(world_size=2))], step.module
+            assert seen == [(config, Placement(world_size=2), frozenset())], step.module
 
 
 def _three_ranks(planning_env: Path, monkeypatch: pytest.MonkeyPatch):
@@ -153,4 +156,37 @@ def test_an_input_already_on_disk_of_another_type_is_refused_at_plan_time(planni
     (results / "metadata.json").write_text(f'{{"path": "{results}", "type": "Results"}}')
     training = importlib.import_module(TRAINING)
     with pytest.raises(UserError, match=r"--init-checkpoint-path .*results: holds a Results artifact, not the Checkp"):
-        training.validate(training.Config(init_checkpoint_path=results), Placement())
+        training.validate(training.Config(init_checkpoint_path=results), Placement(), frozenset())
+
+
+def test_a_step_refuses_at_start_what_its_inputs_lack_as_the_planner_said(planning_env: Path) -> None:
+    """What the inputs carry is read at start from their metadata and lineage (a checkpoint trained on a user's corpus
+    carries no held-out facts) and given to the same ``validate`` the planner calls."""
+    from nemotron.artifact import LineageEntry
+    from nemotron.training.artifacts import Checkpoint
+
+    corpus = planning_env / "user-corpus"
+    corpus.mkdir()
+    (corpus / "metadata.json").write_text(json.dumps({"path": str(corpus), "type": "Dataset", "provides": []}))
+    trained = planning_env / "trained"
+    Checkpoint(
+        path=trained,
+        num_steps=1,
+        training_loss=1.0,
+        checkpoint_path=trained / "checkpoints",
+        tokens_seen=1,
+        model={},
+        world_size=1,
+        tokenizer_path=corpus / "tokenizer.json",
+        dataset_path=corpus,
+        lineage=[LineageEntry(type="Dataset", path=corpus, step="data_curation")],
+    ).save()
+    overrides = [f"evaluation.checkpoint_path={trained}", "evaluation.tasks=valid_ppl,facts_mc"]
+    with pytest.raises(UserError) as planned:
+        build_plan("nano2.stage0.evaluation", load_profile("local"), "tiny", overrides)
+
+    evaluation = importlib.import_module("nemotron.recipes.nano2.stage0_pretrain.evaluation")
+    with pytest.raises(UserError) as started:
+        evaluation.main(evaluation.Config(checkpoint_path=trained, tasks=("valid_ppl", "facts_mc")))
+    assert "--tasks facts_mc" in str(started.value)
+    assert str(planned.value) == f"invalid config for stage0_pretrain.evaluation: {started.value}"

@@ -81,7 +81,7 @@ def test_a_user_corpus_plans_validation_perplexity_only(launcher_env: LauncherEn
 
 
 def test_recorded_provides_follows_lineage(tmp_path: Path) -> None:
-    from nemotron.launcher.inputs import recorded_provides
+    from nemotron.artifact import recorded_provides
 
     def artifact(name: str, lineage: list[str], **fields) -> Path:
         directory = tmp_path / name

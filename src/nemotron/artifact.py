@@ -35,6 +35,7 @@ __all__ = [
     "default_artifact_root",
     "print_complete",
     "read_stdin_document",
+    "recorded_provides",
 ]
 
 METADATA_FILE = "metadata.json"
@@ -224,6 +225,31 @@ class Artifact(BaseModel):
                 raise ArtifactError(f"stdin carries {found or 'no artifact'}, not a {cls.__name__}")
         # The JSON on stdin is a summary; the metadata on disk is the source of truth.
         return cls.load(path=candidates[-1]["path"])
+
+
+def recorded_provides(directory: Path) -> frozenset[str]:
+    """The ``provides`` recorded by an artifact on disk and by everything in its lineage, transitively (a Checkpoint
+    carries what its Dataset provides): what it carries for a downstream step's ``validate``. Read as plain JSON: only
+    some artifact types have the field; an unreadable entry carries nothing."""
+    carried: set[str] = set()
+    pending, seen = [Path(directory)], set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            data = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        provides, lineage = data.get("provides"), data.get("lineage")
+        if isinstance(provides, list):
+            carried.update(item for item in provides if isinstance(item, str))
+        if isinstance(lineage, list):
+            pending += [Path(e["path"]) for e in lineage if isinstance(e, dict) and isinstance(e.get("path"), str)]
+    return frozenset(carried)
 
 
 def shown(value: Any) -> str:

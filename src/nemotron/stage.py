@@ -13,8 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from nemotron.artifact import Artifact
-from nemotron.step import Placement
+from nemotron.artifact import Artifact, recorded_provides
+from nemotron.step import Placement, validate_step, will_carry
 
 
 def step_config(stage: Any, config: Any, step: str, **wiring: Any) -> Any:
@@ -42,7 +42,8 @@ def run_three_steps(
         "training": step_config(stage, stage.train, "training", **trains_from),
         "evaluation": step_config(stage, stage.eval, "evaluation"),
     }
-    validate_steps({"data_curation": data_curation, "training": training, "evaluation": evaluation}, configs)
+    modules = {"data_curation": data_curation, "training": training, "evaluation": evaluation}
+    validate_steps(modules, configs, recorded_provides(Path(init.path)) if init is not None else frozenset())
     dataset = data_curation.main(configs["data_curation"])
     checkpoint = training.main(
         dataclasses.replace(configs["training"], dataset_path=Path(dataset.path), dataset_artifact=None)
@@ -53,15 +54,16 @@ def run_three_steps(
     return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
 
 
-def validate_steps(modules: dict[str, ModuleType], configs: dict[str, Any]) -> None:
+def validate_steps(modules: dict[str, ModuleType], configs: dict[str, Any], carried: frozenset[str]) -> None:
     """Each step's own ``validate`` (the one its ``main`` calls first) before the first step runs, with this process's
-    placement: a bad ``--train.lr`` fails before data_curation spends its time. Inputs a step has yet to receive are
-    unset here; its ``main`` validates again once they are wired."""
+    placement and what each step's inputs will carry — ``carried`` by the stage's own input (an earlier stage's
+    checkpoint), then what each step adds (``provides``), as the planner reckons it: a bad ``--train.lr``, or an
+    ``--eval.tasks`` the curated data will not feed, fails before data_curation spends its time. Inputs a step has yet
+    to receive are unset here; its ``main`` validates again once they are wired, with what they record."""
     placement = Placement.from_environment()
-    for name, module in modules.items():
-        validate = getattr(module, "validate", None)
-        if validate is not None:
-            validate(configs[name], placement)
+    for name, module in modules.items():  # in order: each step's input is the artifact of the one before
+        validate_step(module, configs[name], placement, carried)
+        carried = will_carry(module, configs[name], carried)
 
 
 def run_from_checkpoint(

@@ -4,10 +4,14 @@ Every step module ends with ``if __name__ == "__main__": run_step(main, Config, 
 Config dataclass (``--scale tiny --dataset-path DIR``); stdout gets exactly one JSON document (``print_complete``);
 people's output goes to stderr; bad input is one line on stderr and exit code 2.
 
-A step module may also define ``validate(config, placement) -> None``: every check the step makes before doing work
-(values, choices, batch sizes against the ranks it runs on, inputs already on disk being the right artifact type).
-The step calls it first thing in ``main`` with ``Placement.from_environment()``; the launcher calls the same function
-when it plans, with the ``Placement`` its job will get, so a plan that validates is a job that starts.
+A step module may also define ``validate(config, placement, carried) -> None``: every check the step makes before
+doing work (values, choices, batch sizes against the ranks it runs on, inputs already on disk being the right artifact
+type, evaluation tasks against the held-out data its inputs carry). ``carried`` is what the step's input artifacts
+carry: their ``provides`` and their lineage's (``recorded_provides``). The step calls it first thing in ``main``, with
+``Placement.from_environment()`` and what its inputs on disk record (``carried_by``); the launcher calls the same
+function when it plans, with the ``Placement`` its job will get and what its planned inputs will carry, so a plan
+that validates is a job that starts. A step module may define ``provides(config) -> frozenset[str]`` too: what its
+own artifact adds for the steps downstream (``will_carry``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
-from nemotron.artifact import METADATA_FILE, Artifact, default_artifact_root, print_complete, shown
+from nemotron.artifact import (
+    METADATA_FILE,
+    Artifact,
+    default_artifact_root,
+    print_complete,
+    recorded_provides,
+    shown,
+)
 from nemotron.errors import UserError
 
 C = TypeVar("C")
@@ -74,6 +86,39 @@ def check_input(path: Path | None, artifact_type: type[Artifact], flag: str) -> 
         raise UserError(f"{flag} {shown(path)}: {err}") from None
 
 
+def carried_by(
+    artifact_type: type[Artifact], path: Path | None, tracked: str | None = None, *, piped: bool = True
+) -> frozenset[str]:
+    """What one input artifact carries (``recorded_provides``), found as ``artifact_type.load`` finds it: its path, its
+    tracked name, else (``piped``: the step's main input) the upstream step's JSON on stdin. Only metadata is read.
+
+    A step reads it at start for its ``validate``: an input that is not there or cannot be read carries nothing here,
+    and the step fails with one line when it loads it, as it would without this.
+    """
+    if path is None and tracked is None and not piped:
+        return frozenset()
+    try:
+        artifact = artifact_type.load(path=path, tracked_artifact=tracked)
+    except UserError:
+        return frozenset()
+    return recorded_provides(Path(artifact.path))
+
+
+def validate_step(module: ModuleType, config: Any, placement: Placement, carried: frozenset[str]) -> None:
+    """A step module's own ``validate`` — the function its ``main`` calls first — for a planner or a stage that runs
+    it ahead of the step. A module without one (a recipe of another kit) has only its Config's own checks."""
+    validate = getattr(module, "validate", None)
+    if validate is not None:
+        validate(config, placement, carried)
+
+
+def will_carry(module: ModuleType, config: Any, carried: frozenset[str]) -> frozenset[str]:
+    """What the artifact a step makes from ``config`` will carry for the steps downstream: what its inputs carry
+    (``carried``) and what the step itself ``provides``. Torch-free: known before the step runs."""
+    provides = getattr(module, "provides", None)
+    return carried | (frozenset(provides(config)) if provides is not None else frozenset())
+
+
 def config_snapshot(config: Any) -> dict[str, Any]:
     """A JSON-ready copy of a (possibly nested) Config dataclass, for ``Artifact.config``."""
 
@@ -114,12 +159,25 @@ def run_step(
     try:
         # tyro refuses what the types refuse; ``main`` runs the step's ``validate`` before any work
         config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
+        if is_rank_zero():
+            log_code_location(step_name)
         artifact = main(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     if is_rank_zero():
         print_complete({step_name: artifact})
+
+
+def log_code_location(step_name: str) -> None:
+    """One line naming the code a step runs and where it lives: a container job runs the image's copy (e.g.
+    ``/opt/nemotron/src``), whatever the submitting checkout holds, and its log should say so."""
+    import nemotron
+    from nemotron._code_version import code_version
+    from nemotron.log import get_logger
+
+    where = Path(nemotron.__file__).resolve().parent
+    get_logger("step").info("%s: nemotron %s from %s", step_name, code_version(), where)
 
 
 def run_stage(main: Callable[[C], dict[str, Artifact]], config_cls: type[C], argv: Sequence[str] | None = None) -> None:

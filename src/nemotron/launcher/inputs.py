@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemotron.artifact import METADATA_FILE, Artifact, ArtifactError
+from nemotron.artifact import METADATA_FILE, Artifact, ArtifactError, recorded_provides
 
 
 @dataclass(frozen=True)
@@ -39,31 +39,6 @@ def read_complete(directory: Path, artifact_type: str) -> Artifact | None:
     except ArtifactError:
         return None
     return artifact if artifact.type == artifact_type else None
-
-
-def recorded_provides(directory: Path) -> frozenset[str]:
-    """The ``provides`` recorded by an artifact on disk and by everything in its lineage, transitively (a Checkpoint
-    carries what its Dataset provides). Read as plain JSON: only some artifact types have the field; an unreadable
-    entry carries nothing."""
-    carried: set[str] = set()
-    pending, seen = [Path(directory)], set()
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        try:
-            data = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        provides, lineage = data.get("provides"), data.get("lineage")
-        if isinstance(provides, list):
-            carried.update(item for item in provides if isinstance(item, str))
-        if isinstance(lineage, list):
-            pending += [Path(e["path"]) for e in lineage if isinstance(e, dict) and isinstance(e.get("path"), str)]
-    return frozenset(carried)
 
 
 def is_complete(directory: Path, artifact_type: str) -> bool:

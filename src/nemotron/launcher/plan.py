@@ -9,11 +9,11 @@ is the content of the recipe's and nemotron's Python sources (``source_hash``).
 What data carries flows down the plan too, so a step that needs what its inputs lack is refused before anything runs
 (an evaluation task asking for held-out items a user's corpus does not have). A step module may define
 ``provides(config) -> frozenset[str]``: names of what its artifact will carry (the artifact records them as
-``provides``); a job's inputs carry what their producers provide plus what those were made from. A step module may
-define ``check_provided(config, carried)``, raising ``UserError`` when its Config needs something its inputs do not
-carry; the step calls it at start with what its input artifacts record. Planned inputs are known from their Configs,
-inputs on disk from their metadata and lineage (``recorded_provides``). The names are the recipe's: the launcher only
-passes them along.
+``provides``); a job's inputs carry what their producers provide plus what those were made from (``will_carry``).
+That set is the third argument of the step's one ``validate(config, placement, carried)``, the function its ``main``
+calls first with what its input artifacts record (``recorded_provides``); the job keeps it (``Job.carried``).
+Planned inputs are known from their Configs, inputs on disk from their metadata and lineage. The names are the
+recipe's: the launcher only passes them along.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from nemotron.launcher.profiles import Profile
 from nemotron.launcher.resources import JobResources, check_step_tables, resolve_resources
 from nemotron.launcher.targets import Target, TargetError, resolve_target
 from nemotron.scale import check_scale
+from nemotron.step import Placement, config_snapshot, validate_step, will_carry
 
 ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
 
@@ -69,6 +70,9 @@ class Job(BaseModel):
     fingerprint: str
     env: dict[str, str] = Field(default_factory=dict)  # non-secret environment
     reuse: bool = False  # its output already exists, complete, for this fingerprint
+    # What its input artifacts carry, as its step's validate was given it at plan time (derived from the inputs, so
+    # not fingerprinted itself).
+    carried: list[str] = Field(default_factory=list)
 
     def command(self, python: str = "python") -> list[str]:
         return [python, "-m", self.module, *self.args]
@@ -221,10 +225,9 @@ class _Planner:
         output = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
         config = _instantiate(config_cls, {**values, "output_dir": output}, where)
         resources = resolve_resources(stage, step, self.profile, self.scale)
-        _validate(step, config, resources, where)
-        self.provides[where] = self._provided(step, config, inputs, where)
-        from nemotron.step import config_snapshot
-
+        carried = frozenset().union(*(ref.carried() for ref in inputs.values()))
+        _validate(step, config, resources, carried, where)
+        self.provides[where] = _provided(step, config, carried)
         return Job(
             name=where,
             stage=stage.name,
@@ -240,20 +243,8 @@ class _Planner:
             fingerprint=fingerprint,
             env=dict(self.env),
             reuse=not self.force and is_complete(output, step.artifact_type),
+            carried=sorted(carried),
         )
-
-    def _provided(self, step: Step, config: Any, inputs: dict[str, ArtifactRef], where: str) -> frozenset[str]:
-        """What the job's artifact will carry; its step's ``check_provided`` first sees what its inputs carry."""
-        module = importlib.import_module(step.module)
-        carried = frozenset().union(*(ref.carried() for ref in inputs.values()))
-        check = getattr(module, "check_provided", None)
-        if check is not None:
-            try:
-                check(config, carried)
-            except UserError as exc:
-                raise OverrideError(f"invalid config for {where}: {exc}") from None
-        provides = getattr(module, "provides", None)
-        return carried | (frozenset(provides(config)) if provides is not None else frozenset())
 
     def _input(self, stage: Stage, step: Step, spec: Input, values: dict[str, Any]) -> ArtifactRef | None:
         producer = (spec.stage or stage.name, spec.step)
@@ -342,29 +333,29 @@ def _instantiate(config_cls: type, values: dict[str, Any], where: str) -> Any:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
 
-def job_placement(resources: JobResources):
+def job_placement(resources: JobResources) -> Placement:
     """The ``Placement`` a job's step sees at start: nodes x ranks per node, and the GPUs Slurm gives each node.
 
     0 GPUs is "not known" rather than "none": a local or docker run takes whatever devices its machine has.
     """
-    from nemotron.step import Placement
-
     return Placement(
         world_size=resources.nodes * resources.nproc_per_node, gpus_per_node=resources.gpus_per_node or None
     )
 
 
-def _validate(step: Step, config: Any, resources: JobResources, where: str) -> None:
-    """The step's own ``validate(config, placement)`` — the function its ``main`` calls first — with the job's
-    placement, so a batch that does not divide over the planned ranks fails here, not after Slurm allocated them.
-    A step module without one (a recipe of another kit) has only its Config's own checks."""
-    validate = getattr(importlib.import_module(step.module), "validate", None)
-    if validate is None:
-        return
+def _validate(step: Step, config: Any, resources: JobResources, carried: frozenset[str], where: str) -> None:
+    """The step's own ``validate(config, placement, carried)`` — the function its ``main`` calls first — with the job's
+    placement and what its inputs will carry: a batch that does not divide over the planned ranks, or a task whose data
+    the planned dataset lacks, fails here, not after Slurm allocated them."""
     try:
-        validate(config, job_placement(resources))
+        validate_step(importlib.import_module(step.module), config, job_placement(resources), carried)
     except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
+
+
+def _provided(step: Step, config: Any, carried: frozenset[str]) -> frozenset[str]:
+    """What the job's artifact will carry for the jobs downstream: what its inputs carry and its step ``provides``."""
+    return will_carry(importlib.import_module(step.module), config, carried)
 
 
 def describe(plan: Plan) -> str:

@@ -56,8 +56,9 @@ class Config:
     """Use this tokenizer.json (must define <|endoftext|>) instead of training one."""
 
 
-def validate(config: Config, placement: Placement) -> None:
-    """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host).
+    No input artifact: ``carried`` is empty."""
     check_scale(config.scale)
     if not 0.0 <= config.quality_threshold <= 1.0:
         raise UserError(f"--quality-threshold {config.quality_threshold} is out of range: use a value in [0, 1]")
@@ -86,7 +87,7 @@ def main(config: Config) -> Dataset:
     from nemotron.step import config_snapshot, resolve_output_dir
 
     log = get_logger("nano2.data_curation")
-    validate(config, Placement.from_environment())
+    validate(config, Placement.from_environment(), frozenset())  # no input artifact carries anything in
     # Everything a person can get wrong is checked before a single output file exists (and before megatron loads).
     files = resolve_sources(config.sources, config.text_field) if config.sources else None
     given_tokenizer = load_tokenizer(config.tokenizer_path) if config.tokenizer_path else None

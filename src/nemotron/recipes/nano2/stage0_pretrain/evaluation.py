@@ -5,8 +5,9 @@ validation split's perplexity always (``valid_ppl``: ``valid_perplexity`` per to
 and when the dataset carries the embedded world's held-out facts (``Dataset.provides``; a user corpus does not)
 multiple-choice facts (``facts_mc``: acc, with ``chance_acc``) and facts completed greedily (``facts_gen``:
 exact_match). Standard lm-eval benchmarks (``--tasks valid_ppl hellaswag``) run when their data is in the local HF
-cache. An asked-for task the data cannot feed is refused by ``check_provided``: at start, and by the launcher at plan
-time with what the planned data_curation will provide.
+cache. An asked-for task the data cannot feed is refused by ``validate``, from what the checkpoint carries (its
+dataset's ``provides``, through lineage): at start, and by the launcher at plan time with what the planned
+data_curation will provide.
 
     python src/nemotron/recipes/nano2/stage0_pretrain/evaluation.py --scale tiny --checkpoint-path DIR
     ... training.py | python -m nemotron.recipes.nano2.stage0_pretrain.evaluation
@@ -23,7 +24,7 @@ from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
 from nemotron.evaluation.tasks import check_supported, split_task_names, supported_tasks
 from nemotron.scale import Scale
-from nemotron.step import Placement, check_input, config_snapshot, resolve_output_dir, run_step
+from nemotron.step import Placement, carried_by, check_input, config_snapshot, resolve_output_dir, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
@@ -48,29 +49,26 @@ class Config:
     batch_size: int = 32
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time (so empty or repeated
-    --tasks fail before training is submitted). What the inputs carry is ``check_provided``'s, once they are read."""
+    --tasks, or tasks whose held-out data the dataset lacks, fail before training is submitted). ``carried``: the
+    held-out sets the checkpoint's inputs carry (see Dataset.provides)."""
     check_sizes(config.limit, config.batch_size)
     if config.tasks is not None:
         split_task_names(list(config.tasks))
     check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
-
-
-def check_provided(config: Config, provided: frozenset[str]) -> None:
-    """Refuse asked-for tasks whose data the dataset lacks (``provided``: its held-out sets, see Dataset.provides)."""
     if config.tasks is not None:
-        check_supported(config.tasks, provided)
+        check_supported(config.tasks, carried)
 
 
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.evaluation.harness import go_offline
 
-    validate(config, Placement.from_environment())
+    carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
+    validate(config, Placement.from_environment(), carried)
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = Dataset.load(path=checkpoint.dataset_path)
-    check_provided(config, frozenset(dataset.provides))
     if config.tasks is None:  # the Results record the tasks that ran
         config = dataclasses.replace(config, tasks=supported_tasks(dataset.provides))
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)

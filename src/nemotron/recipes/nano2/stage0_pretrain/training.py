@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nemotron.data.artifacts import Dataset
 from nemotron.scale import Scale
-from nemotron.step import Placement, check_input, run_step
+from nemotron.step import Placement, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
@@ -50,7 +50,7 @@ class Config:
     pipeline_parallel: int = 1
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
     check_training(config, PRESETS, placement)
     check_input(config.dataset_path, Dataset, "--dataset-path")
@@ -61,7 +61,10 @@ def main(config: Config) -> Checkpoint:
     from nemotron.errors import REQUEUE_EXIT_CODE, UserError
     from nemotron.step import config_snapshot, resolve_output_dir
 
-    validate(config, Placement.from_environment())
+    carried = carried_by(Dataset, config.dataset_path, config.dataset_artifact) | carried_by(
+        Checkpoint, config.init_checkpoint_path, piped=False
+    )
+    validate(config, Placement.from_environment(), carried)
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path) if config.init_checkpoint_path else None
     output_dir = resolve_output_dir(

@@ -17,7 +17,7 @@ from pathlib import Path
 from nemotron.data.artifacts import Dataset
 from nemotron.errors import UserError
 from nemotron.scale import Scale, check_scale
-from nemotron.step import Placement, check_input
+from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
 
 STAGE = "stage1_instruction_tuning"
@@ -44,7 +44,7 @@ class Config:
     """Share of --sources conversations kept for validation (the embedded default validates on held-out items)."""
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
     check_scale(config.scale)
     if not 0.0 < config.valid_fraction < 1.0:
@@ -64,7 +64,8 @@ def main(config: Config) -> Dataset:
     from nemotron.step import config_snapshot, resolve_output_dir
 
     log = get_logger("nano2.stage1.data_curation")
-    validate(config, Placement.from_environment())
+    carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
+    validate(config, Placement.from_environment(), carried)
     # sources are read where the job runs, which need not be where it was planned: checked here, not in validate
     for source in config.sources:
         if not Path(source).expanduser().is_file():

@@ -23,7 +23,7 @@ from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
 from nemotron.evaluation.tasks import VALID_PPL, check_supported, split_task_names, supported_tasks
 from nemotron.scale import Scale
-from nemotron.step import Placement, check_input, config_snapshot, resolve_output_dir, run_step
+from nemotron.step import Placement, carried_by, check_input, config_snapshot, resolve_output_dir, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STAGE = "stage1_instruction_tuning"
@@ -55,20 +55,17 @@ class Config:
     batch_size: int = 32
 
 
-def validate(config: Config, placement: Placement) -> None:
-    """Every check before work: at the start of ``main``, and by the launcher at plan time. What the inputs carry is
-    ``check_provided``'s, once they are read."""
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
+    """Every check before work: at the start of ``main``, and by the launcher at plan time. ``carried``: the held-out
+    sets the inputs carry through their lineage (stage0's dataset's among them, see Dataset.provides), against which
+    the regression tasks are checked."""
     check_sizes(config.limit, config.batch_size, config.max_new_tokens)
     if config.regression_tasks:
         split_task_names(list(config.regression_tasks))
     check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
     check_input(config.baseline_path, Results, "--baseline-path")
-
-
-def check_provided(config: Config, provided: frozenset[str]) -> None:
-    """Refuse regression tasks whose held-out items stage0's dataset lacks (``provided``: see Dataset.provides)."""
     if config.regression_tasks:
-        check_supported(config.regression_tasks, provided, "--regression-tasks")
+        check_supported(config.regression_tasks, carried, "--regression-tasks")
 
 
 def default_regression_tasks(provided: list[str]) -> tuple[str, ...]:
@@ -91,13 +88,15 @@ def main(config: Config) -> Results:
     from nemotron.evaluation import baseline as baselines
     from nemotron.evaluation.harness import go_offline
 
-    validate(config, Placement.from_environment())
+    carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact) | carried_by(
+        Results, config.baseline_path, config.baseline_artifact, piped=False
+    )
+    validate(config, Placement.from_environment(), carried)
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     input_model = _input_checkpoint(checkpoint)
     baseline = baselines.load_baseline(config.baseline_path, config.baseline_artifact, Path(input_model.path))
     dataset = Dataset.load(path=checkpoint.dataset_path)
     pretrain_data = Dataset.load(path=input_model.dataset_path)
-    check_provided(config, frozenset(pretrain_data.provides))
     if config.regression_tasks is None:  # the Results record the tasks that ran
         config = dataclasses.replace(config, regression_tasks=default_regression_tasks(pretrain_data.provides))
     output_dir = resolve_output_dir(config.output_dir, "nano2", STAGE, STEP, config.scale, config.seed)

@@ -18,7 +18,7 @@ from pathlib import Path
 from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
 from nemotron.scale import Scale, apply_scale, check_scale
-from nemotron.step import Placement, check_input, run_step
+from nemotron.step import Placement, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "data_curation"
@@ -46,7 +46,7 @@ class Config:
     """Training pairs at full scale (scaled down like everything else); none = all."""
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time (one process, any host)."""
     check_scale(config.scale)
     if config.rejected_per_prompt < 1:
@@ -67,7 +67,8 @@ def main(config: Config) -> PreferenceDataset:
     from nemotron.step import config_snapshot, resolve_output_dir
 
     log = get_logger("nano2.stage2.data_curation")
-    validate(config, Placement.from_environment())
+    carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
+    validate(config, Placement.from_environment(), carried)
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     tokenizer = load_tokenizer(checkpoint.tokenizer_path)
     if config.sources:

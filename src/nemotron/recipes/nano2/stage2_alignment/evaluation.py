@@ -20,7 +20,7 @@ from pathlib import Path
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
 from nemotron.scale import Scale
-from nemotron.step import Placement, check_input, run_step
+from nemotron.step import Placement, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
@@ -46,7 +46,7 @@ class Config:
     batch_size: int = 32
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time."""
     check_sizes(config.limit, config.batch_size)
     check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
@@ -59,7 +59,10 @@ def main(config: Config) -> Results:
     from nemotron.evaluation import baseline as baselines
     from nemotron.step import config_snapshot, resolve_output_dir
 
-    validate(config, Placement.from_environment())
+    carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact) | carried_by(
+        Results, config.baseline_path, config.baseline_artifact, piped=False
+    )
+    validate(config, Placement.from_environment(), carried)
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     dataset = PreferenceDataset.load(path=_lineage_path(checkpoint, "data_curation"))
     input_model = Checkpoint.load(path=_lineage_path(checkpoint, "init_checkpoint"))

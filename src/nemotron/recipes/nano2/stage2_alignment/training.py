@@ -17,7 +17,7 @@ from pathlib import Path
 from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
 from nemotron.scale import Scale
-from nemotron.step import Placement, check_input, run_step
+from nemotron.step import Placement, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
@@ -62,7 +62,7 @@ class Config:
     grad_clip: float = 1.0
 
 
-def validate(config: Config, placement: Placement) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
     # ``not (x > 0)`` rather than ``x <= 0``: NaN fails every comparison and must not pass as a value
     if not (math.isfinite(config.sft_weight) and config.sft_weight >= 0):
@@ -80,7 +80,10 @@ def main(config: Config) -> Checkpoint:
     from nemotron.errors import REQUEUE_EXIT_CODE
     from nemotron.step import config_snapshot, resolve_output_dir
 
-    validate(config, Placement.from_environment())
+    carried = carried_by(PreferenceDataset, config.dataset_path, config.dataset_artifact) | carried_by(
+        Checkpoint, config.init_checkpoint_path, piped=False
+    )
+    validate(config, Placement.from_environment(), carried)
     dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path or dataset.checkpoint_path)
     reference = init_from if config.reference == "init" else Checkpoint.load(path=Path(config.reference))
