@@ -4,8 +4,9 @@
 ``/opt/nemotron-pyxis``). On top of ``slurm_cluster.py``'s clusters these fixtures add, per cluster:
 
 - ``plugstack.conf`` loading ``spank_pyxis.so`` with a cluster-private ``runtime_path``, ``container_scope=job``
-  (named containers die with their job, removed by pyxis' epilog) and ``use_squashfuse=1`` (a ``.sqsh`` starts as an
-  overlay over the mounted image instead of being extracted: ~0.5 s per step instead of seconds);
+  (named containers die with their job, removed by pyxis' epilog) and, where ``/dev/fuse`` exists,
+  ``use_squashfuse=1`` (a ``.sqsh`` starts as an overlay over the mounted image instead of being extracted: ~0.5 s
+  per step instead of seconds, and the setup whose signal handling the job scripts must survive);
 - ``$PREFIX/bin`` first on slurmd's PATH: pyxis runs ``enroot`` (and enroot its helpers) with slurmstepd's PATH;
 - one enroot drop-in for the prefix, ``ENROOT_*_PATH`` under ``$PREFIX/var`` (pyxis strips those variables from a
   job's environment, so only a config file can set them) with the node's name in ``ENROOT_DATA_PATH``: the two
@@ -33,7 +34,8 @@ PREFIX_ENV = "NEMOTRON_PYXIS_PREFIX"
 DEFAULT_PREFIX = "/opt/nemotron-pyxis"
 ENROOT_DROPIN = "50-nemotron-tests.conf"
 TINY_OS_RELEASE = 'NAME="nemotron tiny"\nPRETTY_NAME="nemotron tiny test image"\nID=nemotron-tiny\n'
-PYXIS_OPTIONS = "container_scope=job use_squashfuse=1"
+# use_squashfuse needs /dev/fuse (a CI runner inside a container may lack it): pyxis then extracts each image instead
+PYXIS_OPTIONS = "container_scope=job" + (" use_squashfuse=1" if Path("/dev/fuse").exists() else "")
 ENROOT_TOOLS = ("mksquashfs", "unsquashfs", "squashfuse", "fuse-overlayfs", "jq", "parallel")
 
 

@@ -9,69 +9,27 @@ network namespaces and bridge deleted) at the end of the session:
 
 A test selects a cluster by ``cluster.activate(monkeypatch)`` (sets ``SLURM_CONF`` for this test); ``cluster.env``
 is the environment for subprocesses. Without Slurm binaries the fixtures skip, except under ``CI`` where they fail.
+The starters take ``extra_conf`` (more slurm.conf lines) and ``slurmd_path`` (PATH entries slurmd needs first):
+``pyxis_cluster.py`` builds its clusters on them. The sshd for SSH submission is in ``ssh_server.py``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from daemons import ClusterStartError, free_port_block, tcp_open, terminate_all, wait_until
 from system_tools import require_tools
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scontrol")
 ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr")
 NODE_CPUS = 2
-
-
-class ClusterStartError(RuntimeError):
-    pass
-
-
-def free_port_block(count: int) -> int:
-    """A base port with ``count`` consecutive free TCP ports on this machine."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count < 65000 and all(_port_free(base + i) for i in range(count)):
-            return base
-    raise ClusterStartError(f"no block of {count} free ports found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
-    raise ClusterStartError(f"{what} not ready after {timeout:.0f}s\n{tail}")
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -114,7 +72,7 @@ class SlurmCluster:
         return len({line.split()[0] for line in out.splitlines() if line.split()[-1:] == ["idle"]})
 
     def wait_idle(self, timeout: float = 30) -> None:
-        _wait(
+        wait_until(
             lambda: self.idle_nodes() == len(self.nodes),
             timeout,
             f"cluster {self.name}",
@@ -130,36 +88,11 @@ class SlurmCluster:
         return self.run("squeue", "-h", "-o", "%i").stdout.split()
 
     def stop(self) -> None:
-        _terminate_all(self.pid_files)
+        terminate_all(self.pid_files)
         for ns in self.netns:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         if self.bridge:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-
-
-def _terminate_all(pid_files: list[Path], timeout: float = 5) -> None:
-    """SIGTERM every daemon at once, SIGKILL what is left after ``timeout`` (the clusters are scratch)."""
-    pids = []
-    for pid_file in pid_files:
-        try:
-            pids.append(int(pid_file.read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue
-    alive = [pid for pid in pids if _signal(pid, signal.SIGTERM)]
-    deadline = time.monotonic() + timeout
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [pid for pid in alive if _signal(pid, 0)]
-    for pid in alive:
-        _signal(pid, signal.SIGKILL)
-
-
-def _signal(pid: int, signum: int) -> bool:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -382,7 +315,7 @@ def _start_accounting(cluster: SlurmCluster, db_port: int) -> None:
         ping = ["mariadb-admin", f"--socket={socket_path}", "ping"]
         return subprocess.run(ping, capture_output=True).returncode == 0
 
-    _wait(db_up, 60, "mariadb", dbrun / "mariadb.err")
+    wait_until(db_up, 60, "mariadb", dbrun / "mariadb.err")
     password = os.urandom(8).hex()
     grant = (
         f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
@@ -403,7 +336,7 @@ def _start_accounting(cluster: SlurmCluster, db_port: int) -> None:
     # slurmdbd has no -f: it reads slurmdbd.conf from the directory of $SLURM_CONF
     subprocess.run(["slurmdbd"], env=cluster.env, check=True, capture_output=True)
     cluster.pid_files.insert(1, base / "run" / "slurmdbd.pid")
-    _wait(lambda: _tcp_open("127.0.0.1", cluster.slurmdbd_port), 30, "slurmdbd", base / "log" / "slurmdbd.log")
+    wait_until(lambda: tcp_open("127.0.0.1", cluster.slurmdbd_port), 30, "slurmdbd", base / "log" / "slurmdbd.log")
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -442,70 +375,3 @@ def slurm_cluster_acct(tmp_path_factory):
     """A single-node cluster with real accounting (MariaDB + slurmdbd)."""
     binaries = (*SLURM_BINARIES, *ACCOUNTING_BINARIES)
     yield from _session_cluster(tmp_path_factory, binaries, start_single_node, name="nemotestacct", accounting=True)
-
-
-# ------------------------------------------------------------------------------------------------ sshd
-@dataclass
-class LoopbackSSH:
-    """A real sshd on 127.0.0.1 that accepts one key made for the test; sessions see ``session_env``."""
-
-    base: Path
-    port: int
-    key: Path
-    known_hosts: Path
-
-    def options(self, remote_dir: Path) -> dict:
-        """The ``[ssh]`` table of a profile using this sshd."""
-        return {
-            "host": "127.0.0.1", "user": "root", "port": self.port, "key": str(self.key),
-            "remote_dir": str(remote_dir),
-            "options": [f"UserKnownHostsFile={self.known_hosts}", "StrictHostKeyChecking=yes"],
-        }  # fmt: skip
-
-    def profile_toml(self, extends: str, remote_dir: Path) -> str:
-        """A profile submitting through this sshd; its jobs find the cluster's venv through [env] PATH."""
-        options = f'["UserKnownHostsFile={self.known_hosts}", "StrictHostKeyChecking=yes"]'
-        path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-        return (
-            f'extends = "{extends}"\n[env]\nPYTHONUNBUFFERED = "1"\nPATH = "{path}"\n'
-            f'[ssh]\nhost = "127.0.0.1"\nuser = "root"\nport = {self.port}\n'
-            f'key = "{self.key}"\nremote_dir = "{remote_dir}"\noptions = {options}\n'
-        )
-
-
-def start_sshd(base: Path, session_env: dict[str, str]) -> LoopbackSSH:
-    base.mkdir(parents=True, exist_ok=True)
-    host_key, key = base / "host_ed25519", base / "id_ed25519"
-    for path in (host_key, key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    (base / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
-    port = free_port_block(1)
-    set_env = " ".join(f'"{name}={value}"' for name, value in session_env.items())
-    (base / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {base}/sshd.pid\n"
-        f"AuthorizedKeysFile {base}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
-        f"SetEnv {set_env}\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    subprocess.run(["/usr/sbin/sshd", "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")], check=True)
-    _wait(lambda: _tcp_open("127.0.0.1", port), 10, "sshd", base / "sshd.log")
-    known = base / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text()}")
-    return LoopbackSSH(base, port, key, known)
-
-
-@pytest.fixture(scope="session")
-def loopback_ssh(slurm_cluster, tmp_path_factory):
-    """sshd on loopback whose sessions submit to ``slurm_cluster`` with this venv (a login node's environment)."""
-    require_tools(("sshd", "ssh", "ssh-keygen"), "SSH submission tests", "apt-get install openssh-server")
-    tests = str(Path(__file__).resolve().parent)
-    env = {
-        "SLURM_CONF": str(slurm_cluster.conf),
-        "PYTHONPATH": tests,  # the toy recipe used by the tests
-    }
-    sshd = start_sshd(tmp_path_factory.mktemp("sshd"), env)
-    try:
-        yield sshd
-    finally:
-        _terminate_all([sshd.base / "sshd.pid"])

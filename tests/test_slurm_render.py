@@ -78,7 +78,7 @@ def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
     text = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.training"]
     for line in (
         "#SBATCH --nodes=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=batch",
-        "#SBATCH --account=llmservice_nemotron", "#SBATCH --exclusive", "#SBATCH --signal=USR1@300",
+        "#SBATCH --account=llmservice_nemotron", "#SBATCH --exclusive", "#SBATCH --signal=B:USR1@300",
         "#SBATCH --kill-on-invalid-dep=yes", "#SBATCH --requeue", "#SBATCH --open-mode=append",
         "export PYTHONNOUSERSITE=1",
     ):  # fmt: skip

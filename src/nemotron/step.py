@@ -159,18 +159,17 @@ def run_step(
     try:
         # tyro refuses what the types refuse; ``main`` runs the step's ``validate`` before any work
         config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
-        if is_rank_zero():
-            log_code_location(step_name)
         artifact = main(config)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)  # the only line bad input gets: the code location comes after
         raise SystemExit(err.exit_code) from None
     if is_rank_zero():
+        log_code_location(step_name)
         print_complete({step_name: artifact})
 
 
 def log_code_location(step_name: str) -> None:
-    """One line naming the code a step runs and where it lives: a container job runs the image's copy (e.g.
+    """One line naming the code a step ran and where it lives: a container job runs the image's copy (e.g.
     ``/opt/nemotron/src``), whatever the submitting checkout holds, and its log should say so."""
     import nemotron
     from nemotron._code_version import code_version

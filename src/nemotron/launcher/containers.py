@@ -165,7 +165,7 @@ class BuildContext:
 
 def recipe_context(recipe: str, base_image: str | None, dockerfile: str | Path | None = None) -> BuildContext:
     """The recipe's own build: the repository as context, ``containers/<recipe>/{Dockerfile,.dockerignore}``;
-    ``dockerfile`` replaces the recipe's Dockerfile (a site's variant, or the tests' offline one) on the same context."""
+    ``dockerfile`` replaces the recipe's Dockerfile (a site's variant, the tests' offline one) on the same context."""
     directory = REPO / "containers" / recipe
     if not (REPO / "pyproject.toml").exists():
         raise BuildError(f"build needs a source checkout of nemotron-launch; {REPO} has no pyproject.toml")
@@ -335,6 +335,7 @@ def convert_to_squashfs(profile, recipe: str, image: BuiltImage, pushed: str | N
     if target.exists():
         print(f"squashfs for {image.image_id[:19]} already at {target}: nothing to convert", file=sys.stderr)
     elif shutil.which("enroot"):
+        check_importable(image.tag)
         directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         partial.unlink(missing_ok=True)
@@ -349,6 +350,17 @@ def convert_to_squashfs(profile, recipe: str, image: BuiltImage, pushed: str | N
     record_squashfs(directory, image.image_id, target, tags, recipe, image.code)
     point_profile_at(profile, target)
     return target
+
+
+def check_importable(tag: str) -> None:
+    """``enroot import dockerd://`` starts with ``docker create``, which refuses an image with neither CMD nor
+    ENTRYPOINT ("No command specified"; a ``docker import``-ed base has none): one line saying what to add instead."""
+    result = _docker("image", "inspect", "--format", "{{json .Config.Cmd}} {{json .Config.Entrypoint}}", tag)
+    if result.returncode == 0 and all(v in ("null", "[]") for v in result.stdout.decode().split()):
+        raise BuildError(
+            f"{tag} has neither CMD nor ENTRYPOINT, and enroot import needs one (docker create refuses the image): "
+            'add CMD ["/bin/bash"] to the Dockerfile'
+        )
 
 
 def check_squashfs_route(profile, push: str | None) -> None:

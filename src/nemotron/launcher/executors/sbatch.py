@@ -75,6 +75,8 @@ def render_sbatch(
         raise SbatchParameterError(
             f"container runtime {container_runtime!r} is not one of {', '.join(CONTAINER_RUNTIMES)}"
         )
+    if container_runtime == "pyxis" and signal and not signal.startswith("B:"):
+        signal = f"B:{signal}"  # Slurm would signal every process of the step itself: see _signal_ranks
     directives = [
         f"--job-name={job_name}",
         *([f"--account={account}"] if account else []),
@@ -120,7 +122,8 @@ def render_sbatch(
         step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
                             secrets_file)  # fmt: skip
     step += list(command)
-    lines += _run_and_forward(step, signal, max_requeues, exit_marker)
+    ranks_only = _signal_ranks(nodes) if container_runtime == "pyxis" else None
+    lines += _run_and_forward(step, signal, max_requeues, exit_marker, ranks_only)
     return "\n".join(lines) + "\n"
 
 
@@ -187,13 +190,41 @@ def _docker_run(image, mounts, workdir, extra, env, secrets_file) -> list[str]:
     return [*args, *extra, image]
 
 
-def _run_and_forward(step: list[str], signal: str | None, max_requeues: int, exit_marker: str | None) -> list[str]:
+# The step's tasks (the ranks) on this node: `scontrol listpids` numbers them (LOCALID); other processes of the step
+# (pyxis' squashfuse, the ranks' children) show "-", and this helper step's own tasks carry its step id.
+LIST_RANKS = (
+    'scontrol listpids "$SLURM_JOB_ID" | awk -v self="$SLURM_STEP_ID" '
+    "'$3 ~ /^[0-9]+$/ && $3 != self && $4 ~ /^[0-9]+$/ {print $1}' | xargs -r kill -\"$0\""
+)
+
+
+def _signal_ranks(nodes: int) -> list[str]:
+    """pyxis may start the image through squashfuse, whose processes belong to the step: a signal to the whole step
+    (srun's forwarding, or Slurm's own --signal without B:) kills them and leaves the ranks on a vanished root
+    (SIGBUS). The batch shell gets the signal and passes it to the ranks alone, through a step beside theirs."""
+    return [
+        "# pyxis may run the image from squashfuse processes of the step: they must not get the signal, the ranks do",
+        "signal_ranks() {",
+        f'  srun --overlap --nodes={nodes} --ntasks-per-node=1 bash -c {q(LIST_RANKS)} "$1"',
+        "}",
+    ]
+
+
+def _run_and_forward(
+    step: list[str], signal: str | None, max_requeues: int, exit_marker: str | None, ranks_only: list[str] | None
+) -> list[str]:
     """Run the step in the background so the batch shell can forward signals to it, then requeue on 75."""
     forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
     lines = ["# the step runs in the background so this shell can forward signals to it", "set +e"]
     lines.append(" ".join(q(a) for a in step) + " &")
     lines.append("step_pid=$!")
-    if forwarded:
+    if forwarded and ranks_only:
+        lines += ranks_only
+        lines.append(
+            f'trap \'echo "forwarding SIG{forwarded} to the ranks of the step" >&2; '
+            f"signal_ranks {forwarded}' {forwarded}"
+        )
+    elif forwarded:
         lines.append(
             f"trap 'echo \"forwarding SIG{forwarded} to the step\" >&2; kill -{forwarded} $step_pid' {forwarded}"
         )
