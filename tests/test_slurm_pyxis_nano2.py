@@ -136,8 +136,10 @@ def test_cancel_stops_a_running_container_job_and_its_image_mount(stage0_run, py
     run_id = running.document["run_id"]
     job_id = running.document["steps"]["stage0_pretrain.training"]["job_id"]
     log = Path(running.document["run_dir"]) / "logs" / f"stage0_pretrain.training.{job_id}.log"
-    _wait(lambda: f"from {CODE_IN_IMAGE}" in _read(log), 120, "the step started in the image")
-    cancelled = env.launch("cancel", run_id)
+    try:
+        _wait(lambda: "nemotron.training.loop step " in _read(log), 300, "the step training in the image")
+    finally:  # a job of 100000 iterations left running would take the machine from every later test
+        cancelled = env.launch("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.document["steps"]["stage0_pretrain.training"]["state"] == "cancelled"
     assert job_id not in pyxis_cluster.queue_active()
