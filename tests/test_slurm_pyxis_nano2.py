@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.pyxis, pytest.mark.slow]
 SECRET_NAME = "NEMOTRON_TEST_TOKEN"
 SHORT = ["training.train_iters=10", "training.warmup_iters=2"]  # orchestration, not learning
 STAGE0 = ("data_curation", "training", "evaluation")
+PREEMPTED_ITERATIONS = 200  # the preempted run's length: see its test
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 
 
@@ -206,7 +207,9 @@ def test_two_ranks_on_two_nodes_in_containers_match_the_run_without(stage0_run, 
 def test_preempted_container_job_checkpoints_is_requeued_and_resumes(stage0_run, pyxis_cluster, pyxis_nano2_image):
     env, launched, _watcher, _secret = stage0_run
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
-    args = ["nano2.stage0.training", f"training.dataset_path={dataset}", "training.train_iters=30",
+    # 200 iterations: on an idle machine 30 ran out (~1 s) before USR1 went through srun --overlap to the rank, and a
+    # signal after the loop meets the default handler (the step gives its handlers back when training ends)
+    args = ["nano2.stage0.training", f"training.dataset_path={dataset}", f"training.train_iters={PREEMPTED_ITERATIONS}",
             "training.warmup_iters=2", "training.save_interval=10", "--force"]  # fmt: skip
     preempted = env.launch(*args, "--profile", PROFILE_NAME, "--artifact-root", str(env.root / "preempted"), "--detach")
     assert preempted.returncode == 0, preempted.stderr
@@ -226,7 +229,7 @@ def test_preempted_container_job_checkpoints_is_requeued_and_resumes(stage0_run,
     assert step["state"] == "completed", text[-3000:] + _scheduler_says(pyxis_cluster, job_id)
     assert "forwarding SIGUSR1 to the ranks of the step" in text and "asked to be requeued (restart 0)" in text
     assert "Bus error" not in text and "resumed from" in text  # the image's mount outlived the signal
-    assert metadata(step["artifact"])["num_steps"] == 30
+    assert metadata(step["artifact"])["num_steps"] == PREEMPTED_ITERATIONS
 
 
 # ------------------------------------------------------------------------------------------------ helpers
