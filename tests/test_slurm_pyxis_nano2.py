@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pyxis_image import CODE_IN_IMAGE, PROFILE_NAME
+from test_slurm_nano2 import _job_state, _read, _wait  # the same polling as the runs without containers
 
 from nemotron.launcher.executors.sbatch import render_sbatch
 
@@ -271,23 +272,6 @@ def _log_tail(document: dict) -> str:
     return _log_text(document)[-3000:]
 
 
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def _waits_for_begin_time(cluster, job_id: str) -> bool:
     job = cluster.run("scontrol", "show", "job", job_id, check=False).stdout
     return "JobState=PENDING Reason=BeginTime" in job
-
-
-def _job_state(cluster, job_id: str) -> str:
-    return cluster.run("squeue", "-h", "--states=all", "-j", job_id, "-o", "%T", check=False).stdout.strip()
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what}: not reached in {timeout}s")
