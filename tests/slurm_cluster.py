@@ -1,6 +1,6 @@
 """Real Slurm clusters for tests: munged + slurmctld + slurmd (+ MariaDB + slurmdbd), all under a scratch dir.
 
-Three session-scoped fixtures, each started on first use and torn down (daemons killed by the pids they recorded,
+Four session-scoped fixtures, each started on first use and torn down (daemons killed by the pids they recorded,
 network namespaces and bridge deleted) at the end of the session:
 
 - ``slurm_cluster``: one node, accounting disabled (``sacct`` says "Slurm accounting storage is disabled").
@@ -96,14 +96,18 @@ class SlurmCluster:
 
 
 # ------------------------------------------------------------------------------------------------ config
-def _slurm_conf(base: Path, name: str, ctl_addr: str, ctl_port: int, accounting_port: int | None) -> str:
+def _slurm_conf(
+    base: Path, name: str, ctl_addr: str, ctl_port: int, accounting_port: int | None, cred_expire: int | None = None
+) -> str:
+    # cred_expire is also how long a requeued job waits before it may start again (120 s by default)
+    auth = f"AuthInfo=socket={base}/munge/munge.socket" + (f",cred_expire={cred_expire}" if cred_expire else "")
     lines = [
         f"ClusterName={name}",
         f"SlurmctldHost={socket.gethostname()}({ctl_addr})",
         f"SlurmctldPort={ctl_port}",
         f"SlurmdPort={ctl_port + 1}",
         "AuthType=auth/munge",
-        f"AuthInfo=socket={base}/munge/munge.socket",
+        auth,
         "CryptoType=crypto/munge",
         "SlurmUser=root",
         "SlurmdUser=root",
@@ -219,10 +223,12 @@ def start_multi_node(
     extra_conf: str = "",
     slurmd_path: str | None = None,
     netns_prefix: str = "nt",
+    cred_expire: int | None = None,
 ) -> SlurmCluster:
     """``nnodes`` nodes n1..nN, each slurmd in its own network + UTS namespace behind a bridge in the root one.
 
-    ``netns_prefix`` (two letters) keeps the namespaces and links of two such clusters in one session apart."""
+    ``netns_prefix`` (two letters) keeps the namespaces and links of two such clusters in one session apart;
+    ``cred_expire`` (seconds) shortens the wait of a requeued job before it may start again."""
     _prepare_dirs(base)
     tag = f"{netns_prefix}{os.getpid() % 100000:05d}"
     net = _free_subnet()
@@ -247,7 +253,7 @@ def start_multi_node(
             (base / f"hosts.n{i}").write_text(hosts)
         ports = free_port_block(2)
         _start_munge(cluster)
-        conf = _slurm_conf(base, name, f"{net}.1", ports, None)
+        conf = _slurm_conf(base, name, f"{net}.1", ports, None, cred_expire)
         node_lines = "".join(_node_line(f"n{i}", f"{net}.{10 + i}", f"n{i}") for i in range(1, nnodes + 1))
         cluster.conf.write_text(conf + extra_conf + node_lines + PARTITION_LINE)
         _start_slurmctld(cluster)
@@ -368,6 +374,31 @@ def slurm_cluster(tmp_path_factory):
 def slurm_cluster_2nodes(tmp_path_factory):
     """Two nodes n1, n2 in their own network namespaces."""
     yield from _session_cluster(tmp_path_factory, (*SLURM_BINARIES, "nsenter", "unshare", "ip"), start_multi_node)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_3nodes(tmp_path_factory):
+    """Three nodes n1..n3 (a 2-node job keeps running after losing one), requeued jobs wait 10 s, not 120."""
+    binaries = (*SLURM_BINARIES, "nsenter", "unshare", "ip")
+    yield from _session_cluster(tmp_path_factory, binaries, start_multi_node, nnodes=3, name="nemotestft",
+                                netns_prefix="ft", cred_expire=10)  # fmt: skip
+
+
+def lose_node(cluster: SlurmCluster, node: str) -> None:
+    """What a dead node looks like to Slurm: every process in its namespace (slurmd, slurmstepd, the ranks) killed,
+    and the node marked down, as slurmctld does once it stops answering (without waiting SlurmdTimeout)."""
+    namespace = cluster.netns[cluster.nodes.index(node)]
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        subprocess.run(["kill", "-KILL", pid], capture_output=True)
+    cluster.run("scontrol", "update", f"nodename={node}", "state=down", "reason=lost in a test")
+
+
+def revive_node(cluster: SlurmCluster, node: str) -> None:
+    """A lost node back in service: its slurmd started again in its namespace, the node resumed."""
+    _start_slurmd_in_namespace(cluster, cluster.netns[cluster.nodes.index(node)], node)
+    cluster.run("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+    cluster.wait_idle(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def test_failing_step_stops_downstream_and_shows_its_log(launcher_env: LauncherE
         "stage0_toy.training": "failed",
         "stage0_toy.evaluation": "cancelled",
     }
-    assert "step stage0_toy.training failed (exit code 3)" in result.stderr
+    assert "step stage0_toy.training failed (exit code 3" in result.stderr
     assert "toy training failed on purpose" in result.stderr  # the tail of its log
     status = launcher_env.launch("status")  # the newest run
     assert "toy training failed on purpose" in status.stderr

@@ -55,7 +55,7 @@ def test_sigkill_of_the_launcher_ends_its_steps_and_a_rerun_reuses_what_complete
         "stage0_toy.training": "cancelled",
         "stage0_toy.evaluation": "cancelled",
     }
-    assert "stopped with its runner" in status.stderr
+    assert "stopped with its runner" in status.stderr, status.stderr
 
     rerun = launcher_env.launch("toy.stage0", "training.sleep_s=120", "--dry-run")
     assert [job["state"] for job in rerun.document["jobs"].values()] == ["reuse", "run", "run"]

@@ -172,7 +172,7 @@ def test_a_requeued_job_still_reads_the_secrets_and_they_go_after_it_completes(o
     log = run_dir / "logs" / f"stage0_toy.training.{job_id}.log"
     wait_for(lambda: log.exists() and "training on" in log.read_text(), timeout=120, what="training running")
     slurm_cluster.run("scancel", "--batch", "--signal=USR1", job_id)  # what Slurm sends before the time limit
-    wait_for(lambda: "asked to be requeued" in log.read_text(), timeout=60, what="requeue")
+    wait_for(lambda: "requeued to resume from its last checkpoint" in log.read_text(), timeout=60, what="requeue")
     state = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T")
     wait_for(lambda: "PENDING" in slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout, what="pending")
     assert (run_dir / "secrets.env").exists(), state  # the requeued job has not ended: its secrets stay

@@ -107,7 +107,8 @@ def test_preempted_training_is_requeued_resumes_and_matches_an_uninterrupted_run
     status = env.launch("status", preempted.document["run_id"])
     assert status.document["steps"]["stage0_pretrain.training"]["state"] == "completed", _read(log)[-3000:]
     text = _read(log)
-    assert "forwarding SIGUSR1 to the step" in text and "asked to be requeued (restart 0)" in text
+    assert "forwarding SIGUSR1 to the step" in text
+    assert "attempt 1 ended by preempted (exit code 75): requeued" in text
     resumed = metadata(status.document["steps"]["stage0_pretrain.training"]["artifact"])
     uninterrupted = metadata(reference.document["steps"]["stage0_pretrain.training"]["artifact"])
     assert resumed["num_steps"] == uninterrupted["num_steps"] == 30

@@ -70,7 +70,7 @@ def _pyxis_script(**params) -> str:
 def test_pyxis_keeps_the_job_env_over_the_image_and_gives_a_writable_root():
     script = _pyxis_script(env={"HF_HOME": "/cache/hf", "NEMOTRON_RUN_ID": "r1"}, signal="USR1@120")
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
-    assert "--container-env=HF_HOME,NEMOTRON_RUN_ID,MASTER_ADDR,MASTER_PORT " in srun
+    assert "--container-env=HF_HOME,NEMOTRON_RUN_ID,MASTER_ADDR,MASTER_PORT,NEMOTRON_ATTEMPT " in srun
     assert "--container-writable " in srun and "--no-container-mount-home " in srun
     docker = render_sbatch(job_name="j", command=["true"], log_file="/l", container_runtime="docker",
                            container_image="img", env={"A": "1"})  # fmt: skip
@@ -81,7 +81,8 @@ def test_pyxis_signals_reach_the_batch_shell_and_then_only_the_ranks():
     script = _pyxis_script(signal="USR1@120")
     lines = script.splitlines()
     assert "#SBATCH --signal=B:USR1@120" in lines  # never Slurm's own delivery to every process of the step
-    assert "trap 'echo \"forwarding SIGUSR1 to the ranks of the step\" >&2; signal_ranks USR1' USR1" in lines
+    forwarding = 'echo "forwarding SIGUSR1 to the ranks of the step" >&2; signal_ranks USR1'
+    assert f"trap 'signalled_at=$(date +%s); {forwarding}' USR1" in lines
     helper = next(line for line in lines if "srun --overlap" in line)
     assert helper.startswith("  srun --overlap --nodes=2 --ntasks-per-node=1 bash -c ")
     none = render_sbatch(job_name="j", command=["true"], log_file="/l", signal="USR1@120")

@@ -228,7 +228,8 @@ def test_preempted_container_job_checkpoints_is_requeued_and_resumes(stage0_run,
     step = status.document["steps"]["stage0_pretrain.training"]
     text = _read(log)
     assert step["state"] == "completed", text[-3000:] + _scheduler_says(pyxis_cluster, job_id)
-    assert "forwarding SIGUSR1 to the ranks of the step" in text and "asked to be requeued (restart 0)" in text
+    assert "forwarding SIGUSR1 to the ranks of the step" in text
+    assert "attempt 1 ended by preempted (exit code 75): requeued" in text
     assert "Bus error" not in text and "resumed from" in text  # the image's mount outlived the signal
     assert metadata(step["artifact"])["num_steps"] == PREEMPTED_ITERATIONS
 

@@ -52,7 +52,7 @@ def nano2_stage0_plan(profile) -> Plan:
                 output=output,
                 artifact_type=step.artifact_type,
                 fingerprint="0123456789ab",
-                env={**profile.env, "NEMOTRON_ARTIFACT_ROOT": str(ROOT)},
+                env={**profile.env, "NEMOTRON_ARTIFACT_ROOT": str(ROOT), **profile.fault_tolerance.job_env(step.name)},
             )
         )
         previous = jobs[-1].name

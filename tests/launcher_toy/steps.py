@@ -49,6 +49,7 @@ class TrainConfig:
     train_iters: int | None = None
     sleep_s: float = 0.0
     fail: bool = False
+    exit_code: int = 3  # the exit code of a failure on purpose (93: "do not restart")
     tags: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -91,7 +92,7 @@ def train(config: TrainConfig, stage: str) -> Checkpoint:
         raise SystemExit(REQUEUE_EXIT_CODE)
     if config.fail:
         print("toy training failed on purpose", file=sys.stderr, flush=True)
-        raise SystemExit(3)
+        raise SystemExit(config.exit_code)
     start = 0
     lineage = [dataset.as_lineage(step="data_curation")]
     if config.init_checkpoint_path is not None:

@@ -130,18 +130,28 @@ def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Status:
-    """Per-step state of a run (the newest one by default): state, job id, duration, artifact, metric."""
+    """Per-step state of a run (the newest one by default): state, attempt, job id, nodes, duration, progress (with
+    the last loss and an ETA while training runs), artifact, metric; every attempt of a step that failed or ran
+    more than once, in words."""
 
     run: Positional[Annotated[str | None, arg(metavar="[RUN]")]] = None
     """run id or run directory (default: the newest)"""
+    follow: bool = False
+    """show the run live on stderr (states, attempts, training progress) until it has finished"""
 
     def execute(self) -> int:
-        from nemotron.launcher.executors.base import get_executor, log_tail
+        from nemotron.launcher.executors.base import get_executor, log_tail, watch
         from nemotron.launcher.report import print_failure, print_status
         from nemotron.launcher.runs import find_run
 
         run = find_run(self.run)
-        run = run.model_copy(update={"steps": get_executor(run.executor).status(run)})
+        executor = get_executor(run.executor)
+        if self.follow:
+            try:
+                run = watch(executor, run)
+            except KeyboardInterrupt:
+                print(f"\nstopped following; the run goes on: nemotron-launch status {run.run_id}", file=sys.stderr)
+        run = run.model_copy(update={"steps": executor.status(run)})
         print_status(run)
         for name, record in run.steps.items():
             if record.state in ("failed", "timeout"):

@@ -241,7 +241,7 @@ class _Planner:
             output=output,
             artifact_type=step.artifact_type,
             fingerprint=fingerprint,
-            env=dict(self.env),
+            env={**self.env, **self.profile.fault_tolerance.job_env(step.name)},
             reuse=not self.force and is_complete(output, step.artifact_type),
             carried=sorted(carried),
         )

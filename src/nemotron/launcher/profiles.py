@@ -31,6 +31,7 @@ REPO_PROFILES = Path(__file__).resolve().parents[3] / "cluster_profiles"
 PROFILES_ENV = "NEMOTRON_PROFILES"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TIME_RE = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+HANG_TIMEOUT_ENV = "NEMOTRON_HANG_TIMEOUT"  # read by nemotron.heartbeat inside the job
 SIGNAL_RE = re.compile(r"^(B:)?[A-Z0-9]+(@\d+)?$")
 
 
@@ -71,7 +72,6 @@ class SlurmOptions(_Strict):
     container_runtime: Literal["pyxis", "none", "docker"] = "none"
     pyxis: PyxisOptions = Field(default_factory=PyxisOptions)
     signal: str | None = "USR1@120"  # sent before the time limit; training checkpoints and exits 75
-    max_requeues: int = Field(default=3, ge=0)
 
     @field_validator("partitions")
     @classmethod
@@ -147,6 +147,39 @@ class StepOverrides(StepResources):
     scale: dict[Scale, StepResources] = Field(default_factory=dict)
 
 
+Policy = Literal["retry", "stop"]
+
+
+class FaultTolerance(_Strict):
+    """``[fault_tolerance]``: what happens after each class of failure (``nemotron.launcher.failures``).
+
+    ``retry`` resumes the step from its last checkpoint in a new attempt of the same job (its dependents keep
+    waiting on it): after a node failure without the failed nodes, after a time limit only if the attempt saved a
+    newer checkpoint. ``stop`` fails the step and cancels its dependents. ``max_attempts`` counts every attempt of a
+    step, whatever ended them."""
+
+    max_attempts: int = Field(default=4, ge=1)
+    preempted: Policy = "retry"
+    node_failure: Policy = "retry"
+    time_limit: Policy = "retry"
+    hang: Policy = "retry"
+    application_error: Policy = "stop"
+    # a step exiting with this code asks not to be restarted (nvidia-resiliency-ext's convention)
+    stop_exit_code: int = Field(default=93, ge=1, le=255)
+    # seconds without progress before the watchdog in the job dumps every rank's stacks and ends the attempt;
+    # 0: off. It watches the steps in ``watch_steps`` (training reports every iteration; others coarsely).
+    hang_timeout: int = Field(default=1800, ge=0)
+    watch_steps: list[str] = Field(default_factory=lambda: ["training"])
+
+    def retried_classes(self) -> list[str]:
+        classes = ("preempted", "node_failure", "time_limit", "hang", "application_error")
+        return [name for name in classes if getattr(self, name) == "retry"]
+
+    def job_env(self, step: str) -> dict[str, str]:
+        """The environment that arms the watchdog of one step (empty when it is not watched)."""
+        return {HANG_TIMEOUT_ENV: str(self.hang_timeout)} if self.hang_timeout and step in self.watch_steps else {}
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -160,6 +193,7 @@ class Profile(_Strict):
     ssh: SSHOptions | None = None
     docker: DockerOptions = Field(default_factory=DockerOptions)
     local: LocalOptions = Field(default_factory=LocalOptions)
+    fault_tolerance: FaultTolerance = Field(default_factory=FaultTolerance)
     steps: dict[str, StepOverrides] = Field(default_factory=dict)
 
     @field_validator("env", "secrets")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from nemotron.artifact import shown
 from nemotron.errors import UserError
 from nemotron.fsutil import atomic_write_text
+from nemotron.launcher.failures import Attempt
 from nemotron.launcher.plan import Plan
 
 StepState = Literal[
@@ -58,6 +59,8 @@ class StepRecord(BaseModel):
     reason: str | None = None  # why it is pending / why it failed, in words
     log: Path | None = None
     artifact: Path
+    attempts: list[Attempt] = Field(default_factory=list)  # every start of the step (failures.py), oldest first
+    progress: dict[str, Any] | None = None  # the step's last progress record while it runs (nemotron.heartbeat)
 
 
 class RunRecord(BaseModel):
@@ -101,7 +104,14 @@ class RunRecord(BaseModel):
             "state": self.state,
             "run_dir": str(self.run_dir),
             "steps": {
-                name: {"state": rec.state, "job_id": rec.job_id, "artifact": str(rec.artifact)}
+                name: {
+                    "state": rec.state,
+                    "job_id": rec.job_id,
+                    "artifact": str(rec.artifact),
+                    **({"reason": rec.reason} if rec.reason else {}),
+                    **({"attempts": [a.model_dump(mode="json") for a in rec.attempts]} if rec.attempts else {}),
+                    **({"progress": rec.progress} if rec.progress else {}),
+                }
                 for name, rec in self.steps.items()
             },
         }

@@ -127,6 +127,22 @@ def log_tail(path: Path | None, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def watch(executor: Executor, run: RunRecord, poll_start_s: float = 1.0, poll_max_s: float = 15.0) -> RunRecord:
+    """Poll ``executor.status`` until the run has finished, showing it live on stderr (``report.LiveView``); the
+    polls back off from ``poll_start_s`` to ``poll_max_s`` (one scheduler call each)."""
+    from nemotron.launcher.report import LiveView
+
+    delay = poll_start_s
+    with LiveView(run) as view:
+        while True:
+            run.steps = executor.status(run)
+            view.refresh(run)
+            if run.finished:
+                return run
+            time.sleep(delay)
+            delay = min(delay * 1.5, poll_max_s)
+
+
 def follow_file(path: Path, finished: Callable[[], bool], poll_s: float = 0.5) -> Iterator[str]:
     """Yield a (shared-filesystem) file's content as it grows, until ``finished()`` and nothing more is written.
 

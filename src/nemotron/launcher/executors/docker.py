@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nemotron.heartbeat import ATTEMPT_ENV
 from nemotron.launcher.code_identity import (
     DOCKER_INSPECT,
     IMAGE_ID_ENV,
@@ -81,6 +82,7 @@ def docker_run_command(
     identity = {IMAGE_ID_ENV: image_id} if image_id else {}  # recorded by the artifacts the step writes
     for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id, **identity}.items():
         command += ["-e", f"{key}={value}"]  # non-secret by construction: profiles name secrets, never hold them
+    command += ["-e", ATTEMPT_ENV]  # by name: the runner sets it for each attempt of the step
     step = job_command(job, python="python")
     if plan.secret_names:
         command += ["-v", f"{Path(run_dir) / SECRETS_FILE}:{SECRETS_IN_CONTAINER}:ro"]
@@ -190,6 +192,10 @@ class DockerExecutor(LocalExecutor):
         user = run.executor_data.get("user")
         image = image_id or profile_image(profile)
         return docker_run_command(job, run.plan, profile, image, run.run_id, run.run_dir, user, image_id)
+
+    def prepare_retry(self, run: RunRecord, job: Job) -> None:
+        """The last attempt's container holds the step's name: it goes before the next attempt's starts."""
+        docker_cli("rm", "--force", container_name(run.run_id, job.name), check=False)
 
     def run_jobs(self, run: RunRecord) -> RunRecord:
         try:

@@ -25,16 +25,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nemotron.errors import REQUEUE_EXIT_CODE
+from nemotron.heartbeat import ATTEMPT_ENV, HANG_MARKER, PROGRESS_FILE, read_progress
 from nemotron.launcher.executors.base import Executor, ExecutorError, follow_file, log_tail, secret_values
+from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.processes import die_with_parent, identify, is_running, signal_process
-from nemotron.launcher.profiles import Profile
-from nemotron.launcher.report import print_failure, status_table, stderr_console
+from nemotron.launcher.profiles import FaultTolerance, Profile
+from nemotron.launcher.report import LiveView, print_failure, stderr_console
 from nemotron.launcher.runs import FINISHED_STATES, SUCCESS_STATES, RunRecord, StepRecord, read_run, save_run
 
 TERMINATE_GRACE_S = 10.0
 POLL_S = 0.2
+PROGRESS_SAVE_S = 2.0  # the run record is rewritten with a running step's progress at most this often
 
 
 class Cancelled(Exception):
@@ -57,7 +61,10 @@ class LocalExecutor(Executor):
 
     def run_jobs(self, run: RunRecord) -> RunRecord:
         """Run the plan's jobs in order, in this process (attached, or as the detached runner)."""
-        return run_jobs(run, self.job_command)
+        return run_jobs(run, self.job_command, self.prepare_retry)
+
+    def prepare_retry(self, run: RunRecord, job: Job) -> None:
+        """Before another attempt of ``job`` (the docker executor removes the container of the last one)."""
 
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
         rendered = {}
@@ -144,12 +151,17 @@ class LocalExecutor(Executor):
 
 
 # ----------------------------------------------------------------------------------------------- the runner
-def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] | None = None) -> RunRecord:
+def run_jobs(
+    run: RunRecord,
+    command_for: Callable[[RunRecord, Job], list[str]] | None = None,
+    prepare_retry: Callable[[RunRecord, Job], None] | None = None,
+) -> RunRecord:
     """Run the plan's jobs in order until one fails or the run is cancelled; returns the final record."""
     command_for = command_for or (lambda _run, job: job_command(job))
+    prepare_retry = prepare_retry or (lambda _run, _job: None)
     run.executor_data["runner"] = identify(os.getpid())
     save_run(run)
-    view = _ProgressView(run)
+    view = LiveView(run)
     try:
         with _sigterm_as_cancel(), view:
             for job in run.plan.jobs:
@@ -161,7 +173,7 @@ def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] 
                     _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
                     save_run(run)
                     continue
-                _run_one(run, job, record, view, command_for(run, job))
+                _run_one(run, job, record, view, command_for(run, job), prepare_retry)
     except (Cancelled, KeyboardInterrupt):
         for record in run.steps.values():
             if record.state not in FINISHED_STATES:
@@ -174,8 +186,58 @@ def run_jobs(run: RunRecord, command_for: Callable[[RunRecord, Job], list[str]] 
     return run
 
 
-def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView, command: list[str]) -> None:
-    env = {**os.environ, **job.env, "NEMOTRON_RUN_ID": run.run_id}
+def _run_one(run: RunRecord, job: Job, record: StepRecord, view: LiveView, command: list[str], prepare_retry) -> None:
+    """Run the step, a new attempt each time one ends in a class the profile retries (``failures``): here that is a
+    hang (the watchdog's marker) or a SIGTERM from outside the runner (exit 75, checkpoint saved)."""
+    faults = FaultTolerance.model_validate(run.profile.get("fault_tolerance", {}))
+    while True:
+        number = len(record.attempts) + 1
+        if number > 1:
+            prepare_retry(run, job)
+        attempt = Attempt(number=number, started_at=_now())
+        (job.output / HANG_MARKER).unlink(missing_ok=True)
+        process = _start(run, job, record, command, number)
+        if process is None:
+            return
+        attempt.job_id = record.job_id
+        record.attempts.append(attempt)
+        save_run(run)
+        try:
+            saved = time.monotonic()
+            while process.poll() is None:
+                progress = read_progress(job.output / PROGRESS_FILE)
+                if progress != record.progress and time.monotonic() - saved >= PROGRESS_SAVE_S:
+                    record.progress, saved = progress, time.monotonic()
+                    save_run(run)  # `status` from another shell reads the record
+                view.refresh()
+                time.sleep(POLL_S)
+        except BaseException:
+            _terminate(process)
+            _end_attempt(attempt, "terminated", process.returncode, "stop")
+            _finish(record, "cancelled", exit_code=process.returncode, reason="cancelled")
+            raise
+        record.progress = None
+        failure = _failure_class(process.returncode, job, faults)
+        if failure in faults.retried_classes() and number < faults.max_attempts:
+            _end_attempt(attempt, failure, process.returncode, "retry")
+            record.state, record.reason = "pending", f"attempt {number} ended by {failure}: resuming"
+            save_run(run)
+            continue
+        _end_attempt(attempt, failure, process.returncode, "done" if failure == "completed" else "stop")
+        break
+    if process.returncode != 0:
+        _finish(record, "failed", exit_code=process.returncode, reason=attempt.describe())
+    elif not is_complete(job.output, job.artifact_type):
+        _finish(record, "failed", exit_code=0, reason=f"no complete {job.artifact_type} artifact at {job.output}")
+    else:
+        _finish(record, "completed", exit_code=0)
+    save_run(run)
+    view.refresh()
+
+
+def _start(run: RunRecord, job: Job, record: StepRecord, command: list[str], attempt: int):
+    """The step's process for one attempt, or None (the record says why) if it could not be started."""
+    env = {**os.environ, **job.env, "NEMOTRON_RUN_ID": run.run_id, ATTEMPT_ENV: str(attempt)}
     env.update(secret_values(run.plan))
     Path(record.log).parent.mkdir(parents=True, exist_ok=True)
     with open(record.log, "ab") as log:
@@ -194,26 +256,27 @@ def _run_one(run: RunRecord, job: Job, record: StepRecord, view: _ProgressView, 
         except OSError as err:  # e.g. E2BIG: an environment or command line larger than the kernel takes
             _finish(record, "failed", reason=f"could not be started: {err.strerror or err} ({command[0]})")
             save_run(run)
-            return
-    record.state, record.reason, record.job_id, record.started_at = "running", None, str(process.pid), _now()
+            return None
+    record.state, record.reason, record.job_id = "running", None, str(process.pid)
+    record.started_at = record.started_at or _now()
     run.executor_data.setdefault("processes", {})[job.name] = identify(process.pid)
-    save_run(run)
-    try:
-        while process.poll() is None:
-            view.refresh()
-            time.sleep(POLL_S)
-    except BaseException:
-        _terminate(process)
-        _finish(record, "cancelled", exit_code=process.returncode, reason="cancelled")
-        raise
-    if process.returncode != 0:
-        _finish(record, "failed", exit_code=process.returncode)
-    elif not is_complete(job.output, job.artifact_type):
-        _finish(record, "failed", exit_code=0, reason=f"no complete {job.artifact_type} artifact at {job.output}")
-    else:
-        _finish(record, "completed", exit_code=0)
-    save_run(run)
-    view.refresh()
+    return process
+
+
+def _failure_class(returncode: int, job: Job, faults: FaultTolerance) -> str:
+    if returncode == 0:
+        return "completed"
+    if returncode == faults.stop_exit_code:
+        return "stopped"
+    if (job.output / HANG_MARKER).exists():
+        return "hang"
+    if returncode == REQUEUE_EXIT_CODE:  # SIGTERM from outside the runner (the runner's own cancel raised above)
+        return "preempted"
+    return "application_error"
+
+
+def _end_attempt(attempt: Attempt, failure: str, returncode: int | None, decision: str) -> None:
+    attempt.ended_at, attempt.failure, attempt.exit_code, attempt.decision = _now(), failure, returncode, decision
 
 
 def _finish(record: StepRecord, state: str, exit_code: int | None = None, reason: str | None = None) -> None:
@@ -261,39 +324,6 @@ def _sigterm_as_cancel():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _ProgressView:
-    """A live status table on a terminal; one line per state change otherwise (logs, pipes, detached runs)."""
-
-    def __init__(self, run: RunRecord):
-        self.run = run
-        self.live = None
-        self.seen: dict[str, str] = {name: "planned" for name in run.steps}
-
-    def __enter__(self) -> _ProgressView:
-        if sys.stderr.isatty():
-            from rich.live import Live
-
-            self.live = Live(status_table(self.run), console=stderr_console(), refresh_per_second=4, transient=False)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.refresh()
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(status_table(self.run))
-            return
-        for name, record in self.run.steps.items():
-            if self.seen.get(name) != record.state:
-                self.seen[name] = record.state
-                detail = f" ({record.reason})" if record.reason else ""
-                sys.stderr.write(f"[{self.run.run_id}] {name}: {record.state}{detail}\n")
-        sys.stderr.flush()
 
 
 def main(argv: list[str], executor: LocalExecutor | None = None) -> int:

@@ -3,8 +3,9 @@
 ``render_sbatch(**params)`` turns parameters into a script an HPC user can read and re-submit by hand: ``#SBATCH``
 lines, a ``set -euo pipefail`` body exporting the non-secret environment, sourcing secrets from a 0600 file with
 tracing off, deriving ``MASTER_ADDR``/``MASTER_PORT`` from the allocation, then ``srun`` (with the container
-runtime's flags) running the step's own CLI. The profile's signal is forwarded to the step; a step that exits with
-``REQUEUE_EXIT_CODE`` (checkpoint saved) is requeued until ``max_requeues`` is reached. Every value is shell-quoted.
+runtime's flags) running the step's own CLI as one attempt (``sbatch_attempts``: the profile's signal is forwarded to
+the step, the attempt's end is classified and recorded, and the job is requeued when the fault-tolerance policy says
+so, up to ``max_attempts``). Every value is shell-quoted.
 ``sbatch_parameters`` maps a plan job + profile to those parameters; an unknown parameter is an error listing the
 valid ones.
 """
@@ -16,7 +17,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nemotron.errors import REQUEUE_EXIT_CODE, UserError
+from nemotron.errors import STOP_EXIT_CODE, UserError
+from nemotron.heartbeat import HANG_MARKER, PROGRESS_FILE
+from nemotron.launcher.executors.sbatch_attempts import attempt_lines
 
 CONTAINER_RUNTIMES = ("pyxis", "none", "docker")
 # torch.distributed's env:// variables, set per task from Slurm's (the srun tasks are the ranks)
@@ -24,8 +27,8 @@ RANK_WRAPPER = (
     'export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM_NTASKS" '
     'LOCAL_WORLD_SIZE="$SLURM_NTASKS_PER_NODE"; exec "$@"'
 )
-RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT")
-RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", *RENDEZVOUS_ENV)
+SCRIPT_ENV = ("MASTER_ADDR", "MASTER_PORT", "NEMOTRON_ATTEMPT")  # set by the script itself (rendezvous, attempt)
+RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", *SCRIPT_ENV)
 
 
 class SbatchParameterError(UserError):
@@ -55,7 +58,11 @@ def render_sbatch(
     constraint: str | None = None,
     dependencies: Sequence[str] = (),
     signal: str | None = None,
-    max_requeues: int = 0,
+    max_attempts: int = 1,
+    retry: Sequence[str] = (),
+    stop_exit_code: int = STOP_EXIT_CODE,
+    attempts_file: str | None = None,
+    output_dir: str | None = None,
     sbatch_args: Sequence[str] = (),
     srun_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -70,7 +77,9 @@ def render_sbatch(
     container_args: Sequence[str] = (),
     exit_marker: str | None = None,
 ) -> str:
-    """The text of one sbatch script (pure). ``dependencies`` are job ids (or ``{job}`` placeholders in a dry-run)."""
+    """The text of one sbatch script (pure). ``dependencies`` are job ids (or ``{job}`` placeholders in a dry-run);
+    ``retry``: the failure classes the job is requeued after; ``output_dir``: the step's, where it reports progress;
+    ``attempts_file``: the job's attempt record (default: beside the log)."""
     if container_runtime not in CONTAINER_RUNTIMES:
         raise SbatchParameterError(
             f"container runtime {container_runtime!r} is not one of {', '.join(CONTAINER_RUNTIMES)}"
@@ -114,7 +123,7 @@ def render_sbatch(
     ]
     srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
     srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
-                             container_mount_home, container_args, [*(env or {}), *RENDEZVOUS_ENV])  # fmt: skip
+                             container_mount_home, container_args, [*(env or {}), *SCRIPT_ENV])  # fmt: skip
     # --norc: bash sources ~/.bashrc when it believes sshd started it (SSH_CLIENT in a job submitted over ssh),
     # which would put the user's interactive PATH before the job's own
     step = [*srun, "bash", "--norc", "--noprofile", "-c", RANK_WRAPPER, "nemotron-rank"]
@@ -122,8 +131,18 @@ def render_sbatch(
         step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
                             secrets_file)  # fmt: skip
     step += list(command)
-    ranks_only = _signal_ranks(nodes) if container_runtime == "pyxis" else None
-    lines += _run_and_forward(step, signal, max_requeues, exit_marker, ranks_only)
+    lines += attempt_lines(
+        step,
+        signal=signal,
+        ranks_only=_signal_ranks(nodes) if container_runtime == "pyxis" else None,
+        attempts_file=attempts_file or str(Path(log_file).parent / f"{job_name}.attempts.jsonl"),
+        progress_file=f"{output_dir}/{PROGRESS_FILE}" if output_dir else "",
+        hang_marker=f"{output_dir}/{HANG_MARKER}" if output_dir else "",
+        max_attempts=max_attempts,
+        retry=retry,
+        stop_exit_code=stop_exit_code,
+        exit_marker=exit_marker,
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -208,45 +227,6 @@ def _signal_ranks(nodes: int) -> list[str]:
         f'  srun --overlap --nodes={nodes} --ntasks-per-node=1 bash -c {q(LIST_RANKS)} "$1"',
         "}",
     ]
-
-
-def _run_and_forward(
-    step: list[str], signal: str | None, max_requeues: int, exit_marker: str | None, ranks_only: list[str] | None
-) -> list[str]:
-    """Run the step in the background so the batch shell can forward signals to it, then requeue on 75."""
-    forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
-    lines = ["# the step runs in the background so this shell can forward signals to it", "set +e"]
-    lines.append(" ".join(q(a) for a in step) + " &")
-    lines.append("step_pid=$!")
-    if forwarded and ranks_only:
-        lines += ranks_only
-        lines.append(
-            f'trap \'echo "forwarding SIG{forwarded} to the ranks of the step" >&2; '
-            f"signal_ranks {forwarded}' {forwarded}"
-        )
-    elif forwarded:
-        lines.append(
-            f"trap 'echo \"forwarding SIG{forwarded} to the step\" >&2; kill -{forwarded} $step_pid' {forwarded}"
-        )
-    # TERM is scancel (or a preemption Slurm requeues itself): pass it on, and do not requeue from here
-    lines += [
-        "terminated=0",
-        "trap 'terminated=1; kill -TERM $step_pid 2>/dev/null' TERM",
-        'while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid"; done',
-        'wait "$step_pid"',
-        "rc=$?",
-        "set -e",
-        f'if [ "$rc" -eq {REQUEUE_EXIT_CODE} ] && [ "$terminated" -eq 0 ] '
-        f'&& [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then',
-        '  echo "step saved a checkpoint and asked to be requeued (restart ${SLURM_RESTART_COUNT:-0})" >&2',
-        '  scontrol requeue "$SLURM_JOB_ID"',
-        '  exit "$rc"',
-        "fi",
-    ]
-    if exit_marker:
-        lines.append(f'echo "$rc" > {q(exit_marker)}')
-    lines.append('exit "$rc"')
-    return lines
 
 
 def render_secrets_cleanup(

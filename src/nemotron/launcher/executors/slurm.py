@@ -7,9 +7,11 @@ secrets to a 0600 file on the cluster, then runs ``sbatch --parsable`` job by jo
 the real ids of its upstream jobs; if any sbatch fails, it cancels what this launch submitted and raises sbatch's
 own error as one line. The secrets file lives only while a job of the run may still start: a small job chained
 ``afterany`` on all of them removes it, and so do ``cancel`` and a status that sees the run finished.
-``status`` makes one scheduler call for all of a run's unfinished jobs; ``logs`` reads the log files (shared
-filesystem), asking the scheduler at most every ``FOLLOW_SCHEDULER_S`` while following; ``cancel`` scancels the
-run's jobs and waits until none is left in the queue.
+``status`` makes one scheduler call for all of a run's unfinished jobs and reads what their batch scripts recorded
+(attempts, ``sbatch_attempts``) and their steps report (progress) from the shared filesystem; a job requeued after a
+node failure is kept off the failed nodes (``ExcNodeList``) while it is pending. ``logs`` reads the log files,
+asking the scheduler at most every ``FOLLOW_SCHEDULER_S`` while following; ``cancel`` scancels the run's jobs and
+waits until none is left in the queue.
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
-from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values
+from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values, watch
 from nemotron.launcher.executors.sbatch import input_mounts, render, render_sbatch, render_secrets_cleanup
 from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
 from nemotron.launcher.executors.slurm_state import map_state, query_jobs
+from nemotron.launcher.failures import attempts_file, last_failure, read_attempts
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile, SSHOptions
 from nemotron.launcher.remote import REPO_ROOT, LocalShell, SSHShell, shell_for, ship_code
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
 
-POLL_START_S = 1.0
-POLL_MAX_S = 15.0
 FOLLOW_SCHEDULER_S = 30.0
 CANCEL_WAIT_S = 30.0
 SECRETS_FILE = "secrets.env"
@@ -50,7 +52,7 @@ def sbatch_parameters(
 ) -> dict:
     """The ``render_sbatch`` keyword arguments for one job of a plan on a profile; ``image``: the run's pinned
     image (scripts name it, not the profile's tag or symlink), None for the profile's as written."""
-    slurm, res = profile.slurm, job.resources
+    slurm, res, faults = profile.slurm, job.resources, profile.fault_tolerance
     runtime = slurm.container_runtime
     mounts = [*profile.container.mounts, f"{plan.artifact_root}:{plan.artifact_root}"]
     mounts += input_mounts(list(job.inputs.values()), mounts)
@@ -73,7 +75,11 @@ def sbatch_parameters(
         "constraint": slurm.constraint,
         "dependencies": dependencies,
         "signal": slurm.signal,
-        "max_requeues": slurm.max_requeues,
+        "max_attempts": faults.max_attempts,
+        "retry": faults.retried_classes(),
+        "stop_exit_code": faults.stop_exit_code,
+        "attempts_file": attempts_file(run_dir, job.name),
+        "output_dir": str(job.output),
         "sbatch_args": slurm.sbatch_args,
         "srun_args": slurm.srun_args,
         "env": {**job.env, "NEMOTRON_RUN_ID": run_id, **(image.env() if image else {})},
@@ -176,6 +182,7 @@ class SlurmExecutor(Executor):
                 record.started_at = now
             if state in FINISHED_STATES and record.ended_at is None:
                 record.ended_at = now
+            _read_attempts(shell, run, name)
         _explain_cancelled(run)
         if run.finished:
             _remove_secrets(shell, run)
@@ -184,20 +191,10 @@ class SlurmExecutor(Executor):
 
     def follow(self, run: RunRecord) -> RunRecord:
         """Watch the run to its end (attached launch); Ctrl-C asks whether to cancel it."""
-        delay, seen = POLL_START_S, {}
         try:
-            while True:
-                steps = self.status(run)
-                for name, record in steps.items():
-                    if seen.get(name) != (record.state, record.reason):
-                        seen[name] = (record.state, record.reason)
-                        detail = f" ({record.reason})" if record.reason else ""
-                        print(f"[{run.run_id}] {name} job {record.job_id}: {record.state}{detail}", file=sys.stderr)
-                if run.finished:
-                    _show_failures(run)
-                    return run
-                time.sleep(delay)
-                delay = min(delay * 1.5, POLL_MAX_S)
+            watch(self, run)
+            _show_failures(run)
+            return run
         except KeyboardInterrupt:
             if _ask(f"\ncancel run {run.run_id} (its jobs keep running on the cluster otherwise)? [y/N] "):
                 return self.cancel(run)
@@ -325,6 +322,32 @@ def _from_exit_marker(shell, run: RunRecord, name: str, job_id: str) -> tuple[st
         run.steps[name].exit_code = int(marker)
         return ("completed", None) if marker == "0" else ("failed", f"exit code {marker}")
     return "unknown", f"Slurm no longer knows job {job_id}"
+
+
+def _read_attempts(shell, run: RunRecord, name: str) -> None:
+    """What the batch script recorded of the step's attempts, its progress while it runs, and the last failure in
+    words; a job Slurm requeued after a node failure is kept off the failed nodes while it is pending."""
+    record, job = run.steps[name], run.plan.job(name)
+    record.attempts = read_attempts(shell.read_file(attempts_file(run.run_dir, name)).decode(errors="replace"))
+    record.progress = None
+    if record.state == "running":
+        record.progress = read_progress(shell.read_file(f"{job.output}/{PROGRESS_FILE}").decode(errors="replace"))
+    failure = last_failure(record.attempts)
+    if failure is None:
+        return
+    if record.state in ("failed", "timeout") and failure.decision == "stop":
+        record.reason = failure.describe()
+    failed_nodes = sorted(
+        {n for a in record.attempts if a.failure == "node_failure" for n in (a.detail or "").split(",") if n}
+    )
+    excluded = run.executor_data.setdefault("excluded_nodes", {})
+    if record.state == "pending" and failed_nodes and excluded.get(name) != failed_nodes:
+        done = shell.run(["scontrol", "update", f"JobId={record.job_id}", f"ExcNodeList={','.join(failed_nodes)}"])
+        if done.returncode == 0:
+            excluded[name] = failed_nodes
+            print(
+                f"{name}: job {record.job_id} will not run on {', '.join(failed_nodes)} (node failure)", file=sys.stderr
+            )
 
 
 def _explain_cancelled(run: RunRecord) -> None:

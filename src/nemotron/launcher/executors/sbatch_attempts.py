@@ -1,0 +1,163 @@
+"""The part of a batch script that runs the step as one attempt, classifies how it ended, and applies the policy.
+
+Slurm runs the same script again for every attempt of a job (a requeue keeps the job id, so ``afterok`` dependents
+keep waiting). Each attempt appends a ``start`` line and an ``end`` line to the job's attempts file
+(``nemotron.launcher.failures``). The script:
+
+1. closes the attempt before it if that one has a start but no end: the batch script was killed from outside, a
+   node failure when one of its nodes is down or drained now (Slurm requeued the job and will not place it there;
+   ``status`` also excludes the nodes from the pending job), else a requeue Slurm made itself (preemption);
+2. refuses to run once ``max_attempts`` are used, or when the policy of the class before says ``stop``;
+3. runs the step in the background, forwarding the profile's signal to it (to the ranks alone under pyxis);
+4. classifies the end: 0 completed; SIGTERM terminated; the watchdog's marker hang; the signal within the signal's
+   lead (+ a minute of Slurm's timer slack) of the job's end time time_limit, else preempted (75 alike); the stop
+   code stopped; anything else application_error;
+5. requeues the job when the class's policy is ``retry`` (a time limit only if the attempt saved a newer checkpoint)
+   and attempts are left; otherwise the job ends with the step's exit code (non-zero: dependents are cancelled).
+
+Values written into JSON come from Slurm (job ids, hostlists, epoch seconds) or from the launcher (class words),
+never from a person, so ``printf`` writes them without escaping.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from nemotron.errors import REQUEUE_EXIT_CODE
+
+RETRIABLE = ("preempted", "node_failure", "time_limit", "hang", "application_error")
+TIMER_SLACK_S = 60  # slurmctld checks time limits and --signal times about every 30 s
+
+
+def q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def attempt_lines(
+    step: list[str],
+    *,
+    signal: str | None,
+    ranks_only: list[str] | None,
+    attempts_file: str,
+    progress_file: str,
+    hang_marker: str,
+    max_attempts: int,
+    retry: Sequence[str],
+    stop_exit_code: int,
+    exit_marker: str | None,
+) -> list[str]:
+    forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
+    lead = int(signal.split("@")[1]) if signal and "@" in signal else 0
+    policy = " ".join(sorted(set(retry) & set(RETRIABLE)))
+    lines = [
+        "# attempts: a requeue runs this script again; each attempt appends its start and its end to the job's record",
+        f"attempts_file={q(attempts_file)}",
+        f"progress_file={q(progress_file)}",
+        f"hang_marker={q(hang_marker)}",
+        f"retried_classes={q(policy)}",
+        "attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))",
+        "export NEMOTRON_ATTEMPT=$attempt",
+        'mkdir -p "$(dirname "$attempts_file")"',
+        'retried() { case " $retried_classes " in *" $1 "*) return 0 ;; esac; return 1; }',
+        # the step of the newest checkpoint the step reported (progress.json is one line of JSON, ours)
+        'saved_step() { sed -n \'s/.*"checkpoint_step": *\\([0-9][0-9]*\\).*/\\1/p\' "$progress_file" '
+        "2>/dev/null | tail -n 1 || true; }",
+        "end_attempt() {  # number class exit_code decision detail",
+        '  printf \'{"event":"end","attempt":%s,"class":"%s","exit_code":%s,"decision":"%s",'
+        '"detail":"%s","time":%s}\\n\' "$1" "$2" "$3" "$4" "$5" "$(date +%s)" >> "$attempts_file"',
+        "}",
+        "finish() {  # the job's last word: its exit code, also in the exit marker (read once Slurm forgets the job)",
+        *([f'  echo "$1" > {q(exit_marker)}'] if exit_marker else []),
+        '  exit "$1"',
+        "}",
+        "",
+        "# an attempt without an end was killed with its batch script: by a node failure if one of its nodes is down",
+        'last=$(tail -n 1 "$attempts_file" 2>/dev/null || true)',
+        'case "$last" in',
+        '  *\'"event":"start"\'*)',
+        "    before=$((attempt - 1))",
+        '    before_nodes=$(printf \'%s\' "$last" | sed -n \'s/.*"nodes":"\\([^"]*\\)".*/\\1/p\')',
+        "    failed=$(sinfo -h -N -n \"$before_nodes\" -o '%N %t' 2>/dev/null "
+        "| awk '$2 ~ /^(down|drain|drng|fail|failg)|[*]$/ {print $1}' | sort -u | paste -sd, - || true)",
+        '    if [ -n "$failed" ]; then class=node_failure; else class=preempted; fi',
+        '    if retried "$class" && [ "$attempt" -le ' + str(max_attempts) + " ]; then decision=retry; "
+        "else decision=stop; fi",
+        '    end_attempt "$before" "$class" null "$decision" "$failed"',
+        '    if [ "$decision" = stop ]; then',
+        f'      echo "attempt $before ended by $class; not running attempt $attempt (policy or {max_attempts} '
+        'attempts used)" >&2',
+        "      finish 1",
+        "    fi",
+        '    echo "attempt $before ended by $class${failed:+ ($failed)}: attempt $attempt runs on $SLURM_JOB_NODELIST" '
+        ">&2 ;;",
+        "esac",
+        f'if [ "$attempt" -gt {max_attempts} ]; then',
+        f'  echo "requeued by Slurm after all {max_attempts} attempts: not running the step again" >&2',
+        "  finish 1",
+        "fi",
+        "",
+        "start_step=$(saved_step)",
+        'printf \'{"event":"start","attempt":%s,"job_id":"%s","nodes":"%s","checkpoint_step":%s,'
+        '"time":%s}\\n\' "$attempt" "$SLURM_JOB_ID" "$SLURM_JOB_NODELIST" "${start_step:-null}" '
+        '"$(date +%s)" >> "$attempts_file"',
+        'rm -f "$hang_marker"',
+        'end_time=$(date -d "$(squeue -h -j "$SLURM_JOB_ID" -o %e)" +%s 2>/dev/null || true)  # empty: no limit',
+        "",
+        "# the step runs in the background so this shell can forward signals to it",
+        "set +e",
+        " ".join(q(a) for a in step) + " &",
+        "step_pid=$!",
+        "signalled_at=",
+    ]
+    if forwarded and ranks_only:
+        lines += ranks_only
+        lines.append(
+            f'trap \'signalled_at=$(date +%s); echo "forwarding SIG{forwarded} to the ranks of the step" >&2; '
+            f"signal_ranks {forwarded}' {forwarded}"
+        )
+    elif forwarded:
+        lines.append(
+            f'trap \'signalled_at=$(date +%s); echo "forwarding SIG{forwarded} to the step" >&2; '
+            f"kill -{forwarded} $step_pid' {forwarded}"
+        )
+    # TERM is scancel (or a preemption Slurm requeues itself): pass it on, and do not requeue from here
+    lines += [
+        "terminated=0",
+        "trap 'terminated=1; kill -TERM $step_pid 2>/dev/null' TERM",
+        'while kill -0 "$step_pid" 2>/dev/null; do wait "$step_pid"; done',
+        'wait "$step_pid"',
+        "rc=$?",
+        "set -e",
+        "",
+        "# what ended this attempt, and whether it gets another",
+        "detail=",
+        'if [ "$rc" -eq 0 ]; then class=completed',
+        'elif [ "$terminated" -eq 1 ]; then class=terminated',
+        f'elif [ "$rc" -eq {stop_exit_code} ]; then class=stopped',
+        'elif [ -e "$hang_marker" ]; then class=hang',
+        f'elif [ -n "$signalled_at" ] && [ -n "$end_time" ] && [ $((end_time - signalled_at)) -le '
+        f"{lead + TIMER_SLACK_S} ]; then class=time_limit",
+        f'elif [ -n "$signalled_at" ] || [ "$rc" -eq {REQUEUE_EXIT_CODE} ]; then class=preempted',
+        "else class=application_error",
+        "fi",
+        "decision=stop",
+        'if [ "$class" = completed ]; then decision=done',
+        'elif [ "$class" = terminated ]; then decision=stop',
+        'elif ! retried "$class"; then detail="the profile does not retry $class"',
+        'elif [ "$class" = time_limit ] && [ "$(saved_step)" = "$start_step" ]; then '
+        'detail="no newer checkpoint in this attempt"',
+        f'elif [ "$attempt" -ge {max_attempts} ]; then detail="all {max_attempts} attempts used"',
+        "else decision=retry",
+        "fi",
+        'end_attempt "$attempt" "$class" "$rc" "$decision" "$detail"',
+        'if [ "$decision" = retry ]; then',
+        '  echo "attempt $attempt ended by $class (exit code $rc): requeued to resume from its last checkpoint" >&2',
+        '  scontrol requeue "$SLURM_JOB_ID"',
+        '  exit "$rc"',
+        "fi",
+        'if [ "$class" != completed ]; then echo "attempt $attempt ended by $class (exit code $rc)${detail:+: '
+        '$detail}" >&2; fi',
+        'finish "$rc"',
+    ]
+    return lines
