@@ -1,10 +1,17 @@
-"""Tokens/s of our megatron-core training loop vs a plain-PyTorch loop training the same-size model, in one run.
+"""Tokens/s of our megatron-core training loop vs a plain-PyTorch loop training the same-size model, in one run;
+then what the loop's heartbeat (progress.json, hang watchdog) costs it.
 
 Both train the tiny preset's shape (on CPU: attention/FFN stack ``*-*-``, hidden 128, FFN 512, 4 query / 2 KV heads,
 squared-ReLU, RMSNorm, no bias, seq 128, micro-batch 16) on the same random tokens with AdamW and gradient clipping.
-Figures are medians of per-step throughput after warm-up steps. Usage::
+Figures are medians of per-step throughput after warm-up steps.
 
-    uv run python bench/bench_training.py [--steps 40] [--scale tiny]
+The heartbeat comparison is one run of ``--heartbeat-steps`` steps in which the loop's heartbeat (progress.json
+every 5 s, the watchdog armed) beats after even steps only: steps with and without it interleave, so a busy machine
+slows both alike. A step's time is the time between two calls of the batch source, so everything the loop does
+between steps counts; the median shows the per-step cost, the mean also the writes (all of them in half the steps:
+an upper bound). Beside it, the cost measured directly: a beat, a write. Usage::
+
+    uv run python bench/bench_training.py [--steps 40] [--scale tiny] [--heartbeat-steps 200]
 """
 
 from __future__ import annotations
@@ -103,12 +110,10 @@ def bench_plain(cfg, vocab_size: int, batch_size: int, steps: int) -> float:
     return statistics.median(rates[WARMUP_STEPS:])
 
 
-def bench_megatron(scale: str, vocab_size: int, batch_size: int, steps: int) -> float:
-    from nemotron.training.loop import TrainSettings, train
-    from nemotron.training.run import prepare_run
+def train_settings(steps: int, batch_size: int):
+    from nemotron.training.loop import TrainSettings
 
-    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
-    settings = TrainSettings(
+    return TrainSettings(
         train_iters=steps,
         micro_batch_size=batch_size,
         global_batch_size=batch_size,
@@ -124,11 +129,79 @@ def bench_megatron(scale: str, vocab_size: int, batch_size: int, steps: int) -> 
         log_interval=1,
         bf16=False,
     )
+
+
+def bench_megatron(scale: str, vocab_size: int, batch_size: int, steps: int) -> float:
+    from nemotron.training.loop import train
+    from nemotron.training.run import prepare_run
+
+    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
+    settings = train_settings(steps, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         train(run.model, random_batches(vocab_size, run.model_config.seq_length), settings, Path(tmp), run.ctx)
         lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     run.close()
     return statistics.median(line["tokens_per_second"] for line in lines[WARMUP_STEPS:-1])
+
+
+def bench_heartbeat(scale: str, vocab_size: int, batch_size: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per step of our loop with its heartbeat and without, interleaved step by step in one run."""
+    from nemotron.heartbeat import Heartbeat
+    from nemotron.training.loop import train
+    from nemotron.training.run import prepare_run
+
+    class EveryOtherStep(Heartbeat):
+        """The loop's own heartbeat (progress.json every 5 s, the watchdog armed), beating after even steps only."""
+
+        def beat(self, done: int, *, force: bool = False, **fields) -> None:
+            if done % 2 == 0:
+                super().beat(done, force=force, **fields)
+
+    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
+    calls: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        heartbeat = EveryOtherStep(Path(tmp), "training", steps, writer=True, hang_timeout=600.0)
+        source = _timed(random_batches(vocab_size, run.model_config.seq_length), calls)
+        train(run.model, source, train_settings(steps, batch_size), Path(tmp), run.ctx, heartbeat=heartbeat)
+    run.close()
+    # calls[k] starts step k+1 (0-based k); the time to calls[k+1] includes the beat after it, done = k+1
+    periods: dict[str, list[float]] = {"with": [], "without": []}
+    for k in range(WARMUP_STEPS, len(calls) - 1):
+        periods["with" if (k + 1) % 2 == 0 else "without"].append(calls[k + 1] - calls[k])
+    return periods
+
+
+def heartbeat_costs(repeats: int = 100_000) -> tuple[float, float]:
+    """(seconds per step the loop spends on a beat that writes nothing, seconds per progress.json write), measured
+    directly: a per-step cost of microseconds is far below the noise of any A/B of whole training steps."""
+    from nemotron.heartbeat import Heartbeat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        heartbeat = Heartbeat(Path(tmp), "training", 10**9, writer=True, hang_timeout=600.0)
+        heartbeat.beat(0)  # the first beat writes and starts the watchdog
+        started = time.perf_counter()
+        for step in range(1, repeats + 1):  # what the loop does per step: fault hook, fields, beat
+            heartbeat.inject_faults(step)
+            progress = {"loss": 1.0, "tokens_per_second": round(1234.56, 1)}
+            heartbeat.beat(step, **progress, checkpoint_step=None)
+        per_beat = (time.perf_counter() - started) / repeats
+        writes = 200
+        started = time.perf_counter()
+        for step in range(writes):
+            heartbeat.beat(step, force=True, loss=1.0, tokens_per_second=1234.5, checkpoint_step=None)
+        per_write = (time.perf_counter() - started) / writes
+        heartbeat.close()
+    return per_beat, per_write
+
+
+def _timed(source, calls: list[float]):
+    """``source`` noting when each batch is asked for: once per step (global batch = one micro-batch)."""
+
+    def batch(first: int, size: int) -> dict[str, torch.Tensor]:
+        calls.append(time.perf_counter())
+        return source(first, size)
+
+    return batch
 
 
 def main() -> None:
@@ -138,6 +211,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--heartbeat-steps", type=int, default=200, help="steps of the heartbeat run (0: skip)")
     args = parser.parse_args()
     cfg, _ = adapt_to_machine(MODEL_PRESETS[args.scale])
     vocab = padded_vocab_size(1024)  # the tiny corpus's BPE vocabulary
@@ -152,6 +226,23 @@ def main() -> None:
     print(f"plain PyTorch loop: {plain:10.0f} tokens/s")
     print(f"ratio megatron/plain: {megatron / plain:.2f}")
     print(f"peak RSS of this process: {peak_gb:.2f} GB")
+    if args.heartbeat_steps > 0:
+        periods = bench_heartbeat(args.scale, vocab, args.batch_size, args.heartbeat_steps)
+        tokens = args.batch_size * cfg.seq_length
+        with_, without = periods["with"], periods["without"]
+        print(f"heartbeat: one run of {args.heartbeat_steps} steps, with and without interleaved, {len(with_)} each")
+        for name, stat in (("median step", statistics.median), ("mean step (writes count twice)", statistics.fmean)):
+            on, off = tokens / stat(with_), tokens / stat(without)
+            print(f"  {name}: with {on:8.0f} tokens/s, without {off:8.0f} tokens/s, overhead {off / on - 1:+.2%}")
+        per_beat, per_write = heartbeat_costs()
+        step_s = statistics.quantiles(without, n=10)[0]  # an unhurried step: the 10th percentile, not the noise
+        from nemotron.heartbeat import MIN_INTERVAL_S as interval
+
+        cost = per_beat + per_write * step_s / interval  # a write every ``interval`` seconds
+        print(
+            f"  direct: {per_beat * 1e6:.2f} us per beat, {per_write * 1e3:.2f} ms per progress.json write (every "
+            f"{interval:.0f} s) -> {cost / step_s:.4%} of a {step_s * 1e3:.0f} ms step"
+        )
 
 
 if __name__ == "__main__":

@@ -50,3 +50,13 @@ def stage1_tiny_run(stage0_tiny_run, tmp_path_factory):
         "stage1_instruction_tuning",
         *("--init-checkpoint-path", init, "--eval.baseline-path", baseline, "--output-root", str(tmp / "run")),
     )
+
+
+def assert_steps_reported_progress(artifacts: dict) -> None:
+    """Each step left a finished progress report (nemotron.heartbeat) in its own output directory."""
+    from nemotron.heartbeat import PROGRESS_FILE, read_progress
+
+    for step, artifact in artifacts.items():
+        record = read_progress(Path(artifact["path"]) / PROGRESS_FILE)
+        assert record is not None and record["kind"] == step, (step, record)
+        assert record["done"] == record["total"] > 0, (step, record)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stage_runs import assert_steps_reported_progress
 
 STAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "nemotron" / "recipes" / "nano2" / "stage0_pretrain"
 MODULE = "nemotron.recipes.nano2.stage0_pretrain"
@@ -48,6 +49,16 @@ def test_stage_prints_three_wired_artifacts(tiny_stage):
     for artifact in (data, train, results):  # top-level scale/seed reached every step
         assert (artifact["config"]["scale"], artifact["config"]["seed"]) == ("tiny", 1234)
         assert (Path(artifact["path"]) / "metadata.json").is_file()
+
+
+@pytest.mark.slow
+def test_every_step_reports_its_progress_in_its_output_dir(tiny_stage):
+    from nemotron.heartbeat import PROGRESS_FILE, read_progress
+
+    _, artifacts = tiny_stage
+    assert_steps_reported_progress(artifacts)
+    tasks = artifacts["evaluation"]["config"]["tasks"]  # evaluation counts tasks
+    assert read_progress(Path(artifacts["evaluation"]["path"]) / PROGRESS_FILE)["total"] == len(tasks)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stage_runs import run_in
+from stage_runs import assert_steps_reported_progress, run_in
 
 from nemotron.artifact import STDOUT_SCHEMA
 
@@ -45,6 +45,7 @@ def test_stage_prints_three_wired_artifacts_with_lineage_back_to_stage0(stage0_t
     assert (Path(data["path"]) / "tokenizer.json").read_bytes() == (Path(stage0_data) / "tokenizer.json").read_bytes()
     for artifact in (data, train, results):
         assert (artifact["config"]["scale"], artifact["config"]["seed"]) == ("tiny", 1234)
+    assert_steps_reported_progress(artifacts)
 
 
 @pytest.mark.slow

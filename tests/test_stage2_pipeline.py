@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stage_runs import run_in, stage_env
+from stage_runs import assert_steps_reported_progress, run_in, stage_env
 
 from nemotron.artifact import STDOUT_SCHEMA
 
@@ -66,6 +66,7 @@ def test_stage_wires_three_artifacts_and_lineage_walks_back_to_stage0_data(
     assert reached == {artifact["path"] for run in (stage0, stage1, artifacts) for artifact in run.values()}
     for artifact in (data, train, results):
         assert (artifact["config"]["scale"], artifact["config"]["seed"]) == ("tiny", 1234)
+    assert_steps_reported_progress(artifacts)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nemotron.errors import REQUEUE_EXIT_CODE
+from nemotron.heartbeat import HANG_MARKER, PROGRESS_FILE, read_progress
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "nemotron.recipes.nano2.stage0_pretrain.training"
@@ -77,6 +78,15 @@ def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
     assert document["artifacts"]["training"]["type"] == "Checkpoint"
 
 
+def test_training_reports_its_progress(trained):
+    checkpoint, _ = trained
+    record = read_progress(Path(checkpoint.path) / PROGRESS_FILE)  # the last write: forced after the final save
+    assert record["kind"] == "training" and record["done"] == record["total"] == TRAIN_ITERS
+    assert record["checkpoint_step"] == TRAIN_ITERS and record["attempt"] == 1
+    assert record["loss"] == checkpoint.training_loss and record["tokens_per_second"] > 0 and record["rate"] > 0
+    assert not (Path(checkpoint.path) / HANG_MARKER).exists()  # no watchdog unless NEMOTRON_HANG_TIMEOUT asks
+
+
 @pytest.mark.slow
 def test_stop_signals_are_caught_for_training_and_given_back_when_it_ends():
     from nemotron.training import loop
@@ -107,6 +117,7 @@ def test_sigterm_saves_exits_75_and_resume_matches_uninterrupted_run(trained, cu
     stopped_at = int((output / "checkpoints" / "latest").read_text().strip().removeprefix("iter_"))
     assert 30 <= stopped_at < TRAIN_ITERS
     assert not (output / "metadata.json").exists()
+    assert read_progress(output / PROGRESS_FILE)["checkpoint_step"] == stopped_at  # written right after the save
 
     resumed = _train(Path(curated_dataset.path), output)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

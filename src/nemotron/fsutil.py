@@ -84,8 +84,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(target: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``target`` so readers see the old content or the new, never a mix (temp + fsync + rename)."""
+def atomic_write_bytes(target: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write ``target`` so readers see the old content or the new, never a mix (temp + fsync + rename).
+
+    ``durable=False`` skips the two fsyncs: still atomic for readers, but a crash of the machine may lose the write.
+    For files rewritten every few seconds from a training loop (progress), where an fsync on a busy shared
+    filesystem can stall the loop for longer than the write is worth."""
     target = Path(target)
     remove_debris(target.parent, target.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{writer_tag()}.", suffix=TMP_SUFFIX, dir=target.parent)
@@ -93,14 +97,16 @@ def atomic_write_bytes(target: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
-def atomic_write_text(target: Path, text: str, mode: int = 0o644) -> None:
-    atomic_write_bytes(target, text.encode(), mode)
+def atomic_write_text(target: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
+    atomic_write_bytes(target, text.encode(), mode, durable=durable)

@@ -55,6 +55,7 @@ from nemotron.log import get_logger
 
 PROGRESS_FILE = "progress.json"
 HANG_MARKER = "hang.json"
+MIN_INTERVAL_S = 5.0  # between two progress.json writes, unless forced
 # After reporting a hang: time for the other ranks' watchdogs to report theirs before this exit ends the step.
 HANG_EXIT_GRACE_S = 5.0
 ATTEMPT_ENV = "NEMOTRON_ATTEMPT"
@@ -114,7 +115,7 @@ class Heartbeat:
         *,
         writer: bool,
         hang_timeout: float | None = None,
-        min_interval_s: float = 5.0,
+        min_interval_s: float = MIN_INTERVAL_S,
     ):
         self.output_dir = Path(output_dir)
         self.kind = kind
@@ -246,18 +247,6 @@ class Heartbeat:
         _flush_all()
         time.sleep(HANG_EXIT_GRACE_S)
         os._exit(HANG_EXIT_CODE)
-
-
-class NoHeartbeat(Heartbeat):
-    """Reports nothing, watches nothing, injects nothing: what a loop costs without a heartbeat (the benchmark's
-    baseline)."""
-
-    def __init__(self):
-        super().__init__(Path(os.devnull), "none", None, writer=False)
-        self._faults = None
-
-    def beat(self, done: int, *, force: bool = False, **fields: Any) -> None:
-        pass
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from nemotron.heartbeat import Heartbeat, hang_timeout_from_env
 from nemotron.log import get_logger
 from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank
@@ -145,8 +146,12 @@ def train(
     output_dir: Path,
     ctx: DistributedContext,
     loss_fn: LossFn = language_model_loss,
+    heartbeat: Heartbeat | None = None,
 ) -> TrainingState:
-    """Train to ``settings.train_iters``, resuming from ``output_dir/checkpoints`` if a checkpoint is there."""
+    """Train to ``settings.train_iters``, resuming from ``output_dir/checkpoints`` if a checkpoint is there.
+
+    ``heartbeat``: None for the step's own (``output_dir/progress.json`` by rank 0, the hang watchdog if
+    ``NEMOTRON_HANG_TIMEOUT`` is set); a benchmark passes its own (bench/bench_training.py)."""
     per_rank = settings.global_batch_size // ctx.data_parallel_size
     accumulation = per_rank // settings.micro_batch_size
     optimizer, scheduler = build_optimizer(model, settings)
@@ -163,43 +168,61 @@ def train(
     if any_rank(_stop.name is not None, ctx.device):  # arrived while the run was being prepared
         raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank", saved=False)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
+    if heartbeat is None:
+        heartbeat = Heartbeat(
+            output_dir,
+            "training",
+            settings.train_iters,
+            writer=ctx.is_rank_zero,
+            hang_timeout=hang_timeout_from_env(None),
+        )
+    checkpoint_step = state.step if resume_from is not None else None
 
     model.train()
-    while state.step < settings.train_iters:
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=ctx.device)
-        first = state.consumed_samples + ctx.data_parallel_rank * per_rank
-        for micro in range(accumulation):
-            batch = batches(first + micro * settings.micro_batch_size, settings.micro_batch_size)
-            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-            with autocast:
-                total, count = loss_fn(model, batch)
-            # Each micro-batch contributes its share of this rank's mean loss.
-            loss = total / count / accumulation
-            loss.backward()
-            loss_sum += loss.detach()
-        all_reduce_gradients(model)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        scheduler.step(1)
+    with heartbeat:  # the watchdog watches from this first beat until training ends or raises
+        # the same keys as every later record; a fresh run's loss is NaN, written as null
+        heartbeat.beat(state.step, loss=state.last_loss, tokens_per_second=None, checkpoint_step=checkpoint_step)
+        while state.step < settings.train_iters:
+            started = time.perf_counter()
+            heartbeat.inject_faults(state.step)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = torch.zeros((), device=ctx.device)
+            first = state.consumed_samples + ctx.data_parallel_rank * per_rank
+            for micro in range(accumulation):
+                batch = batches(first + micro * settings.micro_batch_size, settings.micro_batch_size)
+                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+                with autocast:
+                    total, count = loss_fn(model, batch)
+                # Each micro-batch contributes its share of this rank's mean loss.
+                loss = total / count / accumulation
+                loss.backward()
+                loss_sum += loss.detach()
+            all_reduce_gradients(model)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step(1)
 
-        state.step += 1
-        state.consumed_samples += settings.global_batch_size
-        state.tokens_seen += int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
-        state.last_loss = _data_parallel_mean(loss_sum)
-        if not math.isfinite(state.last_loss):
-            raise FloatingPointError(f"training loss is {state.last_loss} at step {state.step}")
-        if ctx.is_rank_zero and (state.step % settings.log_interval == 0 or state.step == settings.train_iters):
-            elapsed = time.perf_counter() - started
             tokens = int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
-            _log_step(metrics_path, state, optimizer.param_groups[0]["lr"], tokens / elapsed)
+            state.step += 1
+            state.consumed_samples += settings.global_batch_size
+            state.tokens_seen += tokens
+            state.last_loss = _data_parallel_mean(loss_sum)
+            if not math.isfinite(state.last_loss):
+                raise FloatingPointError(f"training loss is {state.last_loss} at step {state.step}")
+            tokens_per_second = tokens / (time.perf_counter() - started)
+            if ctx.is_rank_zero and (state.step % settings.log_interval == 0 or state.step == settings.train_iters):
+                _log_step(metrics_path, state, optimizer.param_groups[0]["lr"], tokens_per_second)
 
-        stopping = any_rank(_stop.name is not None, ctx.device)
-        if stopping or state.step % settings.save_interval == 0 or state.step == settings.train_iters:
-            save_checkpoint(checkpoints, model, optimizer, scheduler, state)
-        if stopping:
-            raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank")
+            stopping = any_rank(_stop.name is not None, ctx.device)
+            progress = {"loss": state.last_loss, "tokens_per_second": round(tokens_per_second, 1)}
+            heartbeat.beat(state.step, **progress, checkpoint_step=checkpoint_step)  # also: saving is watched anew
+            if stopping or state.step % settings.save_interval == 0 or state.step == settings.train_iters:
+                save_checkpoint(checkpoints, model, optimizer, scheduler, state)
+                checkpoint_step = state.step
+                # forced: the last one, after the final save, is the record of the finished run
+                heartbeat.beat(state.step, force=True, **progress, checkpoint_step=checkpoint_step)
+            if stopping:
+                raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank")
     _stop.release()
     return state
 

@@ -21,6 +21,7 @@ from nemotron.data.artifacts import Dataset
 from nemotron.errors import UserError
 from nemotron.evaluation.tasks import FACTS_GEN, FACTS_MC
 from nemotron.fsutil import staging_dir
+from nemotron.heartbeat import Heartbeat
 from nemotron.scale import Scale, apply_scale, check_scale
 from nemotron.step import Placement
 
@@ -97,36 +98,47 @@ def main(config: Config) -> Dataset:
     from nemotron.data.indexed import write_indexed_dataset
 
     world = None if files else World(config.seed)
+    to_read = None  # documents this run will read, when known up front (its progress total)
     if files:
         documents = iter_documents(files, config.text_field, config.txt_split)
         if config.max_documents is not None:
-            documents = islice(documents, apply_scale(config.max_documents, config.scale))
+            to_read = apply_scale(config.max_documents, config.scale)
+            documents = islice(documents, to_read)
     else:
-        documents = world.documents(apply_scale(config.max_documents or FULL_SCALE_DOCUMENTS, config.scale))
+        to_read = apply_scale(config.max_documents or FULL_SCALE_DOCUMENTS, config.scale)
+        documents = world.documents(to_read)
 
+    # Progress in documents read, in the real output directory (not the staging one); the passes after the first
+    # (tokenizer, token files) re-read the curated texts and only keep the hang watchdog fed.
+    heartbeat = Heartbeat.for_step(output_dir, STEP, to_read)
     staging = _staging_dir(output_dir)
     try:
         train_parquet, valid_parquet = staging / "train.parquet", staging / "valid.parquet"
         log.info("curating %s -> %s", f"{len(files)} source files" if files else "the embedded corpus", output_dir)
+        heartbeat.beat(0)
         stats = curate_to_parquet(
-            documents, train_parquet, valid_parquet, config.quality_threshold, config.valid_fraction
+            heartbeat.track(documents), train_parquet, valid_parquet, config.quality_threshold, config.valid_fraction
         )
+        heartbeat.total = stats.documents_read
+        heartbeat.beat(stats.documents_read, force=True)
+
+        def texts(path: Path):  # a later pass over the curated texts: keeps the watchdog fed, adds no unit
+            return heartbeat.track(iter_parquet_texts(path), counted=False)
+
         if given_tokenizer is None:
             vocab_size = config.vocab_size or VOCAB_SIZE_BY_SCALE[config.scale]
             log.info("training a byte-level BPE (vocab %d) on %d documents", vocab_size, stats.train_documents)
-            tokenizer = train_bpe_tokenizer(iter_parquet_texts(train_parquet), vocab_size)
+            tokenizer = train_bpe_tokenizer(texts(train_parquet), vocab_size)
         else:
             tokenizer = given_tokenizer
         tokenizer.save(str(staging / "tokenizer.json"))
-        _, train_tokens = write_indexed_dataset(
-            staging / "train_text_document", iter_parquet_texts(train_parquet), tokenizer
-        )
-        _, valid_tokens = write_indexed_dataset(
-            staging / "valid_text_document", iter_parquet_texts(valid_parquet), tokenizer
-        )
+        _, train_tokens = write_indexed_dataset(staging / "train_text_document", texts(train_parquet), tokenizer)
+        _, valid_tokens = write_indexed_dataset(staging / "valid_text_document", texts(valid_parquet), tokenizer)
         eval_metrics = write_eval_items(world, staging / "eval") if world else _empty_eval_dir(staging / "eval")
         _publish_files(staging, output_dir)
+        heartbeat.beat(stats.documents_read, force=True)
     finally:
+        heartbeat.close()
         shutil.rmtree(staging, ignore_errors=True)
 
     dataset = Dataset(

@@ -64,6 +64,7 @@ def validate(config: Config, placement: Placement, carried: frozenset[str]) -> N
 def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.evaluation.harness import go_offline
+    from nemotron.heartbeat import Heartbeat
 
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
     validate(config, Placement.from_environment(), carried)
@@ -73,7 +74,10 @@ def main(config: Config) -> Results:
         config = dataclasses.replace(config, tasks=supported_tasks(dataset.provides))
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage0_pretrain", STEP, config.scale, config.seed)
     go_offline()  # before lm_eval/datasets are imported: evaluation never downloads
-    outcome = _evaluate(config, checkpoint, dataset, output_dir)
+    with Heartbeat.for_step(output_dir, STEP, len(config.tasks)) as heartbeat:  # coarse: lm-eval runs them as one
+        heartbeat.beat(0)
+        outcome = _evaluate(config, checkpoint, dataset, output_dir)
+        heartbeat.beat(len(config.tasks), force=True)
     results = Results(
         path=output_dir,
         tasks=outcome.tasks,

@@ -60,6 +60,7 @@ def provides(config: Config) -> frozenset[str]:
 def main(config: Config) -> Dataset:
     import shutil
 
+    from nemotron.heartbeat import Heartbeat
     from nemotron.log import get_logger
     from nemotron.step import config_snapshot, resolve_output_dir
 
@@ -82,12 +83,16 @@ def main(config: Config) -> Dataset:
 
     from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
 
+    heartbeat = Heartbeat.for_step(output_dir, STEP, len(train) + len(valid))  # coarse: conversations written
     staging = _staging_dir(output_dir)
     try:
+        heartbeat.beat(0)
         stats = _write_files(staging, train, valid, held_out, tokenizer, seq_length)
         shutil.copyfile(checkpoint.tokenizer_path, staging / "tokenizer.json")
         _publish_files(staging, output_dir)
+        heartbeat.beat(len(train) + len(valid), force=True)
     finally:
+        heartbeat.close()
         shutil.rmtree(staging, ignore_errors=True)
 
     dataset = Dataset(

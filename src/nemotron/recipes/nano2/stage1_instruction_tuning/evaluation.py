@@ -87,6 +87,7 @@ def main(config: Config) -> Results:
     from nemotron.data.artifacts import Dataset
     from nemotron.evaluation import baseline as baselines
     from nemotron.evaluation.harness import go_offline
+    from nemotron.heartbeat import Heartbeat
 
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact) | carried_by(
         Results, config.baseline_path, config.baseline_artifact, piped=False
@@ -104,11 +105,15 @@ def main(config: Config) -> Results:
     tasks: dict[str, dict[str, float]] = {}
     flat: dict[str, float] = {}
     num_samples: dict[str, int] = {}
-    for prefix, model in (("", checkpoint), (INPUT_PREFIX, input_model)):
-        scored = _score(config, model, dataset, pretrain_data, output_dir / (prefix.rstrip("/") or "model"))
-        tasks |= {f"{prefix}{name}": values for name, values in scored[0].items()}
-        flat |= {f"{prefix}{name}": value for name, value in scored[1].items()}
-        num_samples |= scored[2] if not prefix else {}
+    per_model = 1 + len(config.regression_tasks)  # progress unit: a task of one model (instructions + regression)
+    with Heartbeat.for_step(output_dir, STEP, 2 * per_model) as heartbeat:
+        heartbeat.beat(0)
+        for done, (prefix, model) in enumerate((("", checkpoint), (INPUT_PREFIX, input_model)), start=1):
+            scored = _score(config, model, dataset, pretrain_data, output_dir / (prefix.rstrip("/") or "model"))
+            tasks |= {f"{prefix}{name}": values for name, values in scored[0].items()}
+            flat |= {f"{prefix}{name}": value for name, value in scored[1].items()}
+            num_samples |= scored[2] if not prefix else {}
+            heartbeat.beat(done * per_model, force=True)
     flat["instruct/gain"] = flat["instruct/exact_match"] - flat[f"{INPUT_PREFIX}instruct/exact_match"]
     lineage = [
         checkpoint.as_lineage(step="training"),

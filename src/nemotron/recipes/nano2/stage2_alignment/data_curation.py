@@ -62,6 +62,7 @@ def main(config: Config) -> PreferenceDataset:
     from nemotron.data import preferences
     from nemotron.data.tokenizer import eod_id, load_tokenizer
     from nemotron.data.world import World
+    from nemotron.heartbeat import Heartbeat
     from nemotron.log import get_logger
     from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
     from nemotron.step import config_snapshot, resolve_output_dir
@@ -89,13 +90,17 @@ def main(config: Config) -> PreferenceDataset:
         )
 
     output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
+    heartbeat = Heartbeat.for_step(output_dir, STEP, len(train) + len(held_out))  # coarse: pairs written
     staging = _staging_dir(output_dir)
     try:
+        heartbeat.beat(0)
         preferences.write_pairs(train, staging / "train.jsonl")
         preferences.write_pairs(held_out, staging / "heldout.jsonl")
         shutil.copyfile(checkpoint.tokenizer_path, staging / "tokenizer.json")
         _publish_files(staging, output_dir)
+        heartbeat.beat(len(train) + len(held_out), force=True)
     finally:
+        heartbeat.close()
         shutil.rmtree(staging, ignore_errors=True)
     log.info("%d training and %d held-out pairs -> %s", len(train), len(held_out), output_dir)
     dataset = PreferenceDataset(

@@ -57,6 +57,7 @@ def main(config: Config) -> Results:
     from nemotron.data.preference_artifacts import PreferenceDataset
     from nemotron.data.preferences import load_tokenized_pairs
     from nemotron.evaluation import baseline as baselines
+    from nemotron.heartbeat import Heartbeat
     from nemotron.step import config_snapshot, resolve_output_dir
 
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact) | carried_by(
@@ -74,10 +75,18 @@ def main(config: Config) -> Results:
     pairs = load_tokenized_pairs(dataset.heldout_path)[: config.limit]
     instruct_items = _instruct_items(checkpoint, config.limit)
 
-    policy_logps, policy_instruct = _score(checkpoint, pairs, instruct_items, config.batch_size)
-    input_logps, input_instruct = _score(input_model, pairs, instruct_items, config.batch_size)
     same = Path(reference.path).resolve() == Path(input_model.path).resolve()
-    reference_logps = input_logps if same else _score(reference, pairs, [], config.batch_size)[0]
+    # progress unit: a task of one model (the preference pairs; the instructions if any; the reference's pairs)
+    per_model = 2 if instruct_items else 1
+    total = 2 * per_model + (0 if same else 1)
+    with Heartbeat.for_step(output_dir, STEP, total) as heartbeat:
+        heartbeat.beat(0)
+        policy_logps, policy_instruct = _score(checkpoint, pairs, instruct_items, config.batch_size)
+        heartbeat.beat(per_model, force=True)
+        input_logps, input_instruct = _score(input_model, pairs, instruct_items, config.batch_size)
+        heartbeat.beat(2 * per_model, force=True)
+        reference_logps = input_logps if same else _score(reference, pairs, [], config.batch_size)[0]
+        heartbeat.beat(total, force=True)
     from nemotron.training.dpo import preference_metrics
 
     tasks = {
