@@ -138,7 +138,7 @@ def test_arbitrary_strings_survive_rendering(args, value, path, tmp_path):
     params = {
         "job_name": path, "command": ["python", "-m", "step", *args, "--output-dir", path],
         "log_file": f"{path}/%j.log", "env": {"VALUE": value, "P": path}, "workdir": str(tmp_path),
-        "pythonpath": path,
+        "pythonpath": path, "attempts_file": str(tmp_path / "attempts.jsonl"),
     }  # fmt: skip
     if "\n" in path or "\r" in path:  # cannot be carried by a #SBATCH line: refused, never half-rendered
         with pytest.raises(SbatchParameterError, match="line break"):

@@ -4,14 +4,17 @@ Slurm runs the same script again for every attempt of a job (a requeue keeps the
 keep waiting). Each attempt appends a ``start`` line and an ``end`` line to the job's attempts file
 (``nemotron.launcher.failures``). The script:
 
-1. closes the attempt before it if that one has a start but no end: the batch script was killed from outside, a
-   node failure when one of its nodes is down or drained now (Slurm requeued the job and will not place it there;
-   ``status`` also excludes the nodes from the pending job), else a requeue Slurm made itself (preemption);
-2. refuses to run once ``max_attempts`` are used, or when the policy of the class before says ``stop``;
+1. closes the attempt before it if that one has a start but no end: the batch script died with its node (a node
+   failure when one of that attempt's nodes is down or drained now), else Slurm requeued it without a word
+   (preemption); Slurm does not place the job on a down node, and ``status`` also puts the failed nodes in the
+   pending job's ``ExcNodeList``;
+2. refuses to run once ``max_attempts`` are used, or after a node failure the policy does not retry (Slurm requeues
+   such a job whatever the profile says);
 3. runs the step in the background, forwarding the profile's signal to it (to the ranks alone under pyxis);
-4. classifies the end: 0 completed; SIGTERM terminated; the watchdog's marker hang; the signal within the signal's
-   lead (+ a minute of Slurm's timer slack) of the job's end time time_limit, else preempted (75 alike); the stop
-   code stopped; anything else application_error;
+4. classifies the end: 0 completed; SIGTERM node_failure when a node of the job is down (Slurm ends and requeues
+   a job that lost a node), else terminated (scancel, or a preemption Slurm requeues itself); the stop code
+   stopped; the watchdog's marker hang; the signal within the signal's lead (+ a minute of Slurm's timer slack) of
+   the job's end time time_limit, else preempted (75 alike); anything else application_error;
 5. requeues the job when the class's policy is ``retry`` (a time limit only if the attempt saved a newer checkpoint)
    and attempts are left; otherwise the job ends with the step's exit code (non-zero: dependents are cancelled).
 
@@ -58,15 +61,19 @@ def attempt_lines(
         f"retried_classes={q(policy)}",
         "attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))",
         "export NEMOTRON_ATTEMPT=$attempt",
-        'mkdir -p "$(dirname "$attempts_file")"',
+        # the record is bookkeeping: a write that fails (a full or read-only filesystem) never fails the job
+        'mkdir -p -- "$(dirname -- "$attempts_file")" 2>/dev/null || true',
         'retried() { case " $retried_classes " in *" $1 "*) return 0 ;; esac; return 1; }',
         # the step of the newest checkpoint the step reported (progress.json is one line of JSON, ours)
         'saved_step() { sed -n \'s/.*"checkpoint_step": *\\([0-9][0-9]*\\).*/\\1/p\' "$progress_file" '
         "2>/dev/null | tail -n 1 || true; }",
         "end_attempt() {  # number class exit_code decision detail",
         '  printf \'{"event":"end","attempt":%s,"class":"%s","exit_code":%s,"decision":"%s",'
-        '"detail":"%s","time":%s}\\n\' "$1" "$2" "$3" "$4" "$5" "$(date +%s)" >> "$attempts_file"',
+        '"detail":"%s","time":%s}\\n\' "$1" "$2" "$3" "$4" "$5" "$(date +%s)" >> "$attempts_file" 2>/dev/null || true',
         "}",
+        # the nodes of a hostlist that cannot run jobs now (slurm_state.down_nodes applies the same rule)
+        "down_nodes() { sinfo -h -N -n \"$1\" -o '%N %t' 2>/dev/null "
+        "| awk '$2 ~ /^(down|drain|drng|fail|failg)|[*]$/ {print $1}' | sort -u | paste -sd, - || true; }",
         "finish() {  # the job's last word: its exit code, also in the exit marker (read once Slurm forgets the job)",
         *([f'  echo "$1" > {q(exit_marker)}'] if exit_marker else []),
         '  exit "$1"',
@@ -78,8 +85,7 @@ def attempt_lines(
         '  *\'"event":"start"\'*)',
         "    before=$((attempt - 1))",
         '    before_nodes=$(printf \'%s\' "$last" | sed -n \'s/.*"nodes":"\\([^"]*\\)".*/\\1/p\')',
-        "    failed=$(sinfo -h -N -n \"$before_nodes\" -o '%N %t' 2>/dev/null "
-        "| awk '$2 ~ /^(down|drain|drng|fail|failg)|[*]$/ {print $1}' | sort -u | paste -sd, - || true)",
+        '    failed=$(down_nodes "$before_nodes")',
         '    if [ -n "$failed" ]; then class=node_failure; else class=preempted; fi',
         '    if retried "$class" && [ "$attempt" -le ' + str(max_attempts) + " ]; then decision=retry; "
         "else decision=stop; fi",
@@ -91,6 +97,10 @@ def attempt_lines(
         "    fi",
         '    echo "attempt $before ended by $class${failed:+ ($failed)}: attempt $attempt runs on $SLURM_JOB_NODELIST" '
         ">&2 ;;",
+        # Slurm requeues a job that lost a node whatever the profile says: the policy has the last word
+        '  *\'"class":"node_failure"\'*\'"decision":"stop"\'*)',
+        '    echo "attempt $((attempt - 1)) ended by a node failure the profile does not retry: not running again" >&2',
+        "    finish 1 ;;",
         "esac",
         f'if [ "$attempt" -gt {max_attempts} ]; then',
         f'  echo "requeued by Slurm after all {max_attempts} attempts: not running the step again" >&2',
@@ -100,9 +110,11 @@ def attempt_lines(
         "start_step=$(saved_step)",
         'printf \'{"event":"start","attempt":%s,"job_id":"%s","nodes":"%s","checkpoint_step":%s,'
         '"time":%s}\\n\' "$attempt" "$SLURM_JOB_ID" "$SLURM_JOB_NODELIST" "${start_step:-null}" '
-        '"$(date +%s)" >> "$attempts_file"',
+        '"$(date +%s)" >> "$attempts_file" 2>/dev/null || true',
         'rm -f "$hang_marker"',
-        'end_time=$(date -d "$(squeue -h -j "$SLURM_JOB_ID" -o %e)" +%s 2>/dev/null || true)  # empty: no limit',
+        # the job's end time in epoch seconds; empty without a limit ("NONE") or when squeue cannot say
+        'end_time=$(squeue -h -j "$SLURM_JOB_ID" -o %e 2>/dev/null || true)',
+        'case "$end_time" in [0-9]*) end_time=$(date -d "$end_time" +%s 2>/dev/null || true) ;; *) end_time= ;; esac',
         "",
         "# the step runs in the background so this shell can forward signals to it",
         "set +e",
@@ -133,7 +145,10 @@ def attempt_lines(
         "# what ended this attempt, and whether it gets another",
         "detail=",
         'if [ "$rc" -eq 0 ]; then class=completed',
-        'elif [ "$terminated" -eq 1 ]; then class=terminated',
+        # SIGTERM: scancel, a preemption Slurm requeues itself, or Slurm ending the job because a node went down
+        'elif [ "$terminated" -eq 1 ]; then',
+        '  detail=$(down_nodes "$SLURM_JOB_NODELIST")',
+        '  if [ -n "$detail" ]; then class=node_failure; else class=terminated; fi',
         f'elif [ "$rc" -eq {stop_exit_code} ]; then class=stopped',
         'elif [ -e "$hang_marker" ]; then class=hang',
         f'elif [ -n "$signalled_at" ] && [ -n "$end_time" ] && [ $((end_time - signalled_at)) -le '
@@ -143,7 +158,7 @@ def attempt_lines(
         "fi",
         "decision=stop",
         'if [ "$class" = completed ]; then decision=done',
-        'elif [ "$class" = terminated ]; then decision=stop',
+        'elif [ "$class" = terminated ]; then decision=  # Slurm decides: cancelled, or requeued after preemption',
         'elif ! retried "$class"; then detail="the profile does not retry $class"',
         'elif [ "$class" = time_limit ] && [ "$(saved_step)" = "$start_step" ]; then '
         'detail="no newer checkpoint in this attempt"',
@@ -151,6 +166,10 @@ def attempt_lines(
         "else decision=retry",
         "fi",
         'end_attempt "$attempt" "$class" "$rc" "$decision" "$detail"',
+        'if [ "$decision" = retry ] && [ "$class" = node_failure ]; then',
+        '  echo "attempt $attempt ended by a node failure ($detail): Slurm requeues the job without it" >&2',
+        '  exit "$rc"',
+        "fi",
         'if [ "$decision" = retry ]; then',
         '  echo "attempt $attempt ended by $class (exit code $rc): requeued to resume from its last checkpoint" >&2',
         '  scontrol requeue "$SLURM_JOB_ID"',

@@ -7,6 +7,7 @@ disabled") it asks ``squeue --states=all`` once instead (finished jobs stay ther
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,18 @@ def _exit_code(text: str) -> int | None:
         return int(code) if int(code) or not signal or int(signal) == 0 else 128 + int(signal)
     except ValueError:
         return None
+
+
+# sinfo's short node states of a node that cannot run jobs: down, drained/draining, failed, or not responding (*)
+UNUSABLE_NODE_RE = re.compile(r"^(down|drain|drng|fail|failg)|[*]$")
+
+
+def down_nodes(hostlist: str, run_command: Runner) -> list[str]:
+    """The nodes of ``hostlist`` (``n[1-2]``) that cannot run jobs now, in one ``sinfo`` call (the batch script's
+    attempt record applies the same rule: ``sbatch_attempts``)."""
+    listed = run_command(["sinfo", "-h", "-N", "-n", hostlist, "-o", "%N %t"])
+    states = dict(line.split()[:2] for line in listed.stdout.splitlines() if len(line.split()) >= 2)
+    return sorted(node for node, state in states.items() if UNUSABLE_NODE_RE.search(state))
 
 
 def map_state(job: SlurmJobState) -> tuple[str, str | None]:
