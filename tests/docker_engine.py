@@ -33,6 +33,7 @@ from system_tools import require_tools
 BASE_IMAGE = "nemotron-test/base:offline"
 TOOLS = ("sh", "bash", "cat", "ls", "mkdir", "rm", "sleep", "env", "id", "echo", "true", "false", "chmod", "cp")
 TOOLS += ("mv", "ln", "head", "tail", "grep", "sed", "touch", "sync", "kill", "ps", "uname", "readlink", "dirname")
+TOOLS += ("tee",)  # NeMo-Run's docker backend pipes each job through `tee` into its log
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnemotron:x:1000:1000:nemotron:/home/nemotron:/bin/sh\n"
 GROUP = "root:x:0:\nnemotron:x:1000:\n"
 

@@ -63,7 +63,8 @@ GOLDEN_RUN = """\
 docker run --name nemotron-toy-20261124-120000-abcd-stage0_toy-training --label nemotron.run=toy-20261124-120000-abcd \
 --label nemotron.job=stage0_toy.training --init --user 1000:1000 --gpus all --ipc=host --shm-size=8g \
 --ulimit memlock=-1 --ulimit stack=67108864 -v <root>:<root> -v /data/hf:/data/hf:ro -e PYTHONUNBUFFERED=1 \
--e NEMOTRON_ARTIFACT_ROOT=<root> -e NEMOTRON_CODE_DIGEST=<code> -e NEMOTRON_RUN_ID=toy-20261124-120000-abcd \
+-e NEMOTRON_ARTIFACT_ROOT=<root> -e NEMOTRON_CODE_DIGEST=<code> -e NEMOTRON_HANG_TIMEOUT=1800 \
+-e NEMOTRON_RUN_ID=toy-20261124-120000-abcd -e NEMOTRON_ATTEMPT \
 -v /runs/r1/secrets.env:/run/secrets/nemotron.env:ro nemotron/toy:ctx-0123456789ab sh -c \
 'set -a; . /run/secrets/nemotron.env; set +a; exec "$@"' nemotron-step python -m launcher_toy.stage0_toy.training \
 --output-dir <output> --dataset-path <dataset>"""

@@ -202,3 +202,9 @@ def test_curation_reports_documents_in_its_real_output_dir(curated_dataset):
     record = read_progress(Path(curated_dataset.path) / PROGRESS_FILE)
     assert record["kind"] == "data_curation"
     assert record["done"] == record["total"] == curated_dataset.metrics["documents_read"]
+
+
+def test_the_slow_hook_lengthens_every_iteration_of_every_attempt():
+    assert Faults.from_env({"NEMOTRON_FAULT_SLOW_S": "0.25", "NEMOTRON_ATTEMPT": "3"}).slow_s == 0.25
+    with pytest.raises(UserError, match="NEMOTRON_FAULT_SLOW_S='fast' is not a number"):
+        Faults.from_env({"NEMOTRON_FAULT_SLOW_S": "fast"})

@@ -263,7 +263,7 @@ def test_remote_submission_through_ssh_ships_code_once(on_slurm, loopback_ssh, t
 def test_code_snapshot_is_content_addressed_and_sent_once(loopback_ssh, tmp_path):
     import subprocess
 
-    from nemotron.launcher.profiles import SSHOptions
+    from nemotron.launcher.executors.slurm_options import SSHOptions
     from nemotron.launcher.remote import SSHShell, ship_code
 
     repo = tmp_path / "repo"

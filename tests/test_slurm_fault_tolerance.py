@@ -34,8 +34,10 @@ def ft(tmp_path_factory, slurm_cluster_3nodes):
     profiles = {
         "ft": two_nodes,
         "ft-hang": two_nodes + '[env]\nPYTHONUNBUFFERED = "1"\nNEMOTRON_FAULT_HANG_AT = "12"\n',
-        # 2 minutes, USR1 60 s before the end (slurm-test's signal): each attempt trains for about a minute
-        "ft-time": '[steps.training]\ntime = "00:02:00"\n[fault_tolerance]\nmax_attempts = 10\n',
+        # USR1 10 s before the end (Slurm sends it up to 60 s earlier still), each iteration 0.25 s longer: the
+        # step takes more than one attempt whatever the machine's speed
+        "ft-time": '[steps.training]\ntime = "00:02:00"\n[slurm]\nsignal = "B:USR1@10"\n'
+        '[fault_tolerance]\nmax_attempts = 5\n[env]\nPYTHONUNBUFFERED = "1"\nNEMOTRON_FAULT_SLOW_S = "0.25"\n',
     }
     for name, text in profiles.items():
         (env.profiles / f"{name}.toml").write_text(f'extends = "slurm-test"\n{text}')
@@ -148,17 +150,17 @@ def test_a_hung_rank_dumps_every_ranks_stacks_and_the_step_resumes(ft, curated_d
 
 
 def test_a_time_limit_shorter_than_the_step_resumes_while_attempts_make_progress(ft, curated_dataset):
-    """One rank, a 2-minute limit with USR1 a minute before it: each attempt trains for a minute at most (less its
-    start-up); 600 iterations take two attempts on an idle machine, more on a loaded one."""
-    time_limited = launch(ft, "ft-time", curated_dataset, "training.train_iters=600", "training.warmup_iters=2",
-                          "training.save_interval=100", "training.seed=7")  # fmt: skip
-    final = wait_finished(ft, time_limited["run_id"], 1500)
+    """One rank, a 2-minute limit, USR1 10-70 s before it: an attempt trains for 30-90 s after its start-up, and
+    250 iterations of 0.25 s and more take two attempts, three on a slow machine."""
+    time_limited = launch(ft, "ft-time", curated_dataset, "training.train_iters=250", "training.warmup_iters=2",
+                          "training.save_interval=50", "training.seed=7")  # fmt: skip
+    final = wait_finished(ft, time_limited["run_id"], 900)
     training = final["steps"][TRAINING]
-    attempts = training["attempts"]
-    assert training["state"] == "completed", attempts
-    assert len(attempts) >= 2 and all(a["failure"] == "time_limit" for a in attempts[:-1]), attempts
-    assert attempts[-1]["failure"] == "completed"
-    assert metadata(training["artifact"])["num_steps"] == 600
+    *limited, last = training["attempts"]
+    assert training["state"] == "completed", training["attempts"]
+    assert limited and all((a["failure"], a["decision"]) == ("time_limit", "retry") for a in limited), limited
+    assert last["failure"] == "completed"
+    assert metadata(training["artifact"])["num_steps"] == 250
 
 
 # ------------------------------------------------------------------------------- the toy, on the single node

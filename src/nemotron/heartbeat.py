@@ -31,6 +31,8 @@ calls ``Heartbeat.inject_faults(done)`` before each iteration's forward pass:
                                  K iterations (sleeps forever), in attempt 1 only, so the next attempt completes
   NEMOTRON_FAULT_EXIT_AT=K:CODE  every rank exits with CODE after K iterations, in attempt 1 only unless
                                  NEMOTRON_FAULT_EVERY_ATTEMPT=1
+  NEMOTRON_FAULT_SLOW_S=S        every iteration takes S seconds longer, in every attempt (a step whose length does
+                                 not depend on the machine's speed, for time-limit tests)
 """
 
 from __future__ import annotations
@@ -256,11 +258,13 @@ class Faults:
     hang_at: int | None = None
     exit_at: int | None = None
     exit_code: int = 1
+    slow_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Faults | None:
         hang, leave = env.get("NEMOTRON_FAULT_HANG_AT", "").strip(), env.get("NEMOTRON_FAULT_EXIT_AT", "").strip()
-        if not hang and not leave:
+        slow = env.get("NEMOTRON_FAULT_SLOW_S", "").strip()
+        if not hang and not leave and not slow:
             return None
         first_attempt = attempt_from_env(env) == 1
         hang_at = exit_at = None
@@ -276,9 +280,15 @@ class Faults:
                 raise UserError(f"NEMOTRON_FAULT_EXIT_AT={leave!r} is not UNIT:CODE (e.g. 3:1)")
             if first_attempt or env.get("NEMOTRON_FAULT_EVERY_ATTEMPT", "").strip() == "1":
                 exit_at, exit_code = int(at), int(code)
-        return cls(hang_at, exit_at, exit_code)
+        try:
+            slow_s = float(slow) if slow else 0.0
+        except ValueError:
+            raise UserError(f"NEMOTRON_FAULT_SLOW_S={slow!r} is not a number of seconds") from None
+        return cls(hang_at, exit_at, exit_code, slow_s)
 
     def apply(self, done: int) -> None:
+        if self.slow_s > 0:
+            time.sleep(self.slow_s)
         if done == self.hang_at:
             _injected_hang(done)
         if done == self.exit_at:

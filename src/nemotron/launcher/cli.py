@@ -28,6 +28,7 @@ import tyro
 from tyro.conf import Positional, arg, subcommand
 
 from nemotron.errors import UserError
+from nemotron.launcher.executors.registry import EXECUTORS
 
 SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/nemotron: an OSError about these files is a bug
@@ -50,7 +51,7 @@ class Run:
     """step overrides: STEP.FIELD=VALUE or STAGE.STEP.FIELD=VALUE, e.g. training.train_iters=50"""
     profile: Annotated[str | None, arg(metavar="NAME|PATH")] = None
     """cluster profile name or path to a .toml (see `nemotron-launch profiles`); default: named after --executor"""
-    executor: Annotated[str | None, arg(metavar="{local,docker,slurm}")] = None
+    executor: Annotated[str | None, arg(metavar="{" + ",".join(EXECUTORS) + "}")] = None
     """default: the profile's"""
     scale: Annotated[str, arg(metavar="{tiny,small,medium,full}")] = "tiny"
     """how much of the full data and compute (1, 10, 30, 100 %)"""
@@ -64,7 +65,7 @@ class Run:
     """re-run steps whose output already exists"""
 
     def execute(self) -> int:
-        from nemotron.launcher.executors.base import ExecutorError, get_executor, secret_values
+        from nemotron.launcher.executors.base import ExecutorError, get_executor
         from nemotron.launcher.plan import build_plan, describe
         from nemotron.launcher.profiles import profile_for
         from nemotron.launcher.report import print_status
@@ -83,12 +84,13 @@ class Run:
                 print(f"---- {name} ----\n{text.rstrip()}", file=sys.stderr)
             emit(_dry_run_document(plan, rendered))
             return 0
-        if profile.executor != "slurm" or profile.ssh is None:
+        executor = get_executor(plan.executor)
+        if executor.artifact_root_is_here(profile):
             check_writable(plan.artifact_root)
-        executor = get_executor(plan.executor) if plan.jobs_to_run else None
-        secret_values(plan)
-        if executor is not None:
-            executor.check(plan, profile)  # e.g. docker installed, image present: fail before anything is recorded
+        if plan.jobs_to_run:
+            executor.check(plan, profile)  # secrets set, docker installed...: fail before anything is recorded
+        else:
+            executor = None
         run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)  # checks the run index first
         print(describe(plan), file=sys.stderr)  # after: a bad input above stays the one line on stderr
         if executor is not None:

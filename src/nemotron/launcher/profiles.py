@@ -20,109 +20,29 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from nemotron.errors import UserError
+from nemotron.launcher.executors.registry import EXECUTORS, profile_tables
+from nemotron.launcher.options import StrictModel, check_time
 from nemotron.scale import Scale
 
-ExecutorName = Literal["local", "docker", "slurm"]
-EXECUTORS: tuple[str, ...] = typing.get_args(ExecutorName)
 REPO_PROFILES = Path(__file__).resolve().parents[3] / "cluster_profiles"
 PROFILES_ENV = "NEMOTRON_PROFILES"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TIME_RE = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 HANG_TIMEOUT_ENV = "NEMOTRON_HANG_TIMEOUT"  # read by nemotron.heartbeat inside the job
-SIGNAL_RE = re.compile(r"^(B:)?[A-Z0-9]+(@\d+)?$")
 
 
 class ProfileError(UserError):
     pass
 
 
-def check_time(value: str | None) -> str | None:
-    if value is not None and not TIME_RE.match(value):
-        raise ValueError(f"time {value!r} is not a Slurm time (D-HH:MM:SS, HH:MM:SS or MM)")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PyxisOptions(_Strict):
-    mount_home: bool = False  # --no-container-mount-home unless true
-    workdir: str | None = None  # --container-workdir (default: the code directory in the image)
-    extra_args: list[str] = Field(default_factory=list)
-
-
-class SlurmOptions(_Strict):
-    account: str | None = None
-    partitions: dict[str, str] = Field(default_factory=dict)  # resource class (cpu|gpu) -> partition
-    nodes: int | None = Field(default=None, ge=1)
-    gpus_per_node: int | None = Field(default=None, ge=0)
-    cpus_per_task: int | None = Field(default=None, ge=1)
-    mem: str | None = None  # e.g. "0" (all), "64G"
-    time: str | None = None  # D-HH:MM:SS / HH:MM:SS / MM
-    exclusive: bool = False
-    qos: str | None = None
-    reservation: str | None = None
-    constraint: str | None = None
-    sbatch_args: list[str] = Field(default_factory=list)
-    srun_args: list[str] = Field(default_factory=list)
-    container_runtime: Literal["pyxis", "none", "docker"] = "none"
-    pyxis: PyxisOptions = Field(default_factory=PyxisOptions)
-    signal: str | None = "USR1@120"  # sent before the time limit; training checkpoints and exits 75
-
-    @field_validator("partitions")
-    @classmethod
-    def _known_classes(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if key not in ("cpu", "gpu"):
-                raise ValueError(f"partitions key {key!r} is not a resource class: use cpu or gpu")
-        return value
-
-    @field_validator("time")
-    @classmethod
-    def _time_format(cls, value: str | None) -> str | None:
-        return check_time(value)
-
-    @field_validator("signal")
-    @classmethod
-    def _signal_format(cls, value: str | None) -> str | None:
-        if value is not None and not SIGNAL_RE.match(value):
-            raise ValueError(f"signal {value!r} is not a Slurm --signal value like USR1@120 or B:USR1@120")
-        return value
-
-
-class SSHOptions(_Strict):
-    """Remote submission: ship the code to ``remote_dir`` on ``host`` and run sbatch there."""
-
-    host: str
-    user: str | None = None
-    port: int = 22
-    key: str | None = None  # path of the private key (the key itself never goes in a profile)
-    remote_dir: str = "~/.cache/nemotron/code"
-    options: list[str] = Field(default_factory=list)  # extra `ssh -o` options, e.g. "UserKnownHostsFile=..."
-
-
-class DockerOptions(_Strict):
-    gpus: str | None = None  # "all", "2", "device=0,1"; None for CPU-only
-    shm_size: str | None = "8g"
-    ipc: str | None = "host"
-    ulimits: dict[str, str] = Field(default_factory=lambda: {"memlock": "-1", "stack": "67108864"})
-    extra_args: list[str] = Field(default_factory=list)
-
-
-class ContainerOptions(_Strict):
+class ContainerOptions(StrictModel):
     image: str | None = None  # image reference, or a .sqsh path for pyxis
     mounts: list[str] = Field(default_factory=list)  # "SRC:DST[:ro]"; the artifact root is always mounted
 
 
-class LocalOptions(_Strict):
-    nproc_per_node: int = Field(default=1, ge=1)  # processes of a distributed step (torchrun when > 1)
-
-
-class StepResources(_Strict):
+class StepResources(StrictModel):
     """Resources of one step at one scale: ``[steps.<step>.scale.<scale>]``."""
 
     nodes: int | None = Field(default=None, ge=1)
@@ -150,7 +70,7 @@ class StepOverrides(StepResources):
 Policy = Literal["retry", "stop"]
 
 
-class FaultTolerance(_Strict):
+class FaultTolerance(StrictModel):
     """``[fault_tolerance]``: what happens after each class of failure (``nemotron.launcher.failures``).
 
     ``retry`` resumes the step from its last checkpoint in a new attempt of the same job (its dependents keep
@@ -180,21 +100,27 @@ class FaultTolerance(_Strict):
         return {HANG_TIMEOUT_ENV: str(self.hang_timeout)} if self.hang_timeout and step in self.watch_steps else {}
 
 
-class Profile(_Strict):
+class ProfileBase(StrictModel):
+    """What every profile has, whatever its executor; ``Profile`` adds the tables the registered executors own
+    (``executors.registry``: ``[slurm]``, ``[ssh]``, ``[docker]``, ``[local]``, ``[nemo_run]``)."""
+
     name: str
     description: str = ""
     extends: str | None = None
-    executor: ExecutorName = "local"
+    executor: str = "local"
     artifact_root: Path | None = None  # None: nemotron.artifact.default_artifact_root()
     env: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list)  # names of environment variables, never values
     container: ContainerOptions = Field(default_factory=ContainerOptions)
-    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
-    ssh: SSHOptions | None = None
-    docker: DockerOptions = Field(default_factory=DockerOptions)
-    local: LocalOptions = Field(default_factory=LocalOptions)
     fault_tolerance: FaultTolerance = Field(default_factory=FaultTolerance)
     steps: dict[str, StepOverrides] = Field(default_factory=dict)
+
+    @field_validator("executor")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in EXECUTORS:
+            raise ValueError(f"unknown executor {value!r}: valid executors are {', '.join(EXECUTORS)}")
+        return value
 
     @field_validator("env", "secrets")
     @classmethod
@@ -216,6 +142,10 @@ class Profile(_Strict):
         from nemotron.artifact import default_artifact_root
 
         return Path(self.artifact_root) if self.artifact_root is not None else default_artifact_root()
+
+
+# Every registered executor's tables, each validated by the model its executor owns.
+Profile = create_model("Profile", __base__=ProfileBase, __module__=__name__, **profile_tables())
 
 
 # ------------------------------------------------------------------------------------------------- discovery
@@ -387,10 +317,10 @@ def profile_for(profile: str | None, executor: str | None) -> Profile:
     if executor is not None and executor not in EXECUTORS:
         raise ProfileError(f"unknown executor {executor!r}: valid executors are {', '.join(EXECUTORS)}")
     if profile is None:
-        if executor in (None, "local", "docker"):
-            profile = executor or "local"
-        else:
-            valid = ", ".join(sorted(available_profiles()))
+        profile = executor or "local"
+        available = available_profiles()
+        if profile not in available:  # a cluster has no default profile: which one is for the user to say
+            valid = ", ".join(sorted(available))
             raise ProfileError(f"--executor {executor} needs a cluster profile: pass --profile NAME (one of {valid})")
     loaded = load_profile(profile)
     if executor is not None and executor != loaded.executor:

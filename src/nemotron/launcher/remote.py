@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nemotron.errors import UserError
-from nemotron.launcher.profiles import SSHOptions
+from nemotron.launcher.executors.slurm_options import SSHOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,5 +1,8 @@
-"""Resolved resources of one job at one scale: the recipe's defaults for the scale, then the profile's ``[slurm]``
-defaults, then its ``[steps...]`` tables (``profile_step_values``)."""
+"""Resolved resources of one job at one scale: the recipe's defaults for the scale, then what the executor adds
+(a scheduler's allocation defaults, this machine's processes), then the profile's ``[steps...]`` tables
+(``profile_step_values``). Each executor translates them (``Executor.job_resources``) with one of the two
+translations here: ``scheduled_resources`` for a scheduler that allocates nodes and GPUs, ``machine_resources`` for
+this machine."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nemotron.launcher.declaration import Recipe, ResourceClass, Stage, Step
+from nemotron.launcher.declaration import Recipe, ResourceClass, Resources, Stage, Step
+from nemotron.launcher.executors.registry import executor_class
+from nemotron.launcher.options import AllocationDefaults
 from nemotron.launcher.profiles import Profile, ProfileError
 from nemotron.scale import SCALES
 
@@ -26,31 +31,47 @@ class JobResources(BaseModel):
 
 
 def resolve_resources(stage: Stage, step: Step, profile: Profile, scale: str) -> JobResources:
-    declared, slurm = step.resources.at(scale), profile.slurm
-    chosen = profile_step_values(profile, stage, step, scale)
+    declared, chosen = step.resources.at(scale), profile_step_values(profile, stage, step, scale)
+    return executor_class(profile.executor).job_resources(declared, chosen, profile)
+
+
+def scheduled_resources(declared: Resources, chosen: dict[str, Any], defaults: AllocationDefaults) -> JobResources:
+    """A scheduler's allocation (Slurm, a Kubernetes cluster...): the cluster's node shape and defaults over the
+    recipe's, the ``[steps...]`` values over both; a distributed step runs one rank per GPU it is given."""
     gpu = declared.resource_class == "gpu"
     nodes = declared.nodes
     gpus = declared.gpus_per_node if gpu else 0
-    if gpu and slurm.gpus_per_node is not None:  # what the cluster's nodes have; a 1-GPU step keeps asking for 1
-        gpus = slurm.gpus_per_node if declared.distributed else min(gpus, slurm.gpus_per_node)
-    if declared.distributed and slurm.nodes is not None:
-        nodes = slurm.nodes
+    if gpu and defaults.gpus_per_node is not None:  # what the cluster's nodes have; a 1-GPU step keeps asking for 1
+        gpus = defaults.gpus_per_node if declared.distributed else min(gpus, defaults.gpus_per_node)
+    if declared.distributed and defaults.nodes is not None:
+        nodes = defaults.nodes
     nodes, gpus = chosen.get("nodes", nodes), chosen.get("gpus_per_node", gpus)
-    if profile.executor != "slurm":  # local/docker take devices from the profile ([local], [docker] gpus)
-        gpus = 0
-    nproc = 1
-    if declared.distributed:
-        nproc = gpus if profile.executor == "slurm" and gpus > 0 else profile.local.nproc_per_node
     return JobResources(
         resource_class=declared.resource_class,
         distributed=declared.distributed,
         nodes=nodes if declared.distributed else 1,
         gpus_per_node=gpus,
-        nproc_per_node=chosen.get("nproc_per_node", nproc),
-        cpus_per_task=chosen.get("cpus_per_task", slurm.cpus_per_task),
-        mem=chosen.get("mem", slurm.mem),
-        time=chosen.get("time", slurm.time or declared.time),
-        partition=chosen.get("partition", slurm.partitions.get(declared.resource_class)),
+        nproc_per_node=chosen.get("nproc_per_node", gpus if declared.distributed and gpus > 0 else 1),
+        cpus_per_task=chosen.get("cpus_per_task", defaults.cpus_per_task),
+        mem=chosen.get("mem", defaults.mem),
+        time=chosen.get("time", defaults.time or declared.time),
+        partition=chosen.get("partition", defaults.partitions.get(declared.resource_class)),
+    )
+
+
+def machine_resources(declared: Resources, chosen: dict[str, Any], nproc_per_node: int) -> JobResources:
+    """This machine (subprocesses, containers on its engine): no GPUs are allocated (the step takes whatever
+    devices the machine or the container has); a distributed step runs ``nproc_per_node`` processes."""
+    return JobResources(
+        resource_class=declared.resource_class,
+        distributed=declared.distributed,
+        nodes=chosen.get("nodes", declared.nodes) if declared.distributed else 1,
+        gpus_per_node=0,
+        nproc_per_node=chosen.get("nproc_per_node", nproc_per_node if declared.distributed else 1),
+        cpus_per_task=chosen.get("cpus_per_task"),
+        mem=chosen.get("mem"),
+        time=chosen.get("time", declared.time),
+        partition=chosen.get("partition"),
     )
 
 

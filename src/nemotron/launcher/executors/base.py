@@ -1,11 +1,14 @@
-"""The executor interface: the same five verbs over the same plan for every backend (local, docker, slurm).
+"""The executor interface: the same five verbs over the same plan for every backend (``registry.EXECUTORS``).
 
 Dry-run is the first half of submit (torchx style): ``render`` is pure (plan + profile -> the text of every job:
 a shell command, a ``docker run`` line, an sbatch script) and ``submit`` runs or submits exactly what ``render``
 returned. State lives in the run record (``runs.RunRecord``): ``submit`` fills per-step job ids and states and saves
 the record (``runs.save_run``); ``status``/``logs``/``cancel`` take a record read back from disk, from any shell.
 
-Contract for implementations:
+Contract for implementations (registered in ``registry.EXECUTORS`` with the module of their options):
+- ``job_resources(declared, chosen, profile) -> JobResources`` (a classmethod, used at plan time): the step's
+  allocation in this backend's terms, from the recipe's defaults, the profile's ``[steps...]`` values and this
+  executor's own profile tables; no other module branches on an executor's name.
 - ``render(plan, profile) -> {job name: text}`` for the jobs to run (``plan.jobs_to_run``); no I/O, no secrets:
   secret values are read from the submitting environment only inside ``submit`` (``secret_values``) and reach jobs
   through a 0600 file (``write_env_file``), never a command line or script.
@@ -25,23 +28,19 @@ GPU on GPU steps); ``job.env`` is the non-secret environment (``NEMOTRON_ARTIFAC
 from __future__ import annotations
 
 import abc
-import importlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from nemotron.errors import UserError
+from nemotron.launcher.declaration import Resources
+from nemotron.launcher.executors.registry import EXECUTORS, executor_class
 from nemotron.launcher.plan import Plan
 from nemotron.launcher.profiles import Profile
+from nemotron.launcher.resources import JobResources
 from nemotron.launcher.runs import RunRecord, StepRecord
-
-EXECUTOR_CLASSES = {
-    "local": "nemotron.launcher.executors.local:LocalExecutor",
-    "docker": "nemotron.launcher.executors.docker:DockerExecutor",
-    "slurm": "nemotron.launcher.executors.slurm:SlurmExecutor",
-}
 
 
 class ExecutorError(UserError):
@@ -50,6 +49,13 @@ class ExecutorError(UserError):
 
 class Executor(abc.ABC):
     name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def job_resources(cls, declared: Resources, chosen: dict[str, Any], profile: Profile) -> JobResources:
+        """One job's resources in this backend's terms: the recipe's ``declared`` allocation at the plan's scale, the
+        values the profile's ``[steps...]`` tables ``chosen`` for it, and this executor's own options in ``profile``
+        (``resources.scheduled_resources`` / ``machine_resources``)."""
 
     @abc.abstractmethod
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
@@ -71,22 +77,26 @@ class Executor(abc.ABC):
     def cancel(self, run: RunRecord) -> RunRecord:
         """Stop every unfinished job of the run and mark it cancelled."""
 
-    def check(self, plan: Plan, profile: Profile) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Before a run is recorded: raise a ``UserError`` if this plan cannot be started here (missing binary...)."""
+    def check(self, plan: Plan, profile: Profile) -> None:
+        """Before a run is recorded: raise a ``UserError`` if this plan cannot be started here (a secret missing from
+        this shell, a missing binary...). Overrides call this first, unless their backend holds the secrets."""
+        secret_values(plan)
+
+    def artifact_root_is_here(self, profile: Profile) -> bool:
+        """Whether this machine writes the artifact root (checked before a run is recorded); a remote submission
+        (a login node through SSH, a cloud's volume) writes it elsewhere."""
+        return True
 
 
 def get_executor(name: str) -> Executor:
-    """The executor class for ``name``, imported lazily (the CLI stays light)."""
-    if name not in EXECUTOR_CLASSES:
-        raise ExecutorError(f"unknown executor {name!r}: valid executors are {', '.join(EXECUTOR_CLASSES)}")
-    module_name, _, class_name = EXECUTOR_CLASSES[name].partition(":")
+    """The executor for ``name`` (``registry.EXECUTORS``), imported lazily (the CLI stays light)."""
+    module_name = EXECUTORS[name][0].partition(":")[0] if name in EXECUTORS else None
     try:
-        module = importlib.import_module(module_name)
+        return executor_class(name)()
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             raise ExecutorError(f"the {name} executor is not available in this installation ({module_name})") from None
         raise
-    return getattr(module, class_name)()
 
 
 # ------------------------------------------------------------------------------------- helpers for backends
@@ -141,6 +151,20 @@ def watch(executor: Executor, run: RunRecord, poll_start_s: float = 1.0, poll_ma
                 return run
             time.sleep(delay)
             delay = min(delay * 1.5, poll_max_s)
+
+
+def explain_cancelled(run: RunRecord) -> None:
+    """A job cancelled because an upstream one failed (or was cancelled) says which."""
+    for job in run.plan.jobs:
+        record = run.steps.get(job.name)
+        if record is None or record.state != "cancelled":
+            continue
+        failed = [d for d in job.depends_on if run.steps[d].state in ("failed", "timeout", "unknown")]
+        upstream = [d for d in job.depends_on if run.steps[d].state == "cancelled"]
+        if failed:
+            record.reason = f"upstream {failed[0]} {run.steps[failed[0]].state}"
+        elif upstream and record.reason in (None, "cancelled"):
+            record.reason = f"upstream {upstream[0]} cancelled"
 
 
 def follow_file(path: Path, finished: Callable[[], bool], poll_s: float = 0.5) -> Iterator[str]:

@@ -167,6 +167,7 @@ class DockerExecutor(LocalExecutor):
         return rendered
 
     def check(self, plan: Plan, profile: Profile) -> None:
+        super().check(plan, profile)
         _image, note = checked_image(plan, profile)
         if note:
             print(f"note: {note}", file=sys.stderr)

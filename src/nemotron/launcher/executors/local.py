@@ -27,6 +27,7 @@ from pathlib import Path
 
 from nemotron.errors import REQUEUE_EXIT_CODE
 from nemotron.heartbeat import ATTEMPT_ENV, HANG_MARKER, PROGRESS_FILE, read_progress
+from nemotron.launcher.declaration import Resources
 from nemotron.launcher.executors.base import Executor, ExecutorError, follow_file, log_tail, secret_values
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
@@ -34,6 +35,7 @@ from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.processes import die_with_parent, identify, is_running, signal_process
 from nemotron.launcher.profiles import FaultTolerance, Profile
 from nemotron.launcher.report import LiveView, print_failure, stderr_console
+from nemotron.launcher.resources import JobResources, machine_resources
 from nemotron.launcher.runs import FINISHED_STATES, SUCCESS_STATES, RunRecord, StepRecord, read_run, save_run
 
 TERMINATE_GRACE_S = 10.0
@@ -54,6 +56,10 @@ def job_command(job: Job, python: str = sys.executable) -> list[str]:
 
 class LocalExecutor(Executor):
     name = "local"
+
+    @classmethod
+    def job_resources(cls, declared: Resources, chosen: dict, profile: Profile) -> JobResources:
+        return machine_resources(declared, chosen, profile.local.nproc_per_node)
 
     def job_command(self, run: RunRecord, job: Job) -> list[str]:
         """The command that runs one job (the docker executor wraps the same command in ``docker run``)."""

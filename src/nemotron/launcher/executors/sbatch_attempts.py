@@ -13,8 +13,8 @@ keep waiting). Each attempt appends a ``start`` line and an ``end`` line to the 
 3. runs the step in the background, forwarding the profile's signal to it (to the ranks alone under pyxis);
 4. classifies the end: 0 completed; SIGTERM node_failure when a node of the job is down (Slurm ends and requeues
    a job that lost a node), else terminated (scancel, or a preemption Slurm requeues itself); the stop code
-   stopped; the watchdog's marker hang; the signal within the signal's lead (+ a minute of Slurm's timer slack) of
-   the job's end time time_limit, else preempted (75 alike); anything else application_error;
+   stopped; the watchdog's marker hang; the signal within its lead (+ ``TIMER_SLACK_S``) of the job's end time
+   time_limit, else preempted (75 alike); anything else application_error;
 5. requeues the job when the class's policy is ``retry`` (a time limit only if the attempt saved a newer checkpoint)
    and attempts are left; otherwise the job ends with the step's exit code (non-zero: dependents are cancelled).
 
@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from nemotron.errors import REQUEUE_EXIT_CODE
 
 RETRIABLE = ("preempted", "node_failure", "time_limit", "hang", "application_error")
-TIMER_SLACK_S = 60  # slurmctld checks time limits and --signal times about every 30 s
+# Slurm sends --signal up to 60 s before its time (sbatch(1): "due to the resolution of event handling"), and the
+# signal takes a moment to reach the shell
+TIMER_SLACK_S = 75
 
 
 def q(value: object) -> str:

@@ -24,14 +24,17 @@ from pathlib import Path
 
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
-from nemotron.launcher.executors.base import Executor, ExecutorError, secret_values, watch
+from nemotron.launcher.declaration import Resources
+from nemotron.launcher.executors.base import Executor, ExecutorError, explain_cancelled, secret_values, watch
 from nemotron.launcher.executors.sbatch import input_mounts, render, render_sbatch, render_secrets_cleanup
+from nemotron.launcher.executors.slurm_options import SSHOptions
 from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
-from nemotron.launcher.executors.slurm_state import map_state, query_jobs
+from nemotron.launcher.executors.slurm_state import down_nodes, map_state, query_jobs
 from nemotron.launcher.failures import attempts_file, last_failure, read_attempts
 from nemotron.launcher.plan import Job, Plan
-from nemotron.launcher.profiles import Profile, SSHOptions
+from nemotron.launcher.profiles import Profile
 from nemotron.launcher.remote import REPO_ROOT, LocalShell, SSHShell, shell_for, ship_code
+from nemotron.launcher.resources import JobResources, scheduled_resources
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
 
 FOLLOW_SCHEDULER_S = 30.0
@@ -99,6 +102,13 @@ def sbatch_parameters(
 class SlurmExecutor(Executor):
     name = "slurm"
 
+    @classmethod
+    def job_resources(cls, declared: Resources, chosen: dict, profile: Profile) -> JobResources:
+        return scheduled_resources(declared, chosen, profile.slurm)
+
+    def artifact_root_is_here(self, profile: Profile) -> bool:
+        return profile.ssh is None  # through SSH, the artifact root is the cluster's
+
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
         scripts = {name: render(params) for name, params in _dry_run_parameters(plan, profile, chained=True).items()}
         if plan.secret_names and scripts:
@@ -108,6 +118,7 @@ class SlurmExecutor(Executor):
 
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
+        super().check(plan, profile)
         image, note = _pinned_image(plan, profile, shell_for(profile.ssh))  # a stale image: refused before anything
         if note:
             print(f"note: {note}", file=sys.stderr)
@@ -183,7 +194,7 @@ class SlurmExecutor(Executor):
             if state in FINISHED_STATES and record.ended_at is None:
                 record.ended_at = now
             _read_attempts(shell, run, name)
-        _explain_cancelled(run)
+        explain_cancelled(run)
         if run.finished:
             _remove_secrets(shell, run)
         save_run(run)
@@ -333,35 +344,29 @@ def _read_attempts(shell, run: RunRecord, name: str) -> None:
     if record.state == "running":
         record.progress = read_progress(shell.read_file(f"{job.output}/{PROGRESS_FILE}").decode(errors="replace"))
     failure = last_failure(record.attempts)
-    if failure is None:
-        return
-    if record.state in ("failed", "timeout") and failure.decision == "stop":
+    if failure is not None and record.state in ("failed", "timeout") and failure.decision == "stop":
         record.reason = failure.describe()
-    failed_nodes = sorted(
-        {n for a in record.attempts if a.failure == "node_failure" for n in (a.detail or "").split(",") if n}
-    )
+    if record.state == "pending" and record.attempts:
+        _keep_off_failed_nodes(shell, run, name)
+
+
+def _keep_off_failed_nodes(shell, run: RunRecord, name: str) -> None:
+    """A pending job that already ran is a requeued one: the nodes it lost (recorded by a later attempt, or, while
+    the attempt Slurm killed has no end yet, those of its nodes that are down now) go in its ``ExcNodeList``, so
+    it stays off them even if they come back before it starts. Slurm itself does not place it on a down node."""
+    record = run.steps[name]
+    lost = {node for a in record.attempts if a.failure == "node_failure" for node in (a.detail or "").split(",")}
+    last = record.attempts[-1]
+    if last.failure is None and last.nodes:  # killed with its nodes' batch script: the next attempt will say why
+        lost |= set(down_nodes(last.nodes, shell.run))
+    failed = sorted(node for node in lost if node)
     excluded = run.executor_data.setdefault("excluded_nodes", {})
-    if record.state == "pending" and failed_nodes and excluded.get(name) != failed_nodes:
-        done = shell.run(["scontrol", "update", f"JobId={record.job_id}", f"ExcNodeList={','.join(failed_nodes)}"])
-        if done.returncode == 0:
-            excluded[name] = failed_nodes
-            print(
-                f"{name}: job {record.job_id} will not run on {', '.join(failed_nodes)} (node failure)", file=sys.stderr
-            )
-
-
-def _explain_cancelled(run: RunRecord) -> None:
-    """A job cancelled because an upstream one failed says which."""
-    for job in run.plan.jobs:
-        record = run.steps.get(job.name)
-        if record is None or record.state != "cancelled":
-            continue
-        failed = [d for d in job.depends_on if run.steps[d].state in ("failed", "timeout", "unknown")]
-        upstream = [d for d in job.depends_on if run.steps[d].state == "cancelled"]
-        if failed:
-            record.reason = f"upstream {failed[0]} {run.steps[failed[0]].state}"
-        elif upstream and record.reason in (None, "cancelled"):
-            record.reason = f"upstream {upstream[0]} cancelled"
+    if not failed or excluded.get(name) == failed:
+        return
+    done = shell.run(["scontrol", "update", f"JobId={record.job_id}", f"ExcNodeList={','.join(failed)}"])
+    if done.returncode == 0:
+        excluded[name] = failed
+        print(f"{name}: job {record.job_id} kept off {', '.join(failed)} (node failure)", file=sys.stderr)
 
 
 def _show_failures(run: RunRecord) -> None:
