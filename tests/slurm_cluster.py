@@ -30,6 +30,10 @@ from system_tools import require_tools
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scontrol")
 ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr")
 NODE_CPUS = 2
+# cred_expire: how long a job step credential lives, and so how long a requeued job waits before it may start again
+# (Slurm's default is 120 s). Starting it sooner (scontrol update StartTime=now) gets it killed: "Job credential
+# revoked". 15 s still leaves a loaded 2-core machine time to launch a step.
+REQUEUE_DELAY_S = 15
 
 
 @dataclass
@@ -97,10 +101,9 @@ class SlurmCluster:
 
 # ------------------------------------------------------------------------------------------------ config
 def _slurm_conf(
-    base: Path, name: str, ctl_addr: str, ctl_port: int, accounting_port: int | None, cred_expire: int | None = None
+    base: Path, name: str, ctl_addr: str, ctl_port: int, accounting_port: int | None, cred_expire: int = REQUEUE_DELAY_S
 ) -> str:
-    # cred_expire is also how long a requeued job waits before it may start again (120 s by default)
-    auth = f"AuthInfo=socket={base}/munge/munge.socket" + (f",cred_expire={cred_expire}" if cred_expire else "")
+    auth = f"AuthInfo=socket={base}/munge/munge.socket,cred_expire={cred_expire}"
     lines = [
         f"ClusterName={name}",
         f"SlurmctldHost={socket.gethostname()}({ctl_addr})",
@@ -223,12 +226,12 @@ def start_multi_node(
     extra_conf: str = "",
     slurmd_path: str | None = None,
     netns_prefix: str = "nt",
-    cred_expire: int | None = None,
+    cred_expire: int = REQUEUE_DELAY_S,
 ) -> SlurmCluster:
     """``nnodes`` nodes n1..nN, each slurmd in its own network + UTS namespace behind a bridge in the root one.
 
     ``netns_prefix`` (two letters) keeps the namespaces and links of two such clusters in one session apart;
-    ``cred_expire`` (seconds) shortens the wait of a requeued job before it may start again."""
+    ``cred_expire`` (seconds): see ``REQUEUE_DELAY_S``."""
     _prepare_dirs(base)
     tag = f"{netns_prefix}{os.getpid() % 100000:05d}"
     net = _free_subnet()
@@ -378,10 +381,10 @@ def slurm_cluster_2nodes(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def slurm_cluster_3nodes(tmp_path_factory):
-    """Three nodes n1..n3 (a 2-node job keeps running after losing one), requeued jobs wait 10 s, not 120."""
+    """Three nodes n1..n3: a 2-node job still finds two after losing one."""
     binaries = (*SLURM_BINARIES, "nsenter", "unshare", "ip")
     yield from _session_cluster(tmp_path_factory, binaries, start_multi_node, nnodes=3, name="nemotestft",
-                                netns_prefix="ft", cred_expire=10)  # fmt: skip
+                                netns_prefix="ft")  # fmt: skip
 
 
 def lose_node(cluster: SlurmCluster, node: str) -> None:

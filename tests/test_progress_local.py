@@ -1,8 +1,10 @@
-"""``status`` of a local run while nano2 training runs: attempt, iteration/total, last loss and an ETA."""
+"""Local runs of nano2 training: ``status`` while it runs (attempt, iteration/total, last loss, ETA), and a hang the
+watchdog ends, retried by the runner from the last checkpoint."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,20 @@ def test_status_of_running_local_training_shows_iteration_total_and_loss(launche
     finally:
         cancelled = launcher_env.launch("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
+
+
+@pytest.mark.slow
+def test_a_hung_local_training_is_ended_by_its_watchdog_and_resumed_in_a_second_attempt(launcher_env, curated_dataset):
+    (launcher_env.profiles / "hangs.toml").write_text(
+        'extends = "local"\n[fault_tolerance]\nhang_timeout = 5\n[env]\nNEMOTRON_FAULT_HANG_AT = "12"\n'
+    )
+    dataset = f"training.dataset_path={curated_dataset.path}"
+    done = launcher_env.launch("nano2.stage0.training", "--profile", "hangs", dataset, "training.train_iters=20",
+                               "training.warmup_iters=2", "training.save_interval=10", timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = done.document["steps"][TRAINING]["attempts"]
+    assert (first["failure"], first["exit_code"], first["decision"]) == ("hang", 76, "retry")
+    assert second["failure"] == "completed"
+    log = (Path(done.document["run_dir"]) / "logs" / f"{TRAINING}.log").read_text()
+    assert "watchdog: rank 0 made no progress for" in log and "_injected_hang" in log  # its stack
+    assert "resumed from" in log and "(step 10)" in log

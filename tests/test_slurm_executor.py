@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -56,6 +57,24 @@ def test_stage_completes_with_chained_artifacts(on_slurm, slurm_cluster):
     }
     script = Path(document["run_dir"]) / "sbatch" / "stage0_toy.training.sbatch"
     assert f"--dependency=afterok:{steps['stage0_toy.data_curation']['job_id']}" in script.read_text()
+
+
+def test_the_scripts_submitted_are_the_dry_runs_with_the_run_and_job_ids_filled_in(on_slurm, slurm_cluster):
+    """What ``--dry-run`` shows is what runs: only the placeholders for what exists once submitted differ."""
+    dry = on_slurm.launch("toy.stage0", "--profile", "slurm-test", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    launched = on_slurm.launch("toy.stage0", "--profile", "slurm-test")
+    assert launched.returncode == 0, launched.stderr
+    run_id, run_dir = launched.document["run_id"], Path(launched.document["run_dir"])
+    ids = {name: step["job_id"] for name, step in launched.document["steps"].items()}
+    assert set(dry.document["rendered"]) == set(ids)
+    for name, text in dry.document["rendered"].items():
+        for placeholder, value in {"run_id": run_id, **ids}.items():
+            text = text.replace(f"{{{placeholder}}}", value)
+        submitted = (run_dir / "sbatch" / f"{name}.sbatch").read_text().splitlines()
+        assert len(submitted) == len(text.splitlines()), name
+        for shown, ran in zip(text.splitlines(), submitted, strict=True):  # a placeholder's braces were quoted
+            assert shown == ran or shlex.split(shown) == shlex.split(ran), (name, shown, ran)
 
 
 def test_failed_step_cancels_its_dependents_and_status_shows_its_log(on_slurm, slurm_cluster):
@@ -176,7 +195,6 @@ def test_a_requeued_job_still_reads_the_secrets_and_they_go_after_it_completes(o
     state = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T")
     wait_for(lambda: "PENDING" in slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout, what="pending")
     assert (run_dir / "secrets.env").exists(), state  # the requeued job has not ended: its secrets stay
-    slurm_cluster.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")  # skip the 120 s requeue delay
     wait_for(lambda: not (run_dir / "secrets.env").exists(), timeout=180, what="secrets removed")
     status = on_slurm.launch("status", launched.document["run_id"])
     assert status.document["state"] == "completed", status.stderr

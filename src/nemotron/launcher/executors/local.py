@@ -192,7 +192,14 @@ def run_jobs(
     return run
 
 
-def _run_one(run: RunRecord, job: Job, record: StepRecord, view: LiveView, command: list[str], prepare_retry) -> None:
+def _run_one(
+    run: RunRecord,
+    job: Job,
+    record: StepRecord,
+    view: LiveView,
+    command: list[str],
+    prepare_retry: Callable[[RunRecord, Job], None],
+) -> None:
     """Run the step, a new attempt each time one ends in a class the profile retries (``failures``): here that is a
     hang (the watchdog's marker) or a SIGTERM from outside the runner (exit 75, checkpoint saved)."""
     faults = FaultTolerance.model_validate(run.profile.get("fault_tolerance", {}))
