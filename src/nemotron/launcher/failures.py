@@ -37,6 +37,8 @@ FailureClass = Literal[
     "completed", "preempted", "node_failure", "time_limit", "hang", "application_error", "stopped", "terminated"
 ]
 Decision = Literal["retry", "stop", "done"]
+# the classes a profile's [fault_tolerance] sets a policy for (the others are never retried)
+RETRIABLE_CLASSES = ("preempted", "node_failure", "time_limit", "hang", "application_error")
 ATTEMPTS_DIR = "attempts"
 
 WORDS: dict[str, str] = {

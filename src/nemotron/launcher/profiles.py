@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, field_vali
 
 from nemotron.errors import UserError
 from nemotron.launcher.executors.registry import EXECUTORS, profile_tables
+from nemotron.launcher.failures import RETRIABLE_CLASSES
 from nemotron.launcher.options import StrictModel, check_time
 from nemotron.scale import Scale
 
@@ -92,8 +93,7 @@ class FaultTolerance(StrictModel):
     watch_steps: list[str] = Field(default_factory=lambda: ["training"])
 
     def retried_classes(self) -> list[str]:
-        classes = ("preempted", "node_failure", "time_limit", "hang", "application_error")
-        return [name for name in classes if getattr(self, name) == "retry"]
+        return [name for name in RETRIABLE_CLASSES if getattr(self, name) == "retry"]
 
     def job_env(self, step: str) -> dict[str, str]:
         """The environment that arms the watchdog of one step (empty when it is not watched)."""

@@ -28,8 +28,8 @@ import shlex
 from collections.abc import Sequence
 
 from nemotron.errors import REQUEUE_EXIT_CODE
+from nemotron.launcher.failures import RETRIABLE_CLASSES
 
-RETRIABLE = ("preempted", "node_failure", "time_limit", "hang", "application_error")
 # Slurm sends --signal up to 60 s before its time (sbatch(1): "due to the resolution of event handling"), and the
 # signal takes a moment to reach the shell
 TIMER_SLACK_S = 75
@@ -54,7 +54,7 @@ def attempt_lines(
 ) -> list[str]:
     forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
     lead = int(signal.split("@")[1]) if signal and "@" in signal else 0
-    policy = " ".join(sorted(set(retry) & set(RETRIABLE)))
+    policy = " ".join(sorted(set(retry) & set(RETRIABLE_CLASSES)))
     lines = [
         "# attempts: a requeue runs this script again; each attempt appends its start and its end to the job's record",
         f"attempts_file={q(attempts_file)}",
