@@ -241,9 +241,9 @@ def docker_engine():
 TEST_DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
-# The project's code at the same fixed path as containers/nano2/Dockerfile; Python and the venv are mounted.
+# The project's code at the same fixed path as containers/Dockerfile; Python and the venv are mounted.
 COPY src /opt/nemotron/src
-COPY containers/nano2 /opt/nemotron/containers/nano2
+COPY containers /opt/nemotron/containers
 ENV PYTHONPATH=/opt/nemotron/src PATH={venv}/bin:/usr/local/bin:/usr/bin
 WORKDIR /opt/nemotron
 USER 1000
@@ -264,7 +264,7 @@ def snapshot_repo(dest: Path) -> Path:
 
 
 def build_test_image(engine: DockerEngine, dockerfile_dir: Path, repository: str = "nemotron-test/nano2", root=None):
-    """A repository's own context (``root``, default this checkout; selected by ``containers/nano2/.dockerignore``)
+    """A repository's own context (``root``, default this checkout; selected by ``containers/.dockerignore``)
     on the offline base image."""
     from unittest import mock
 
@@ -273,7 +273,7 @@ def build_test_image(engine: DockerEngine, dockerfile_dir: Path, repository: str
     root = Path(root or REPO)
     dockerfile = dockerfile_dir / "Dockerfile"
     dockerfile.write_text(TEST_DOCKERFILE.format(venv=engine.venv))
-    ignore = root / "containers" / "nano2" / ".dockerignore"
+    ignore = root / "containers" / ".dockerignore"
     context = BuildContext.collect(root, dockerfile, ignore, {"BASE_IMAGE": engine.base_image})
     with mock.patch.dict(os.environ, {"DOCKER_HOST": engine.host}):  # env only: the build itself is real
         return build_image(context, repository)

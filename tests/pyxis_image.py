@@ -2,7 +2,7 @@
 
 ``pyxis_nano2_image`` (session-scoped) writes the pyxis test profile (``pyxis-test``), then runs
 ``nemotron-launch build nano2 --profile pyxis-test --base-image <offline base> --dockerfile <the docker tests'
-Dockerfile>`` against the test dockerd: the image is built from the repository's context (``containers/nano2/
+Dockerfile>`` against the test dockerd: the image is built from the repository's context (``containers/
 .dockerignore``) and converted by ``enroot import dockerd://…`` into ``<images>/nano2-<image id>.sqsh``; the profile's
 ``nano2.sqsh`` becomes a symlink to it. The context is the session's ``code_snapshot`` (``nemotron-launch`` runs with
 its ``src`` first on ``PYTHONPATH``, so the build's repository is the snapshot): the docker tests build the same
@@ -38,7 +38,7 @@ PROFILE = """\
 # from the offline test image (tests/docker_engine.py); `image` is the symlink build moves to the squashfs.
 # That image holds the repository's code at /opt/nemotron/src and the system libraries the venv links against, but
 # neither Python nor the ~6 GB venv: both are mounted read-only at their own paths, as the docker tests mount them.
-# A real cluster's image carries its own Python (containers/nano2/Dockerfile) and needs no such mounts.
+# A real cluster's image carries its own Python (containers/Dockerfile) and needs no such mounts.
 extends = "slurm-test"
 
 [container]

@@ -60,17 +60,18 @@ def test_unchanged_context_is_a_noop_and_one_changed_file_rebuilds(docker_engine
 
 def test_recipe_context_sends_only_the_allowlist():
     context = recipe_context("nano2", None)
-    assert "pyproject.toml" in context.files and "containers/nano2/pins.py" in context.files
+    assert "pyproject.toml" in context.files and "containers/pins.py" in context.files
     assert any(f.startswith("src/nemotron/") for f in context.files)
-    allowed = ("pyproject.toml", "README.md", "src/", "containers/nano2/")
+    allowed = ("pyproject.toml", "README.md", "src/", "containers/")
     assert all(f.startswith(allowed) for f in context.files), [f for f in context.files if not f.startswith(allowed)]
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in context.files)
     base = recipe_context("nano2", "nvcr.io/nvidia/pytorch:24.12-py3")
     assert base.digest() != context.digest()  # the base image is part of the content tag
+    assert dict(context.build_args) == {"RECIPE": "nano2"}  # the shared Dockerfile, built for this recipe
 
 
-def test_nano2_dockerfile_content():
-    text = (REPO / "containers" / "nano2" / "Dockerfile").read_text()
+def test_the_shared_dockerfile_content():
+    text = (REPO / "containers" / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3$", text, re.M)
     assert "FROM ${BASE_IMAGE}" in text and "WORKDIR /opt/nemotron" in text
     assert "--constraint /tmp/base-constraints.txt" in text and "pins.py check-gpu-extra" in text
@@ -79,7 +80,8 @@ def test_nano2_dockerfile_content():
     assert not re.search(r"transformer[-_]engine", text.split("# The code")[1])  # never reinstalled on top
     instructions = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"(TOKEN|SECRET|PASSWORD|API_KEY)", instructions, re.I)  # no secret build args or env
-    ignore = (REPO / "containers" / "nano2" / ".dockerignore").read_text().splitlines()
+    assert "import nemotron.launcher.plan, nemotron.recipes.${RECIPE}.recipe" in text  # built for one recipe
+    ignore = (REPO / "containers" / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") :][:2] == ["*", "!pyproject.toml"]  # an allowlist
 
 

@@ -64,7 +64,7 @@ docker run --name nemotron-toy-20261124-120000-abcd-stage0_toy-training --label 
 --label nemotron.job=stage0_toy.training --init --user 1000:1000 --gpus all --ipc=host --shm-size=8g \
 --ulimit memlock=-1 --ulimit stack=67108864 -v <root>:<root> -v /data/hf:/data/hf:ro -e PYTHONUNBUFFERED=1 \
 -e NEMOTRON_ARTIFACT_ROOT=<root> -e NEMOTRON_CODE_DIGEST=<code> -e NEMOTRON_HANG_TIMEOUT=1800 \
--e NEMOTRON_RUN_ID=toy-20261124-120000-abcd -e NEMOTRON_ATTEMPT \
+-e NEMOTRON_RUN_ID=toy-20261124-120000-abcd -e NEMOTRON_IMAGE_ID=nemotron/toy:ctx-0123456789ab -e NEMOTRON_ATTEMPT \
 -v /runs/r1/secrets.env:/run/secrets/nemotron.env:ro nemotron/toy:ctx-0123456789ab sh -c \
 'set -a; . /run/secrets/nemotron.env; set +a; exec "$@"' nemotron-step python -m launcher_toy.stage0_toy.training \
 --output-dir <output> --dataset-path <dataset>"""
@@ -104,9 +104,10 @@ def test_dry_run_shows_docker_run_lines_and_no_secret(launcher_env):
     rendered = done.document["rendered"]
     assert list(rendered) == ["stage0_toy.data_curation", "stage0_toy.training", "stage0_toy.evaluation"]
     training = rendered["stage0_toy.training"]
-    assert training.startswith("# after: stage0_toy.data_curation\n# RUN_DIR/secrets.env (0600): HF_TOKEN from your")
-    assert "docker run --name nemotron-RUN_ID-stage0_toy-training" in training
-    assert "-v RUN_DIR/secrets.env:/run/secrets/nemotron.env:ro nemotron/nano2:latest sh -c" in training
+    run_dir = f"{launcher_env.root}/runs/{{run_id}}"
+    assert training.startswith(f"# after: stage0_toy.data_curation\n# {run_dir}/secrets.env (0600): HF_TOKEN from")
+    assert "docker run --name 'nemotron-{run_id}-stage0_toy-training' --label 'nemotron.run={run_id}'" in training
+    assert f"-v '{run_dir}/secrets.env:/run/secrets/nemotron.env:ro' nemotron/nano2:latest sh -c" in training
     assert SECRET_VALUE not in done.stdout + done.stderr
     assert launcher_env.files() == []  # a dry run writes nothing
 
@@ -118,6 +119,8 @@ def test_dry_run_shows_docker_run_lines_and_no_secret(launcher_env):
 def test_toy_stage0_runs_in_containers_and_keeps_secrets_out(docker_env):
     launcher_env, engine, image = docker_env
     profile = write_profile(launcher_env, image.tag, engine, secrets=True)
+    dry = launcher_env.launch("toy.stage0", "--profile", profile, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
     done = launcher_env.launch("toy.stage0", "--profile", profile, HF_TOKEN=SECRET_VALUE)
     assert done.returncode == 0, done.stderr
     summary = done.document
@@ -140,6 +143,12 @@ def test_toy_stage0_runs_in_containers_and_keeps_secrets_out(docker_env):
         assert SECRET_VALUE not in text, where
     assert SECRET_VALUE not in (run_dir / "run.json").read_text()
     assert 'exec "$@"\' nemotron-step python -m launcher_toy.stage0_toy.training' in logs  # the step's own CLI
+    # What ran is what --dry-run showed, with the run filled in and naming the image pinned by id, not its tag
+    for name, text in dry.document["rendered"].items():
+        bound = text.replace("{run_id}", summary["run_id"])
+        bound = bound.replace(image.tag, image.image_id)
+        executed = (run_dir / "logs" / f"{name}.log").read_text().splitlines()[0]  # the runner's "$ command" line
+        assert executed == f"$ {shlex.join(shlex.split(bound, comments=True))}", name
 
 
 @pytest.mark.docker

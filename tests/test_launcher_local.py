@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -106,6 +107,36 @@ def test_detached_run_can_be_followed(launcher_env: LauncherEnv) -> None:
     assert followed.returncode == 0 and "training on" in followed.stderr
     _wait_for_state(launcher_env, run_id, "stage0_toy.evaluation", "completed")
     assert _states(launcher_env.launch("status", run_id).document) == dict.fromkeys(TOY_STAGE0, "completed")
+
+
+def test_a_run_executes_its_dry_runs_text_with_the_run_filled_in(launcher_env: LauncherEnv) -> None:
+    """What ``--dry-run`` shows is what runs: the detached runner (another process, reading the run record) executes
+    the words of each job's text with ``{run_id}`` filled in, and nothing else."""
+    dry = launcher_env.launch("toy.stage0", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    run_id = launcher_env.launch("toy.stage0", "--detach").document["run_id"]
+    record = _wait_for_state(launcher_env, run_id, "stage0_toy.evaluation", "completed")
+    run_dir = launcher_env.root / "runs" / run_id
+    assert list(dry.document["rendered"]) == list(TOY_STAGE0)
+    for name, text in dry.document["rendered"].items():
+        assert "NEMOTRON_RUN_ID='{run_id}'" in text  # what exists only once the run does is a placeholder
+        bound = text.replace("{run_id}", run_id)
+        assert record["executor_data"]["commands"][name] == bound
+        executed = (run_dir / "logs" / f"{name}.log").read_text().splitlines()[0]  # the runner's "$ command" line
+        assert executed == f"$ {shlex.join(shlex.split(bound, comments=True))}"
+
+
+def test_bind_refuses_a_value_that_would_need_shell_quoting() -> None:
+    from nemotron.launcher.executors.base import ExecutorError, bind
+
+    text = "--job-name='{run_id}.x' -v '{run_dir}/secrets.env' ${HOME} {print $1} {stage0.training}"
+    bound = bind(text, {"run_id": "toy-1", "run_dir": "/a/runs/toy-1", "stage0.training": "42"})
+    assert bound == "--job-name='toy-1.x' -v '/a/runs/toy-1/secrets.env' ${HOME} {print $1} 42"
+    for value in ("/my runs/toy-1", "/a/it's"):
+        with pytest.raises(ExecutorError) as refused:
+            bind(text, {"run_dir": value})
+        message = str(refused.value)
+        assert "\n" not in message and "{run_dir}" in message and repr(value) in message
 
 
 def test_cancel_stops_a_detached_run(launcher_env: LauncherEnv) -> None:

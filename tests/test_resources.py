@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from launcher_env import LauncherEnv
 
-from nemotron.launcher.declaration import GPU_TRAINING, Resources
+from nemotron.declaration import GPU_TRAINING, Resources
 from nemotron.launcher.plan import build_plan
 from nemotron.launcher.profiles import ProfileError, load_profile
 

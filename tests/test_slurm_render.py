@@ -93,6 +93,17 @@ def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
     assert "#SBATCH --partition=cpu" in data.splitlines() and "#SBATCH --ntasks-per-node=1" in data.splitlines()
 
 
+def test_a_job_is_chained_only_on_upstream_jobs_that_run(eos):
+    """A reused upstream job is submitted by no one: its output exists, and a dependency on it could never be met."""
+    plan = nano2_stage0_plan(eos)
+    plan.jobs[0].reuse = True
+    rendered = SlurmExecutor().render(plan, eos)
+    assert "--dependency" not in rendered["stage0_pretrain.training"]
+    assert "'--dependency=afterok:{stage0_pretrain.training}'" in rendered["stage0_pretrain.evaluation"]
+    cleanup = rendered["secrets-cleanup"]
+    assert "'--dependency=afterany:{stage0_pretrain.training}:{stage0_pretrain.evaluation}'" in cleanup
+
+
 def test_rendered_scripts_are_valid_bash(eos, tmp_path):
     for name, text in SlurmExecutor().render(nano2_stage0_plan(eos), eos).items():
         script = tmp_path / f"{name}.sh"

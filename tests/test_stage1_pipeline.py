@@ -178,7 +178,7 @@ def test_stage_help_shows_init_checkpoint_and_nested_step_configs(tmp_path):
 
 
 def test_recipe_wires_stage0_checkpoint_into_stage1_curation_and_training():
-    from nemotron.launcher.declaration import Input
+    from nemotron.declaration import Input
     from nemotron.recipes.nano2.recipe import RECIPE
 
     stage = RECIPE.stage("stage1")

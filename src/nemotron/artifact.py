@@ -227,6 +227,25 @@ class Artifact(BaseModel):
         return cls.load(path=candidates[-1]["path"])
 
 
+def load_typed(type_name: str, path: Path | None = None, tracked_artifact: str | None = None) -> Artifact:
+    """An artifact known only by its type's name (as a recipe declaration names it), found as ``Artifact.load`` finds
+    one — path, tracked name, else the upstream JSON on stdin — and checked to be a ``type_name``; core fields only."""
+    if path is None and tracked_artifact is None:
+        document = read_stdin_document() or {}
+        artifacts = document.get("artifacts") if isinstance(document.get("artifacts"), dict) else {}
+        piped = [a.get("path") for a in artifacts.values() if isinstance(a, dict) and a.get("type") == type_name]
+        if not piped or not piped[-1]:
+            raise ArtifactError(
+                f"no {type_name} artifact given: pass its directory, a tracked name (NAME:latest or NAME:vN), "
+                "or pipe the upstream step's output into stdin"
+            )
+        path = Path(piped[-1])
+    artifact = Artifact.load(path=path, tracked_artifact=tracked_artifact)
+    if artifact.type != type_name:
+        raise ArtifactError(f"{shown(artifact.path)} holds a {artifact.type} artifact, not a {type_name}")
+    return artifact
+
+
 def recorded_provides(directory: Path) -> frozenset[str]:
     """The ``provides`` recorded by an artifact on disk and by everything in its lineage, transitively (a Checkpoint
     carries what its Dataset provides): what it carries for a downstream step's ``validate``. Read as plain JSON: only

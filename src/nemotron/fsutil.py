@@ -70,6 +70,29 @@ def staging_dir(output_dir: Path) -> Path:
     return staging
 
 
+def output_staging_dir(output_dir: Path) -> Path:
+    """``staging_dir`` of a step's output directory, created first: a failed run leaves nothing half-written in it,
+    and a directory that cannot be made is the user's one-line error."""
+    from nemotron.errors import UserError
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {str(output_dir)!r}: {exc.strerror}") from None
+    return staging_dir(output_dir)
+
+
+def publish_staged(staging: Path, output_dir: Path) -> None:
+    """Move finished files from ``staging`` into ``output_dir``; the old metadata goes first so no reader pairs it
+    with new files."""
+    (output_dir / "metadata.json").unlink(missing_ok=True)
+    for entry in staging.iterdir():
+        target = output_dir / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+
+
 def fsync_dir(directory: Path) -> None:
     """Persist a rename: the directory entry lives in the directory, not in the file."""
     try:

@@ -1,20 +1,59 @@
-"""A recipe stage in one process: data_curation -> training -> evaluation, each step's artifact wired into the next.
+"""A recipe stage in one process: its steps in order, each step's artifact wired into the next by the declaration.
 
 A stage module (``python -m nemotron.recipes.<recipe>.<stage>``) declares its StageConfig — top-level ``scale``,
-``seed`` and ``output_root`` plus one Config per step (``data``, ``train``, ``eval``) — and calls ``run_three_steps``.
-A later stage calls ``run_from_checkpoint``: it starts from an earlier stage's checkpoint (``init``: it feeds
-data_curation's tokenizer and training's weights) and compares its evaluation with that checkpoint's Results.
+``seed`` and ``output_root`` (``StageOptions``) plus one field per step holding that step's Config, named by the
+declaration's ``Step.stage_option`` (``data``, ``train``, ``eval`` for a three-step stage) — and calls ``chain_steps``.
+The wiring is not written here: the recipe's declaration (``nemotron.declaration``) says which artifact feeds which
+``<input>_path`` field, the same declaration the launcher plans from. A stage that starts from an earlier stage's
+checkpoint (``init_checkpoint_path``/``_artifact``, else that stage's JSON on stdin) gives it to every step that
+declares an input from that stage's training, and compares its evaluation with that checkpoint's Results.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from nemotron.artifact import Artifact, recorded_provides
-from nemotron.step import Placement, validate_step, will_carry
+from nemotron.artifact import Artifact, load_typed, recorded_provides
+from nemotron.declaration import Recipe, Stage, Step, check_input_fields
+from nemotron.scale import Scale
+from nemotron.step import Placement, resolve_output_dir, validate_step, will_carry
+
+BASELINE_INPUT = "baseline"  # an evaluation's Results of the model the stage started from (``three_step_stage``)
+
+
+@dataclass
+class StageOptions:
+    """The options every stage module has; its StageConfig adds one field per step."""
+
+    scale: Scale = "tiny"
+    seed: int = 1234
+    output_root: Path | None = None
+    """Directory for every step's output (DIR/<step>)."""
+
+
+@dataclass
+class LaterStageOptions(StageOptions):
+    """A stage that starts from an earlier stage's checkpoint."""
+
+    init_checkpoint_path: Path | None = None
+    """The earlier stage's Checkpoint directory (else --init-checkpoint-artifact, else its JSON on stdin)."""
+    init_checkpoint_artifact: str | None = None
+
+
+def declared_stage(package: str) -> tuple[Recipe, str]:
+    """The recipe declaring the stage whose package is ``package`` (``<recipe package>.<stage>``), read from the
+    recipe's own ``recipe.py`` (a recipe reads its declaration, never the launcher), and the stage's name."""
+    recipe_package, _, stage_name = package.rpartition(".")
+    recipe = importlib.import_module(f"{recipe_package}.recipe").RECIPE
+    if recipe.stage(stage_name) is None:
+        raise LookupError(f"{recipe_package}.recipe declares no stage {stage_name}")
+    return recipe, stage_name
 
 
 def step_config(stage: Any, config: Any, step: str, **wiring: Any) -> Any:
@@ -27,31 +66,65 @@ def step_config(stage: Any, config: Any, step: str, **wiring: Any) -> Any:
     return dataclasses.replace(config, **updates, **wiring)
 
 
-def run_three_steps(
-    stage: Any,
-    data_curation: ModuleType,
-    training: ModuleType,
-    evaluation: ModuleType,
-    init: Artifact | None = None,
-) -> dict[str, Artifact]:
-    """The three artifacts, by step name."""
-    starts_from = {} if init is None else {"checkpoint_path": Path(init.path), "checkpoint_artifact": None}
-    trains_from = {} if init is None else {"init_checkpoint_path": Path(init.path)}  # a path wins over a tracked name
-    configs = {
-        "data_curation": step_config(stage, stage.data, "data_curation", **starts_from),
-        "training": step_config(stage, stage.train, "training", **trains_from),
-        "evaluation": step_config(stage, stage.eval, "evaluation"),
-    }
-    modules = {"data_curation": data_curation, "training": training, "evaluation": evaluation}
-    validate_steps(modules, configs, recorded_provides(Path(init.path)) if init is not None else frozenset())
-    dataset = data_curation.main(configs["data_curation"])
-    checkpoint = training.main(
-        dataclasses.replace(configs["training"], dataset_path=Path(dataset.path), dataset_artifact=None)
-    )
-    results = evaluation.main(
-        dataclasses.replace(configs["evaluation"], checkpoint_path=Path(checkpoint.path), checkpoint_artifact=None)
-    )
-    return {"data_curation": dataset, "training": checkpoint, "evaluation": results}
+def wire(config: Any, step: Step, artifacts: Mapping[tuple[str | None, str], Path]) -> Any:
+    """``config`` with each declared input found in ``artifacts`` (keyed by producing (stage, step); None = this
+    stage) set as its ``<input>_path``; a path given wins over a tracked name, which is cleared."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    updates: dict[str, Any] = {}
+    for spec in step.inputs:
+        path = artifacts.get((spec.stage, spec.step))
+        if path is not None:
+            updates[spec.path_field] = Path(path)
+            if spec.artifact_field in fields:
+                updates[spec.artifact_field] = None
+    return dataclasses.replace(config, **updates)
+
+
+def chain_steps(stage: Any, recipe: Recipe, stage_name: str) -> dict[str, Artifact]:
+    """Every step of the recipe's stage ``stage_name`` in order, in this process; the artifacts by step name.
+
+    A later stage (one whose steps declare inputs from another stage) starts from ``stage.init_checkpoint_path`` /
+    ``_artifact`` (else the earlier stage's JSON on stdin): that Checkpoint feeds every input declared from the
+    earlier stage's training, and its Results (given, or piped beside it) are the evaluation's ``baseline``, settled
+    before the first step runs.
+    """
+    declared = recipe.stage(stage_name)
+    modules = {step.name: importlib.import_module(step.module) for step in declared.steps}
+    configs = {}
+    for step in declared.steps:
+        config = getattr(stage, step.stage_option)
+        check_input_fields(step, type(config), f"{declared.name}.{step.name}")
+        config = step_config(stage, config, step.name)
+        if config.output_dir is None:  # named after the declared step: two steps may share one module
+            default = resolve_output_dir(None, recipe.name, declared.name, step.name, config.scale, config.seed)
+            config = dataclasses.replace(config, output_dir=default)
+        configs[step.name] = config
+    given, carried = _earlier_stage(stage, recipe, declared, configs)
+    configs = {step.name: wire(configs[step.name], step, given) for step in declared.steps}
+    validate_steps(modules, configs, carried)
+    made: dict[str, Artifact] = {}
+    for step in declared.steps:
+        inputs = {(None, name): Path(artifact.path) for name, artifact in made.items()}
+        made[step.name] = modules[step.name].main(wire(configs[step.name], step, inputs))
+    return made
+
+
+def _earlier_stage(stage: Any, recipe: Recipe, declared: Stage, configs: dict[str, Any]) -> tuple[dict, frozenset[str]]:
+    """The earlier stage's artifacts this stage starts from, keyed (stage, step), and what they carry; a baseline
+    is settled in ``configs`` (in place). Nothing for a first stage."""
+    starts_from = [s for step in declared.steps for s in step.inputs if s.stage and s.name != BASELINE_INPUT]
+    if not starts_from:
+        return {}, frozenset()
+    from nemotron.evaluation.baseline import stage_eval_config
+
+    producer = recipe.stage(starts_from[0].stage).step(starts_from[0].step)
+    init = load_typed(producer.artifact_type, stage.init_checkpoint_path, stage.init_checkpoint_artifact)
+    for step in declared.steps:
+        if any(spec.name == BASELINE_INPUT for spec in step.inputs):
+            configs[step.name] = stage_eval_config(configs[step.name], Path(init.path))
+    # The checkpoint is what the stage starts from: it feeds every input declared from the earlier stage's training.
+    given = {(spec.stage, spec.step): Path(init.path) for spec in starts_from}
+    return given, recorded_provides(Path(init.path))
 
 
 def validate_steps(modules: dict[str, ModuleType], configs: dict[str, Any], carried: frozenset[str]) -> None:
@@ -64,16 +137,3 @@ def validate_steps(modules: dict[str, ModuleType], configs: dict[str, Any], carr
     for name, module in modules.items():  # in order: each step's input is the artifact of the one before
         validate_step(module, configs[name], placement, carried)
         carried = will_carry(module, configs[name], carried)
-
-
-def run_from_checkpoint(
-    stage: Any, data_curation: ModuleType, training: ModuleType, evaluation: ModuleType
-) -> dict[str, Artifact]:
-    """A later stage: ``stage.init_checkpoint_path``/``_artifact`` (else the previous stage's JSON on stdin) is the
-    checkpoint it starts from; the evaluation's baseline is settled (and checked) before the first step runs."""
-    from nemotron.evaluation.baseline import stage_eval_config
-    from nemotron.training.artifacts import Checkpoint
-
-    init = Checkpoint.load(path=stage.init_checkpoint_path, tracked_artifact=stage.init_checkpoint_artifact)
-    stage = dataclasses.replace(stage, eval=stage_eval_config(stage.eval, Path(init.path)))
-    return run_three_steps(stage, data_curation, training, evaluation, init=init)

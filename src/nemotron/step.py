@@ -34,6 +34,7 @@ from nemotron.artifact import (
     shown,
 )
 from nemotron.errors import UserError
+from nemotron.scale import Scale
 
 C = TypeVar("C")
 
@@ -134,6 +135,28 @@ def config_snapshot(config: Any) -> dict[str, Any]:
         return value
 
     return plain(config)
+
+
+@dataclass
+class StepConfig:
+    """The fields every step's Config starts with (``@dataclass class Config(StepConfig): ...``): the launcher and
+    a stage module set them for every step alike."""
+
+    scale: Scale = "tiny"
+    """tiny/small/medium/full = 1/10/30/100 % of the full-scale run."""
+    seed: int = 1234
+    output_dir: Path | None = None
+    """Artifact directory (default: <artifact root>/<recipe>/<stage>/<scale>-seed<seed>/<step>)."""
+
+
+def step_output_dir(config: Any, step_file: str) -> Path:
+    """``config.output_dir``, else a user-writable default under ``default_artifact_root()`` named after where the
+    step's file sits (``recipes/<recipe>/<stage>/<step>.py``, as the recipe's declaration names its module), so a
+    step run as a file, a module or in a pipe finds the same directory and no step spells its own names."""
+    path = Path(step_file)
+    return resolve_output_dir(
+        config.output_dir, path.parent.parent.name, path.parent.name, path.stem, config.scale, config.seed
+    )
 
 
 def resolve_output_dir(output_dir: Path | None, recipe: str, stage: str, step: str, scale: str, seed: int) -> Path:

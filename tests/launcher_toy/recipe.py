@@ -1,6 +1,6 @@
 """The toy recipe's declaration: two three-step stages, stage1 training starting from stage0's checkpoint."""
 
-from nemotron.launcher.declaration import Recipe, three_step_stage
+from nemotron.declaration import Recipe, three_step_stage
 
 PACKAGE = "launcher_toy"
 

@@ -4,6 +4,7 @@
     nemotron-launch nano2.stage0 --profile eos --dry-run         # the plan and job scripts, nothing submitted
     nemotron-launch nano2.stage0.training training.train_iters=50 training.dataset_path=DIR
     nemotron-launch status [RUN] | logs RUN [STEP] [--follow] | cancel RUN | list | profiles [NAME]
+    nemotron-launch new-recipe NAME                               # a new recipe from the template (docs/)
 
 stdout carries exactly one JSON document (run id, per-step state and artifact path); everything meant for people goes
 to stderr. Bad input is one line on stderr and exit code 2. Shell completion: ``nemotron-launch
@@ -30,7 +31,7 @@ from tyro.conf import Positional, arg, subcommand
 from nemotron.errors import UserError
 from nemotron.launcher.executors.registry import EXECUTORS
 
-SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build")
+SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build", "new-recipe")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/nemotron: an OSError about these files is a bug
 EXIT_FOR_STATE = {"completed": 0, "running": 0, "planned": 0, "failed": 1, "cancelled": 130}
 
@@ -327,6 +328,32 @@ class Build:
         return containers.build_cli(self)
 
 
+@dataclasses.dataclass
+class NewRecipe:
+    """Write a new recipe (src/nemotron/recipes/NAME: declaration, README, a pretraining stage of three working steps
+    on the kit's building blocks; containers/NAME) into this checkout; see docs/adding-a-recipe.md."""
+
+    name: Positional[Annotated[str, arg(metavar="NAME")]]
+    """the recipe's name: a lowercase Python package name, the first part of its targets"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.scaffold import ScaffoldError, new_recipe
+        from nemotron.launcher.targets import recipe_modules
+
+        repo = PACKAGE_DIR.parents[1]  # src/nemotron -> the checkout
+        if not (repo / "pyproject.toml").is_file():
+            raise ScaffoldError(f"new-recipe writes into a source checkout of nemotron-launch; {repo} is not one")
+        written = new_recipe(self.name, repo, set(recipe_modules()), SUBCOMMANDS)
+        for path in written.values():
+            print(f"wrote {path}", file=sys.stderr)
+        print(
+            f"next: nemotron-launch {self.name} --executor local --scale tiny (docs/adding-a-recipe.md)",
+            file=sys.stderr,
+        )
+        emit({"recipe": self.name, **{kind: str(path) for kind, path in written.items()}})
+        return 0
+
+
 Command = (
     Annotated[Run, subcommand("run")]
     | Annotated[Status, subcommand("status")]
@@ -335,6 +362,7 @@ Command = (
     | Annotated[List, subcommand("list")]
     | Annotated[Profiles, subcommand("profiles")]
     | Annotated[Build, subcommand("build")]
+    | Annotated[NewRecipe, subcommand("new-recipe")]
 )
 
 _BOX_RE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+")

@@ -1,10 +1,11 @@
 """``nemotron-launch build``: the recipe's image, tagged by the content of what is sent to the builder.
 
-The build context is chosen by ``containers/<recipe>/.dockerignore`` (an allowlist), packed here into a deterministic
-tar and sent on stdin (``docker build -``), so the tag ``nemotron/<recipe>:ctx-<hash>`` is the hash of exactly the
-files sent (paths, exec bits, contents), the Dockerfile and the build arguments. An image with that tag already in
-the engine means nothing changed: the build is a no-op (and says so, with the time the check took). The image is
-also tagged ``nemotron/<recipe>:latest`` (what the ``docker`` profile runs); ``--push REGISTRY`` pushes the content tag.
+The build context is chosen by ``containers/.dockerignore`` (an allowlist; a recipe may have its own), packed into
+a deterministic tar and sent on stdin (``docker build -``), so the tag ``nemotron/<recipe>:ctx-<hash>`` is the hash
+of exactly the files sent (paths, exec bits, contents), the Dockerfile and the build arguments. An image with that
+tag already in the engine means nothing changed: the build is a no-op (and says so, with the time the check took).
+The image is also tagged ``nemotron/<recipe>:latest`` (what the ``docker`` profile runs); ``--push REGISTRY`` pushes
+the content tag.
 The image is labelled with the digest of the Python code it holds (``code_identity``): submit refuses to run a plan
 in an image built from other code.
 
@@ -164,17 +165,23 @@ class BuildContext:
 
 
 def recipe_context(recipe: str, base_image: str | None, dockerfile: str | Path | None = None) -> BuildContext:
-    """The recipe's own build: the repository as context, ``containers/<recipe>/{Dockerfile,.dockerignore}``;
-    ``dockerfile`` replaces the recipe's Dockerfile (a site's variant, the tests' offline one) on the same context."""
-    directory = REPO / "containers" / recipe
+    """The recipe's build: the repository as context, the shared ``containers/{Dockerfile,.dockerignore}`` (with
+    ``RECIPE=<recipe>``) unless ``containers/<recipe>/`` has its own; ``dockerfile`` replaces the Dockerfile (a
+    site's variant, the tests' offline one) on the same context."""
+    containers = REPO / "containers"
+    directory = containers / recipe
     if not (REPO / "pyproject.toml").exists():
         raise BuildError(f"build needs a source checkout of nemotron-launch; {REPO} has no pyproject.toml")
-    if not (directory / "Dockerfile").exists():
-        valid = sorted(p.parent.name for p in (REPO / "containers").glob("*/Dockerfile"))
+    if not directory.is_dir():
+        valid = sorted(p.name for p in containers.iterdir() if p.is_dir())
         raise BuildError(f"no container for recipe {recipe!r}: valid recipes are {', '.join(valid) or 'none'}")
-    args = {"BASE_IMAGE": base_image} if base_image else {}
-    chosen = Path(dockerfile).expanduser().resolve() if dockerfile else directory / "Dockerfile"
-    return BuildContext.collect(REPO, chosen, directory / ".dockerignore", args)
+    args = {"RECIPE": recipe, **({"BASE_IMAGE": base_image} if base_image else {})}
+    own = directory / "Dockerfile"
+    chosen = (
+        Path(dockerfile).expanduser().resolve() if dockerfile else own if own.exists() else containers / "Dockerfile"
+    )
+    ignore = directory / ".dockerignore"
+    return BuildContext.collect(REPO, chosen, ignore if ignore.exists() else containers / ".dockerignore", args)
 
 
 # --------------------------------------------------------------------------------------------------- docker

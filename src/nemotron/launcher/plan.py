@@ -33,16 +33,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from nemotron.artifact import shown
+from nemotron.declaration import Input, Stage, Step, check_input_fields
 from nemotron.errors import UserError
 from nemotron.launcher.code_identity import CODE_DIGEST_ENV, code_digest, package_digest
-from nemotron.launcher.declaration import Input, Stage, Step
 from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_given_input
 from nemotron.launcher.overrides import (
     Override,
     OverrideError,
     check_field,
     cli_flags,
-    config_fields,
     convert,
     parse_override,
 )
@@ -219,7 +218,7 @@ class _Planner:
         inputs = {spec.name: ref for spec in step.inputs if (ref := self._input(stage, step, spec, values))}
         for spec in step.inputs:
             values.pop(spec.artifact_field, None)  # a tracked name was resolved to its path by _input
-            if spec.name in inputs and spec.path_field in config_fields(config_cls):
+            if spec.name in inputs:
                 values[spec.path_field] = inputs[spec.name].path
         fingerprint = self._fingerprint(step, values, inputs)
         output = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
@@ -267,13 +266,11 @@ class _Planner:
         """An upstream step outside the target: its planned output if complete, else its newest matching one."""
         made_from: list[Path] | None = None
         try:
-            config_cls = _config_class(step)
             values: dict[str, Any] = {"scale": self.scale}
             inputs = {spec.name: self.outputs[(spec.stage or stage.name, spec.step)] for spec in step.inputs}
             made_from = [ref.path for ref in inputs.values()]
             for spec in step.inputs:
-                if spec.path_field in config_fields(config_cls):
-                    values[spec.path_field] = inputs[spec.name].path
+                values[spec.path_field] = inputs[spec.name].path
             fingerprint = self._fingerprint(step, values, inputs)
             planned = self.root / self.target.recipe.name / stage.name / step.name / f"{self.scale}-{fingerprint}"
             if is_complete(planned, step.artifact_type):
@@ -320,6 +317,7 @@ def _config_class(step: Step) -> type:
     config_cls = getattr(module, "Config", None)
     if config_cls is None:
         raise TargetError(f"step module {step.module} defines no Config dataclass")
+    check_input_fields(step, config_cls, step.module)  # every declared input has a Config field to land in
     return config_cls
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nemotron.launcher.declaration import Recipe, ResourceClass, Resources, Stage, Step
+from nemotron.declaration import Recipe, ResourceClass, Resources, Stage, Step
 from nemotron.launcher.executors.registry import executor_class
 from nemotron.launcher.options import AllocationDefaults
 from nemotron.launcher.profiles import Profile, ProfileError

@@ -1,7 +1,8 @@
 """Targets: ``nano2`` (every stage), ``nano2.stage0`` / ``nano2.stage0_pretrain`` (a stage), ``nano2.stage0.training``.
 
-Recipes are listed here by the dotted path of their light declaration module: an explicit table, not a registry
-filled as an import side effect. ``$NEMOTRON_RECIPES`` (``NAME=package.module,...``) adds out-of-tree recipes.
+Recipes are found by their light declaration module: every ``nemotron/recipes/<name>/recipe.py`` (a directory
+listing, not a registry filled as an import side effect), and ``$NEMOTRON_RECIPES`` (``NAME=package.module,...``)
+adds out-of-tree recipes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,32 @@ import importlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from nemotron.declaration import Recipe, Stage, Step
 from nemotron.errors import UserError
-from nemotron.launcher.declaration import Recipe, Stage, Step
 
-BUILTIN_RECIPES = {"nano2": "nemotron.recipes.nano2.recipe"}
+RECIPES_PACKAGE = "nemotron.recipes"
 RECIPES_ENV = "NEMOTRON_RECIPES"
 RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 EXPECTED_ENTRY = "expected NAME=package.module, the module declaring RECIPE (e.g. toy=my_recipes.toy.recipe)"
 
 
+def builtin_recipes() -> dict[str, str]:
+    """Every ``nemotron/recipes/<name>/recipe.py``, by name: found by listing the directory, nothing imported, so a
+    new recipe (``nemotron-launch new-recipe``) is found without registering it anywhere."""
+    import nemotron.recipes
+
+    found = {}
+    for directory in nemotron.recipes.__path__:
+        for package in sorted(Path(directory).iterdir()):
+            if (package / "recipe.py").is_file() and package.name.isidentifier():
+                found[package.name] = f"{RECIPES_PACKAGE}.{package.name}.recipe"
+    return found
+
+
 def recipe_modules() -> dict[str, str]:
-    modules = dict(BUILTIN_RECIPES)
+    modules = builtin_recipes()
     for entry in filter(None, os.environ.get(RECIPES_ENV, "").split(",")):
         name, sep, module = (part.strip() for part in entry.partition("="))
         # A recipe name is the first part of a dotted target; a module must be importable by its dotted name.
@@ -63,12 +78,14 @@ def load_recipe(name: str) -> Recipe:
         # Only the named module (or a package above it) missing is a bad entry; a missing import inside it, or a
         # built-in recipe missing, is a bug.
         missing_named = exc.name is not None and f"{module_name}.".startswith(f"{exc.name}.")
-        if not missing_named or BUILTIN_RECIPES.get(name) == module_name:
+        if not missing_named or builtin_recipes().get(name) == module_name:
             raise
         raise _bad_entry(f"{name}={module_name}", f"no module {module_name}: {EXPECTED_ENTRY}") from None
     recipe = getattr(module, "RECIPE", None)
     if not isinstance(recipe, Recipe):
         raise _bad_entry(f"{name}={module_name}", f"module {module_name} has no RECIPE declaration: {EXPECTED_ENTRY}")
+    if recipe.name != name:  # targets, output directories and containers are all named by it
+        raise TargetError(f"recipe {name!r} ({module_name}) declares the name {recipe.name!r}: they must be the same")
     return recipe
 
 

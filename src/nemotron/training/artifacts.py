@@ -20,7 +20,8 @@ class Checkpoint(Artifact):
     valid_loss and unigram_loss) and ``loss.png``.
 
     ``checkpoint_path`` is the directory holding the final weights (``model_tp0_pp0.pt``, a plain ``state_dict`` of
-    the megatron ``MambaModel``; load it with ``nemotron.training.inference.load_for_inference``).
+    the megatron ``MambaModel`` or ``GPTModel`` its ``model`` family names; load it with
+    ``nemotron.training.inference.load_for_inference``).
     ``model`` is the model config (``nemotron.training.model.ModelConfig`` as a dict, plus the padded ``vocab_size``)
     the weights fit, after substitutions; ``substitutions`` says in words what differs from the published
     architecture because of the machine it ran on (e.g. attention in place of Mamba-2 layers on CPU). Metrics:

@@ -1,8 +1,17 @@
-"""One model builder for every scale: megatron-core's hybrid Mamba-Transformer (``MambaModel``) as in Nemotron-H.
+"""One model builder for every scale and two families: megatron-core's hybrid Mamba-Transformer (``MambaModel``,
+Nemotron-H) and a dense Transformer (``GPTModel``, Nemotron-4). A config's ``family`` picks the builder, and a
+checkpoint's ``model`` dict carries it, so evaluation, inference, SFT and DPO rebuild either kind unchanged.
 
-``full`` is Nemotron-Nano-12B-v2-Base as published: 62 layers in the pattern below (28 Mamba-2 ``M``, 28 FFN ``-``,
-6 attention ``*``), hidden 5120, FFN 20480, GQA 40 query / 8 KV heads, squared-ReLU, RMSNorm, no position
-embeddings, no bias, no dropout, sequence 8192. Smaller scales keep the same shape of layer stack.
+Hybrid, ``MODEL_PRESETS["full"]``: Nemotron-Nano-12B-v2-Base as published: 62 layers in the pattern below (28 Mamba-2
+``M``, 28 FFN ``-``, 6 attention ``*``), hidden 5120, FFN 20480, GQA 40 query / 8 KV heads, squared-ReLU, RMSNorm,
+no position embeddings, no bias, no dropout, sequence 8192. Smaller scales keep the same shape of layer stack.
+
+Dense, the nemotron4 recipe's ``MODELS["full"]``: Nemotron-4 15B (arXiv 2402.16819, section 2 and Table 1): 32
+layers, hidden 6144, 48 query / 8 KV heads (GQA), sequence 4096, RoPE, squared-ReLU, no bias, no dropout, untied
+input/output embeddings; 3.2B embedding + 12.5B non-embedding parameters (256k vocabulary). What the report leaves
+out comes from NeMo's ``Nemotron4Config15B``: LayerNorm, RoPE on half of each head, FFN 24576 (which gives the
+12.5B), init std 0.0134. NeMo stores LayerNorm weights "zero-centred" (gamma - 1): the same function, and the same
+training here since norms get no weight decay, so plain LayerNorm is used (the one megatron's CPU modules offer).
 
 Mamba-2 layers need the ``mamba_ssm`` and ``causal_conv1d`` CUDA kernels. Where they are missing (any CPU machine),
 every ``M`` becomes an attention layer ``*`` of the same width, and the substitution is returned in words so the
@@ -13,15 +22,39 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from nemotron.errors import UserError
 
 NANO2_12B_PATTERN = "M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M-"
 
 
-@dataclass(frozen=True)
 class ModelConfig:
-    """The architecture; the layer count is the length of ``hybrid_override_pattern`` (M mamba, * attention, - FFN)."""
+    """What every family's config offers: ``family``, ``num_layers``, ``hidden_size``, ``seq_length``, ``as_dict()``,
+    and ``ModelConfig.from_dict`` (the inverse, returning the family's class)."""
 
+    family: ClassVar[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **dataclasses.asdict(self), "num_layers": self.num_layers}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        family = data.get("family", "hybrid")  # checkpoints written before the dense family carry no family
+        if family not in FAMILIES:
+            raise UserError(f"model family {family!r} is not one of {', '.join(FAMILIES)}")
+        target = FAMILIES[family]
+        if not issubclass(target, cls):
+            raise UserError(f"model config of family {family!r} is not a {cls.__name__}")
+        return target(**{f.name: data[f.name] for f in dataclasses.fields(target)})
+
+
+@dataclass(frozen=True)
+class HybridConfig(ModelConfig):
+    """The hybrid architecture; the layer count is the length of ``hybrid_override_pattern`` (M mamba, * attention,
+    - FFN)."""
+
+    family: ClassVar[str] = "hybrid"
     hybrid_override_pattern: str
     hidden_size: int
     ffn_hidden_size: int
@@ -39,40 +72,80 @@ class ModelConfig:
     def num_layers(self) -> int:
         return len(self.hybrid_override_pattern)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "num_layers": self.num_layers}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+@dataclass(frozen=True)
+class GPTConfig(ModelConfig):
+    """The dense architecture: ``num_layers`` identical layers of attention + FFN (megatron's ``GPTModel``)."""
 
+    family: ClassVar[str] = "gpt"
+    num_layers: int
+    hidden_size: int
+    ffn_hidden_size: int
+    num_attention_heads: int
+    num_query_groups: int
+    kv_channels: int
+    seq_length: int
+    init_method_std: float = 0.02
+    rotary_percent: float = 0.5
+
+
+FAMILIES: dict[str, type[ModelConfig]] = {"hybrid": HybridConfig, "gpt": GPTConfig}
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # Trains on 2 CPU cores in about a minute; big enough to learn the embedded corpus's facts.
-    "tiny": ModelConfig("M-*-", 128, 512, 4, 2, 32, 128, 4, 32, 16, 1),
-    "small": ModelConfig("M-M-M*-M-M-M*-", 1024, 4096, 16, 4, 64, 2048, 32, 64, 64, 4),
+    "tiny": HybridConfig("M-*-", 128, 512, 4, 2, 32, 128, 4, 32, 16, 1),
+    "small": HybridConfig("M-M-M*-M-M-M*-", 1024, 4096, 16, 4, 64, 2048, 32, 64, 64, 4),
     # Nemotron-H-4B's stack.
-    "medium": ModelConfig(
+    "medium": HybridConfig(
         "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-", 3072, 12288, 32, 8, 128, 4096, 112, 64, 128, 8
     ),
-    "full": ModelConfig(NANO2_12B_PATTERN, 5120, 20480, 40, 8, 128, 8192, 128, 80, 128, 8, init_method_std=0.0099),
+    "full": HybridConfig(NANO2_12B_PATTERN, 5120, 20480, 40, 8, 128, 8192, 128, 80, 128, 8, init_method_std=0.0099),
 }
+
+
+def count_parameters(config: ModelConfig, vocab_size: int) -> int:
+    """Parameters ``build_model`` gives ``config`` (one model-parallel rank of one), computed without building it:
+    untied embedding and output layer, no linear biases, RMSNorm (hybrid: weight) or LayerNorm (dense: weight + bias).
+    """
+    h = config.hidden_size
+    attention = h * config.kv_channels * (2 * config.num_attention_heads + 2 * config.num_query_groups)
+    ffn = 2 * h * config.ffn_hidden_size
+    if isinstance(config, GPTConfig):
+        norm = 2 * h
+        stack = config.num_layers * (2 * norm + attention + ffn) + norm
+    else:
+        norm = h
+        inner = config.mamba_num_heads * config.mamba_head_dim
+        conv = inner + 2 * config.mamba_num_groups * config.mamba_state_dim  # channels of x, B, C
+        mamba = h * (inner + conv + config.mamba_num_heads) + conv * 5 + 3 * config.mamba_num_heads + inner + inner * h
+        sizes = {"M": norm + mamba, "*": norm + attention, "-": norm + ffn}
+        stack = sum(sizes[kind] for kind in config.hybrid_override_pattern) + norm
+    return stack + 2 * vocab_size * h
 
 
 def mamba_kernels_available() -> bool:
     """Mamba-2 layers run only with CUDA plus the mamba_ssm and causal_conv1d kernels."""
+    return _cuda_with("mamba_ssm", "causal_conv1d")
+
+
+def transformer_engine_available() -> bool:
+    """Transformer Engine layers need CUDA (the package cannot even be installed on a CPU machine)."""
+    return _cuda_with("transformer_engine")
+
+
+def _cuda_with(*packages: str) -> bool:
     import importlib.util
 
     import torch
 
     if not torch.cuda.is_available():
         return False
-    return all(importlib.util.find_spec(name) is not None for name in ("mamba_ssm", "causal_conv1d"))
+    return all(importlib.util.find_spec(name) is not None for name in packages)
 
 
 def adapt_to_machine(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
     """The config this machine can build, and the substitutions made (in words) to get there."""
-    if "M" not in config.hybrid_override_pattern or mamba_kernels_available():
+    if not isinstance(config, HybridConfig) or "M" not in config.hybrid_override_pattern or mamba_kernels_available():
         return config, []
     pattern = config.hybrid_override_pattern.replace("M", "*")
     count = config.hybrid_override_pattern.count("M")
@@ -84,7 +157,7 @@ def adapt_to_machine(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
 
 
 def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipeline_parallel: int = 1, fp8: bool = False):
-    """megatron's TransformerConfig for ``config``: the Nemotron-H choices, and no fused kernels off the GPU.
+    """megatron's TransformerConfig for ``config``: the Nemotron-H/-4 choices, and no fused kernels off the GPU.
 
     Parameters stay fp32 (the optimizer's master weights); bf16 comes from autocast in the loop. ``fp8`` ("hybrid"
     E4M3/E5M2 as in the Nemotron-H recipe) takes effect only in Transformer Engine layers.
@@ -101,14 +174,9 @@ def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipelin
         num_attention_heads=config.num_attention_heads,
         num_query_groups=config.num_query_groups,
         kv_channels=config.kv_channels,
-        mamba_num_heads=config.mamba_num_heads,
-        mamba_head_dim=config.mamba_head_dim,
-        mamba_state_dim=config.mamba_state_dim,
-        mamba_num_groups=config.mamba_num_groups,
         init_method_std=config.init_method_std,
         activation_func=squared_relu,
         gated_linear_unit=False,
-        normalization="RMSNorm",
         add_bias_linear=False,
         hidden_dropout=0.0,
         attention_dropout=0.0,
@@ -124,7 +192,21 @@ def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipelin
         masked_softmax_fusion=False,
         apply_rope_fusion=False,
         persist_layer_norm=False,
+        **_family_fields(config),
     )
+
+
+def _family_fields(config: ModelConfig) -> dict[str, Any]:
+    """The TransformerConfig fields in which the families differ."""
+    if isinstance(config, GPTConfig):
+        return {"normalization": "LayerNorm"}
+    return {
+        "normalization": "RMSNorm",
+        "mamba_num_heads": config.mamba_num_heads,
+        "mamba_head_dim": config.mamba_head_dim,
+        "mamba_state_dim": config.mamba_state_dim,
+        "mamba_num_groups": config.mamba_num_groups,
+    }
 
 
 def _local_stack_spec():
@@ -153,7 +235,7 @@ def _local_stack_spec():
     )
 
 
-def _stack_spec(config: ModelConfig):
+def _stack_spec(config: HybridConfig):
     """Transformer Engine's spec (the published one) when Mamba kernels exist; megatron's local modules otherwise."""
     if "M" in config.hybrid_override_pattern:
         from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
@@ -162,8 +244,30 @@ def _stack_spec(config: ModelConfig):
     return _local_stack_spec()
 
 
+def _gpt_layer_spec():
+    """Transformer Engine's layer spec (the published one) where it imports; megatron's local modules otherwise."""
+    from megatron.core.models.gpt import gpt_layer_specs
+
+    if transformer_engine_available():
+        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    return gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
+
+
 def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
-    """A megatron ``MambaModel`` (hybrid stack, no position embeddings, untied output layer) on this machine."""
+    """This machine's megatron model for ``config``, untied output layer: a ``GPTModel`` with RoPE (dense) or a
+    ``MambaModel`` without position embeddings (hybrid). Both take ``(tokens, position_ids, attention_mask)``."""
+    if isinstance(config, GPTConfig):
+        from megatron.core.models.gpt import GPTModel
+
+        return GPTModel(
+            config=tconfig,
+            transformer_layer_spec=_gpt_layer_spec(),
+            vocab_size=vocab_size,
+            max_sequence_length=config.seq_length,
+            position_embedding_type="rope",  # positions 0..T-1 of the input, whatever position_ids say
+            rotary_percent=config.rotary_percent,
+            share_embeddings_and_output_weights=False,
+        )
     from megatron.core.models.mamba import MambaModel
 
     return MambaModel(

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nemotron.errors import UserError
 from nemotron.log import get_logger
+from nemotron.training.artifacts import Checkpoint
 from nemotron.training.checkpointing import load_model_weights
 from nemotron.training.cpu_shim import apply_cpu_shim, reset_rng_tracker
 from nemotron.training.distributed import DistributedContext, destroy_distributed, init_distributed
@@ -38,12 +40,13 @@ class PreparedRun:
     substitutions: list[str] = field(default_factory=list)
 
     def load_weights(self, checkpoint) -> None:
-        """Start from another Checkpoint's weights (same architecture after substitutions)."""
+        """Start from another Checkpoint's weights (same family and architecture after substitutions)."""
         theirs = ModelConfig.from_dict(checkpoint.model)
         if theirs != self.model_config or checkpoint.model.get("vocab_size") != self.vocab_size:
             raise UserError(
                 f"init checkpoint {checkpoint.path} has model {checkpoint.model}, this run builds "
-                f"{self.model_config.as_dict() | {'vocab_size': self.vocab_size}}: use a checkpoint of the same scale"
+                f"{self.model_config.as_dict() | {'vocab_size': self.vocab_size}}: "
+                "use a checkpoint of the same model family and scale"
             )
         load_model_weights(Path(checkpoint.checkpoint_path), self.model)
 
@@ -52,11 +55,17 @@ class PreparedRun:
 
 
 def prepare_run(
-    scale: str, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
+    scale: str,
+    seed: int,
+    vocab_size: int,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    models: dict[str, ModelConfig] = MODEL_PRESETS,
 ) -> PreparedRun:
-    """A training run: from here on SIGTERM/SIGUSR1 end in a checkpoint and exit 75 (see ``loop.train``)."""
+    """A training run of ``models[scale]`` (a recipe's table: the hybrid ``MODEL_PRESETS``, the dense
+    a dense ``GPTConfig`` table): from here on SIGTERM/SIGUSR1 end in a checkpoint and exit 75 (see ``loop.train``)."""
     catch_stop_signals()
-    return prepare_model_run(MODEL_PRESETS[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
+    return prepare_model_run(models[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
 
 
 def prepare_model_run(
@@ -73,14 +82,49 @@ def prepare_model_run(
     model = build_model(config, padded, transformer_config(config, tensor_parallel=tensor_parallel))
     model.to(ctx.device)
     params = sum(p.numel() for p in model.parameters())
+    layers = f"{config.num_layers} layers {getattr(config, 'hybrid_override_pattern', '')}".rstrip()
     log.info(
-        "model: %d layers %s, hidden %d, %.2fM parameters per model-parallel rank",
-        config.num_layers,
-        config.hybrid_override_pattern,
+        "model: %s, %s, hidden %d, %.2fM parameters per model-parallel rank",
+        config.family,
+        layers,
         config.hidden_size,
         params / 1e6,
     )
     return PreparedRun(ctx, model, config, padded, substitutions)
+
+
+def train_or_requeue(run: PreparedRun, batches, settings, output_dir: Path, **loop_options) -> Any:
+    """``loop.train`` as every training step runs it: a stop signal (preemption, time limit, ``scancel``) saved a
+    checkpoint, so the process exits 75 for the job to be requeued; a NaN loss is the user's learning rate (one
+    line). Either way the process group is closed first."""
+    from nemotron.errors import REQUEUE_EXIT_CODE
+    from nemotron.training import loop
+
+    try:
+        return loop.train(run.model, batches, settings, output_dir, run.ctx, **loop_options)
+    except loop.TrainingInterrupted as stopped:
+        run.close()
+        log.warning("%s; exiting %d so the job is requeued", stopped, REQUEUE_EXIT_CODE)
+        raise SystemExit(REQUEUE_EXIT_CODE) from None
+    except FloatingPointError as err:
+        run.close()
+        raise UserError(f"{err}: lower --lr (now {settings.lr})") from None
+
+
+def checkpoint_artifact(run: PreparedRun, state, output_dir: Path, **fields: Any) -> Checkpoint:
+    """The Checkpoint of a finished ``train_or_requeue``: the weights of its last step, the model they fit and
+    the world that trained them; ``fields`` are the step's own (tokenizer, dataset, config, lineage, metrics)."""
+    return Checkpoint(
+        path=output_dir,
+        num_steps=state.step,
+        training_loss=state.last_loss,
+        checkpoint_path=output_dir / "checkpoints" / f"iter_{state.step:07d}",
+        tokens_seen=state.tokens_seen,
+        model=run.model_config.as_dict() | {"vocab_size": run.vocab_size},
+        world_size=run.ctx.world_size,
+        substitutions=run.substitutions,
+        **fields,
+    )
 
 
 def write_outputs(

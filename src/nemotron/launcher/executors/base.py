@@ -2,8 +2,12 @@
 
 Dry-run is the first half of submit (torchx style): ``render`` is pure (plan + profile -> the text of every job:
 a shell command, a ``docker run`` line, an sbatch script) and ``submit`` runs or submits exactly what ``render``
-returned. State lives in the run record (``runs.RunRecord``): ``submit`` fills per-step job ids and states and saves
-the record (``runs.save_run``); ``status``/``logs``/``cancel`` take a record read back from disk, from any shell.
+returned, its placeholders bound. What exists only once a run does is written ``{name}`` in that text: ``{run_id}``,
+slurm's ``{code_dir}`` on an SSH host and ``{stage.step}`` for an upstream job's id; ``submit``
+fills them in with ``bind`` and changes nothing else (an executor that names the run's pinned image renders with
+it; the dry-run names the profile's).
+State lives in the run record (``runs.RunRecord``): ``submit`` fills per-step job ids and states and saves the record
+(``runs.save_run``); ``status``/``logs``/``cancel`` take a record read back from disk, from any shell.
 
 Contract for implementations (registered in ``registry.EXECUTORS`` with the module of their options):
 - ``job_resources(declared, chosen, profile) -> JobResources`` (a classmethod, used at plan time): the step's
@@ -29,13 +33,15 @@ from __future__ import annotations
 
 import abc
 import os
+import re
+import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nemotron.declaration import Resources
 from nemotron.errors import UserError
-from nemotron.launcher.declaration import Resources
 from nemotron.launcher.executors.registry import EXECUTORS, executor_class
 from nemotron.launcher.plan import Plan
 from nemotron.launcher.profiles import Profile
@@ -100,6 +106,29 @@ def get_executor(name: str) -> Executor:
 
 
 # ------------------------------------------------------------------------------------- helpers for backends
+def bind(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each ``{name}`` of ``values`` replaced by its value, in one pass: nothing else in it is touched
+    (``${VAR}``, awk's ``{print}``, a placeholder's value that itself looks like one).
+
+    Placeholders sit inside shell text that was quoted around them (``'--job-name={run_id}.x'``), so a value is
+    bound only if it needs no quoting itself (``shlex.quote(value) == value``); else one line naming both. A value
+    whose placeholder the text does not hold is not looked at."""
+    if not values:
+        return text
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if shlex.quote(values[name]) != values[name]:
+            raise ExecutorError(
+                f"cannot fill in {{{name}}} with {values[name]!r}: it would need shell quoting "
+                "(a space, a quote or another special character)"
+            )
+        return values[name]
+
+    names = "|".join(re.escape(name) for name in values)
+    return re.sub(rf"\{{({names})\}}", value, text)
+
+
 def secret_values(plan: Plan) -> dict[str, str]:
     """Values of the plan's secrets from the submitting environment; a missing one is the user's error."""
     missing = [name for name in plan.secret_names if not os.environ.get(name)]

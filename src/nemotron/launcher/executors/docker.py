@@ -11,6 +11,10 @@ The artifact root is mounted at the same path, so artifacts land on the host whe
 reach a command line or the container's configuration: ``--env-file``/``-e`` would show their values in
 ``docker inspect`` (Config.Env), so they go into a 0600 file in the run directory, bind-mounted read-only at
 ``/run/secrets/nemotron.env`` and sourced by ``sh`` just before the step starts; the file is removed when the run ends.
+
+A job's text is its ``docker run`` line with a ``{run_id}`` placeholder, naming an image: the dry-run
+the profile's tag, ``submit`` the image pinned by content id for the run (``rendered_for``). As for the local
+executor, the bound text is stored in the run record and the runner executes its words.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ def docker_run_command(
     run_id: str,
     run_dir: Path | str,
     user: str | None = None,
-    image_id: str | None = None,
 ) -> list[str]:
     """The ``docker run`` words for one job. Pure: the same inputs give the same words (golden-tested)."""
     docker = profile.docker
@@ -79,7 +82,7 @@ def docker_run_command(
     command += ["-v", f"{root}:{root}"]
     for mount in profile.container.mounts:
         command += ["-v", mount]
-    identity = {IMAGE_ID_ENV: image_id} if image_id else {}  # recorded by the artifacts the step writes
+    identity = {IMAGE_ID_ENV: image}  # recorded by the artifacts the step writes: a run names its image's id
     for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id, **identity}.items():
         command += ["-e", f"{key}={value}"]  # non-secret by construction: profiles name secrets, never hold them
     command += ["-e", ATTEMPT_ENV]  # by name: the runner sets it for each attempt of the step
@@ -157,14 +160,10 @@ class DockerExecutor(LocalExecutor):
     name = "docker"
 
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        image = profile_image(profile)
-        rendered = {}
-        for job in plan.jobs_to_run:
-            words = docker_run_command(job, plan, profile, image, "RUN_ID", "RUN_DIR", _current_user())
-            after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
-            secrets = f"# RUN_DIR/{SECRETS_FILE} (0600): {', '.join(plan.secret_names)} from your shell\n"
-            rendered[job.name] = after + (secrets if plan.secret_names else "") + shlex.join(words) + "\n"
-        return rendered
+        return _render(plan, profile, profile_image(profile))
+
+    def rendered_for(self, plan: Plan, profile: Profile, run: RunRecord) -> dict[str, str]:
+        return _render(plan, profile, run.executor_data["image_id"])
 
     def check(self, plan: Plan, profile: Profile) -> None:
         super().check(plan, profile)
@@ -179,20 +178,7 @@ class DockerExecutor(LocalExecutor):
         image, _note = checked_image(plan, profile)
         run.executor_data["image"] = image.name
         run.executor_data["image_id"] = image.image_id
-        run.executor_data["user"] = _current_user()
-        save_run(run)
         return super().submit(plan, profile, run, detach=detach)
-
-    def job_command(self, run: RunRecord, job: Job) -> list[str]:
-        if run.plan.secret_names:
-            write_env_file(
-                Path(run.run_dir) / SECRETS_FILE, {k: shlex.quote(v) for k, v in secret_values(run.plan).items()}
-            )
-        profile = Profile.model_validate(run.profile)
-        image_id = run.executor_data.get("image_id")
-        user = run.executor_data.get("user")
-        image = image_id or profile_image(profile)
-        return docker_run_command(job, run.plan, profile, image, run.run_id, run.run_dir, user, image_id)
 
     def prepare_retry(self, run: RunRecord, job: Job) -> None:
         """The last attempt's container holds the step's name: it goes before the next attempt's starts."""
@@ -200,6 +186,9 @@ class DockerExecutor(LocalExecutor):
 
     def run_jobs(self, run: RunRecord) -> RunRecord:
         try:
+            if run.plan.secret_names:  # read by the steps' containers (SOURCE_SECRETS), gone when the run ends
+                values = {k: shlex.quote(v) for k, v in secret_values(run.plan).items()}
+                write_env_file(Path(run.run_dir) / SECRETS_FILE, values)
             return super().run_jobs(run)
         finally:
             (Path(run.run_dir) / SECRETS_FILE).unlink(missing_ok=True)
@@ -236,6 +225,20 @@ class DockerExecutor(LocalExecutor):
                 record.state, record.reason = "cancelled", "cancelled"
         save_run(current)
         return current
+
+
+def _render(plan: Plan, profile: Profile, image: str) -> dict[str, str]:
+    """Each job's ``docker run`` text naming ``image``, the run's id as a placeholder (``bind``)."""
+    rendered = {}
+    for job in plan.jobs_to_run:
+        # The run directory is the artifact root's (quoted with every other word) + the run id: only the id, which
+        # is shell-safe by construction, is bound, so an artifact root with a space still works.
+        run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+        words = docker_run_command(job, plan, profile, image, "{run_id}", run_dir, _current_user())
+        after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
+        secrets = f"# {run_dir}/{SECRETS_FILE} (0600): {', '.join(plan.secret_names)} from your shell\n"
+        rendered[job.name] = after + (secrets if plan.secret_names else "") + shlex.join(words) + "\n"
+    return rendered
 
 
 def _current_user() -> str:

@@ -10,6 +10,10 @@ Steps live and die with their runner: each step is its own process group, starte
 runner killed even with SIGKILL takes its steps with it (SIGTERM: training checkpoints and exits 75). ``status``
 then tells from the artifacts what became of each step: complete -> completed, else cancelled; a rerun reuses what
 completed and resumes training from its checkpoint.
+
+A job's text (``render``) is a command without a shell: ``env K=V ... python -m ...`` (``# ...`` lines are comments).
+``submit`` binds its ``{run_id}`` and stores it in the run record (``executor_data["commands"]``); the runner executes
+those words (``shlex.split``), so a run does what its dry-run showed, and the record says what that was.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nemotron.declaration import Resources
 from nemotron.errors import REQUEUE_EXIT_CODE
 from nemotron.heartbeat import ATTEMPT_ENV, HANG_MARKER, PROGRESS_FILE, read_progress
-from nemotron.launcher.declaration import Resources
-from nemotron.launcher.executors.base import Executor, ExecutorError, follow_file, log_tail, secret_values
+from nemotron.launcher.executors.base import Executor, ExecutorError, bind, follow_file, log_tail, secret_values
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
@@ -61,13 +65,9 @@ class LocalExecutor(Executor):
     def job_resources(cls, declared: Resources, chosen: dict, profile: Profile) -> JobResources:
         return machine_resources(declared, chosen, profile.local.nproc_per_node)
 
-    def job_command(self, run: RunRecord, job: Job) -> list[str]:
-        """The command that runs one job (the docker executor wraps the same command in ``docker run``)."""
-        return job_command(job)
-
     def run_jobs(self, run: RunRecord) -> RunRecord:
         """Run the plan's jobs in order, in this process (attached, or as the detached runner)."""
-        return run_jobs(run, self.job_command, self.prepare_retry)
+        return run_jobs(run, self.prepare_retry)
 
     def prepare_retry(self, run: RunRecord, job: Job) -> None:
         """Before another attempt of ``job`` (the docker executor removes the container of the last one)."""
@@ -75,14 +75,22 @@ class LocalExecutor(Executor):
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
         rendered = {}
         for job in plan.jobs_to_run:
-            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in job.env.items())
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**job.env, "NEMOTRON_RUN_ID": "{run_id}"}.items())
             secrets = f"  # + secrets from your shell: {', '.join(plan.secret_names)}" if plan.secret_names else ""
             after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
             rendered[job.name] = f"{after}env {env} {shlex.join(job_command(job))}{secrets}\n"
         return rendered
 
+    def rendered_for(self, plan: Plan, profile: Profile, run: RunRecord) -> dict[str, str]:
+        """``render``'s text as ``run`` runs it, placeholders unbound (the docker executor names its pinned image)."""
+        return self.render(plan, profile)
+
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secret_values(plan)  # fail before starting anything if a secret is missing
+        values = {"run_id": run.run_id}
+        rendered = self.rendered_for(plan, profile, run)
+        # in the record: the runner (another process when detached) executes these words, and nothing else
+        run.executor_data["commands"] = {name: bind(text, values) for name, text in rendered.items()}
         if not detach:
             return self.run_jobs(run)
         for record in run.steps.values():  # saved before the runner exists, so no write of ours races with its own
@@ -157,13 +165,8 @@ class LocalExecutor(Executor):
 
 
 # ----------------------------------------------------------------------------------------------- the runner
-def run_jobs(
-    run: RunRecord,
-    command_for: Callable[[RunRecord, Job], list[str]] | None = None,
-    prepare_retry: Callable[[RunRecord, Job], None] | None = None,
-) -> RunRecord:
+def run_jobs(run: RunRecord, prepare_retry: Callable[[RunRecord, Job], None] | None = None) -> RunRecord:
     """Run the plan's jobs in order until one fails or the run is cancelled; returns the final record."""
-    command_for = command_for or (lambda _run, job: job_command(job))
     prepare_retry = prepare_retry or (lambda _run, _job: None)
     run.executor_data["runner"] = identify(os.getpid())
     save_run(run)
@@ -179,7 +182,7 @@ def run_jobs(
                     _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
                     save_run(run)
                     continue
-                _run_one(run, job, record, view, command_for(run, job), prepare_retry)
+                _run_one(run, job, record, view, _command(run, job), prepare_retry)
     except (Cancelled, KeyboardInterrupt):
         for record in run.steps.values():
             if record.state not in FINISHED_STATES:
@@ -248,10 +251,15 @@ def _run_one(
     view.refresh()
 
 
+def _command(run: RunRecord, job: Job) -> list[str]:
+    """The words of the job's text as ``submit`` bound it; no shell runs them, so its ``#`` lines are comments."""
+    return shlex.split(run.executor_data["commands"][job.name], comments=True)
+
+
 def _start(run: RunRecord, job: Job, record: StepRecord, command: list[str], attempt: int):
     """The step's process for one attempt, or None (the record says why) if it could not be started."""
-    env = {**os.environ, **job.env, "NEMOTRON_RUN_ID": run.run_id, ATTEMPT_ENV: str(attempt)}
-    env.update(secret_values(run.plan))
+    # the job's own environment is in its command (``env K=V``); the attempt and the secrets are not text
+    env = {**os.environ, ATTEMPT_ENV: str(attempt), **secret_values(run.plan)}
     Path(record.log).parent.mkdir(parents=True, exist_ok=True)
     with open(record.log, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())

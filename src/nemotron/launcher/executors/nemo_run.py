@@ -28,8 +28,8 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from nemotron.declaration import Resources
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
-from nemotron.launcher.declaration import Resources
 from nemotron.launcher.executors.base import Executor, ExecutorError, explain_cancelled, secret_values, watch
 from nemotron.launcher.executors.docker import checked_image
 from nemotron.launcher.executors.nemo_run_tasks import (

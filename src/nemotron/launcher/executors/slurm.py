@@ -1,12 +1,15 @@
 """The Slurm executor: the whole DAG submitted at once as sbatch jobs chained with ``afterok``.
 
-``render`` is the dry-run (one sbatch script per job, upstream job ids shown as ``{stage.step}`` placeholders).
-``submit`` ships the code first when the profile names an SSH host, asks the cluster whether every job can start
-(``slurm_preflight``: ``sbatch --test-only`` and the partition limits) before anything is queued, writes the
-secrets to a 0600 file on the cluster, then runs ``sbatch --parsable`` job by job in topological order, each with
-the real ids of its upstream jobs; if any sbatch fails, it cancels what this launch submitted and raises sbatch's
-own error as one line. The secrets file lives only while a job of the run may still start: a small job chained
-``afterany`` on all of them removes it, and so do ``cancel`` and a status that sees the run finished.
+``render`` is the dry-run: one sbatch script per job (``_scripts``), with what exists only once submitted as
+placeholders (``base.bind``): ``{run_id}``, ``{code_dir}`` when the code is shipped over SSH, and the ids of upstream
+jobs as ``{stage.step}``. ``submit`` ships the code first when the profile names an SSH host, asks the cluster whether
+every job can start (``slurm_preflight``: ``sbatch --test-only`` and the partition limits) before anything is queued,
+writes the secrets to a 0600 file on the cluster, then renders the same scripts naming the run's pinned image and runs
+``sbatch --parsable`` job by job in topological order, each script with its placeholders bound (its upstream ids are
+those sbatch has just answered), so what runs is what the dry-run showed; if any sbatch fails, it cancels what this
+launch submitted and raises sbatch's own error as one line. The secrets file lives only while a job of the run may
+still start: a small job chained ``afterany`` on all of them removes it, and so do ``cancel`` and a status that sees
+the run finished.
 ``status`` makes one scheduler call for all of a run's unfinished jobs and reads what their batch scripts recorded
 (attempts, ``sbatch_attempts``) and their steps report (progress) from the shared filesystem; a job requeued after a
 node failure is kept off the failed nodes (``ExcNodeList``) while it is pending. ``logs`` reads the log files,
@@ -22,11 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nemotron.declaration import Resources
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
-from nemotron.launcher.declaration import Resources
-from nemotron.launcher.executors.base import Executor, ExecutorError, explain_cancelled, secret_values, watch
-from nemotron.launcher.executors.sbatch import input_mounts, render, render_sbatch, render_secrets_cleanup
+from nemotron.launcher.executors.base import Executor, ExecutorError, bind, explain_cancelled, secret_values, watch
+from nemotron.launcher.executors.sbatch import input_mounts, render, render_secrets_cleanup
 from nemotron.launcher.executors.slurm_options import SSHOptions
 from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
 from nemotron.launcher.executors.slurm_state import down_nodes, map_state, query_jobs
@@ -110,11 +113,7 @@ class SlurmExecutor(Executor):
         return profile.ssh is None  # through SSH, the artifact root is the cluster's
 
     def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        scripts = {name: render(params) for name, params in _dry_run_parameters(plan, profile, chained=True).items()}
-        if plan.secret_names and scripts:
-            run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
-            scripts[CLEANUP_JOB] = _cleanup_script("{run_id}", run_dir, profile, [f"{{{name}}}" for name in scripts])
-        return scripts
+        return _scripts(plan, profile, _squashfs_here(profile))
 
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
@@ -122,8 +121,9 @@ class SlurmExecutor(Executor):
         image, note = _pinned_image(plan, profile, shell_for(profile.ssh))  # a stale image: refused before anything
         if note:
             print(f"note: {note}", file=sys.stderr)
-        jobs = _dry_run_parameters(plan, profile, chained=False, image=image)  # the upstream jobs do not exist yet
-        preflight(shell_for(profile.ssh).run, {name: (params, render(params)) for name, params in jobs.items()})
+        # unchained: the upstream jobs do not exist yet (and the placeholders left are words sbatch only passes on)
+        jobs, scripts = _parameters(plan, profile, image, chained=False), _scripts(plan, profile, image, chained=False)
+        preflight(shell_for(profile.ssh).run, {name: (params, scripts[name]) for name, params in jobs.items()})
 
     # ------------------------------------------------------------------------------------------------ submit
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
@@ -143,19 +143,19 @@ class SlurmExecutor(Executor):
         if secrets:
             shell.write_file(f"{run_dir}/{SECRETS_FILE}", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
             run.executor_data["secrets_file"] = f"{run_dir}/{SECRETS_FILE}"
-        submitted: dict[str, str] = {}
+        scripts = _scripts(plan, profile, image)
+        submitted: dict[str, str] = {}  # job name -> its Slurm id: the value of its {stage.step} placeholder
         try:
             for job in plan.jobs_to_run:
-                dependencies = [submitted[name] for name in job.depends_on if name in submitted]
-                params = sbatch_parameters(plan, profile, job, run.run_id, run_dir, dependencies, code_dir, image)
-                job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", render_sbatch(**params), job.name)
+                script = bind(scripts[job.name], {"run_id": run.run_id, "code_dir": code_dir, **submitted})
+                job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", script, job.name)
                 submitted[job.name] = job_id
                 record = run.steps[job.name]
                 record.job_id, record.state = job_id, "pending"
                 record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}.log")
                 print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
             if secrets:
-                cleanup = _cleanup_script(run.run_id, run_dir, profile, list(submitted.values()))
+                cleanup = bind(scripts[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
                 script_path = f"{run_dir}/sbatch/{CLEANUP_JOB}.sbatch"
                 run.executor_data["cleanup_job"] = _sbatch(shell, script_path, cleanup, CLEANUP_JOB)
         except ExecutorError:
@@ -251,16 +251,25 @@ class SlurmExecutor(Executor):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _dry_run_parameters(
-    plan: Plan, profile: Profile, chained: bool, image: PinnedImage | None = None
-) -> dict[str, dict]:
-    """Each job's sbatch parameters before submission: run id, code dir and upstream ids as ``{placeholders}``."""
-    run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+def _scripts(plan: Plan, profile: Profile, image: PinnedImage | None, chained: bool = True) -> dict[str, str]:
+    """Every job's sbatch script naming ``image`` (and, with secrets, the cleanup job's), before submission: what
+    exists only then is a placeholder for ``bind`` (``_parameters``). ``render`` shows them, ``submit`` binds them."""
+    scripts = {name: render(params) for name, params in _parameters(plan, profile, image, chained).items()}
+    if plan.secret_names and scripts and chained:
+        run_dir = f"{plan.artifact_root}/runs/{{run_id}}"
+        scripts[CLEANUP_JOB] = _cleanup_script("{run_id}", run_dir, profile, [f"{{{name}}}" for name in scripts])
+    return scripts
+
+
+def _parameters(plan: Plan, profile: Profile, image: PinnedImage | None, chained: bool) -> dict[str, dict]:
+    """Each job's sbatch parameters with the run id, the code dir on an SSH host (known once the code is shipped)
+    and the ids of its upstream jobs to run (a reused one's output exists already) as ``{placeholders}``."""
+    run_dir = f"{plan.artifact_root}/runs/{{run_id}}"  # runs.new_run's directory for the run
     code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
-    image = image or _squashfs_here(profile)
+    to_run = {job.name for job in plan.jobs_to_run}
     parameters = {}
     for job in plan.jobs_to_run:
-        upstream = [f"{{{d}}}" for d in job.depends_on] if chained else []
+        upstream = [f"{{{d}}}" for d in job.depends_on if d in to_run] if chained else []
         parameters[job.name] = sbatch_parameters(plan, profile, job, "{run_id}", run_dir, upstream, code_dir, image)
     return parameters
 

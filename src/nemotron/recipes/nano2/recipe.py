@@ -7,7 +7,7 @@ init_from="stage0_pretrain")`` — its training then starts from stage0's checkp
 
 from __future__ import annotations
 
-from nemotron.launcher.declaration import Recipe, three_step_stage
+from nemotron.declaration import Recipe, three_step_stage
 
 PACKAGE = "nemotron.recipes.nano2"
 

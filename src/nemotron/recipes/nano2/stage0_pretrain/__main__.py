@@ -11,22 +11,16 @@ with the three artifacts; progress goes to stderr.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nemotron.recipes.nano2.stage0_pretrain import data_curation, evaluation, training
-from nemotron.scale import Scale
-from nemotron.stage import run_three_steps
+from nemotron.stage import StageOptions, chain_steps, declared_stage
 
 
 @dataclass
-class StageConfig:
+class StageConfig(StageOptions):
     """nano2 stage0 (pretraining): curate data, train, evaluate."""
 
-    scale: Scale = "tiny"
-    seed: int = 1234
-    output_root: Path | None = None
-    """Directory for all three steps' outputs (DIR/data_curation, DIR/training, DIR/evaluation)."""
     data: data_curation.Config = field(default_factory=data_curation.Config)
     train: training.Config = field(default_factory=training.Config)
     eval: evaluation.Config = field(default_factory=evaluation.Config)
@@ -34,7 +28,7 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
-    return run_three_steps(stage, data_curation, training, evaluation)
+    return chain_steps(stage, *declared_stage(__package__))
 
 
 if __name__ == "__main__":

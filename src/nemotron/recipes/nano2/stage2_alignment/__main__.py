@@ -14,25 +14,16 @@ piped stage1 output carries them) is compared with and recorded in the evaluatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nemotron.recipes.nano2.stage2_alignment import data_curation, evaluation, training
-from nemotron.scale import Scale
-from nemotron.stage import run_from_checkpoint
+from nemotron.stage import LaterStageOptions, chain_steps, declared_stage
 
 
 @dataclass
-class StageConfig:
+class StageConfig(LaterStageOptions):
     """nano2 stage2 (alignment): build preference pairs, train with DPO, evaluate against the input model."""
 
-    scale: Scale = "tiny"
-    seed: int = 1234
-    init_checkpoint_path: Path | None = None
-    """The model to align (stage1's Checkpoint directory), else --init-checkpoint-artifact, else JSON on stdin."""
-    init_checkpoint_artifact: str | None = None
-    output_root: Path | None = None
-    """Directory for all three steps' outputs (DIR/data_curation, DIR/training, DIR/evaluation)."""
     data: data_curation.Config = field(default_factory=data_curation.Config)
     train: training.Config = field(default_factory=training.Config)
     eval: evaluation.Config = field(default_factory=evaluation.Config)
@@ -40,7 +31,7 @@ class StageConfig:
 
 def main(stage: StageConfig) -> dict[str, Any]:
     """The three artifacts, by step name."""
-    return run_from_checkpoint(stage, data_curation, training, evaluation)
+    return chain_steps(stage, *declared_stage(__package__))
 
 
 if __name__ == "__main__":

@@ -17,25 +17,21 @@ from pathlib import Path
 
 from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
-from nemotron.scale import Scale, apply_scale, check_scale
-from nemotron.step import Placement, carried_by, check_input, run_step
+from nemotron.scale import apply_scale, check_scale
+from nemotron.step import Placement, StepConfig, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "data_curation"
 
 
 @dataclass
-class Config:
+class Config(StepConfig):
     """Build tokenized preference pairs for DPO."""
 
-    scale: Scale = "tiny"
-    seed: int = 1234
-    """Seed of the embedded world (use stage0's) and of the held-out split."""
     checkpoint_path: Path | None = None
     """Input model's Checkpoint directory (its tokenizer is used; DPO starts from it by default)."""
     checkpoint_artifact: str | None = None
     """Tracked checkpoint, e.g. sft-checkpoint:latest."""
-    output_dir: Path | None = None
     sources: tuple[Path, ...] = ()
     """JSONL files of {"prompt", "chosen", "rejected"}; none = pairs from the embedded world."""
     rejected_per_prompt: int = 3
@@ -62,10 +58,10 @@ def main(config: Config) -> PreferenceDataset:
     from nemotron.data import preferences
     from nemotron.data.tokenizer import eod_id, load_tokenizer
     from nemotron.data.world import World
+    from nemotron.fsutil import output_staging_dir, publish_staged
     from nemotron.heartbeat import Heartbeat
     from nemotron.log import get_logger
-    from nemotron.recipes.nano2.stage0_pretrain.data_curation import _publish_files, _staging_dir
-    from nemotron.step import config_snapshot, resolve_output_dir
+    from nemotron.step import config_snapshot, step_output_dir
 
     log = get_logger("nano2.stage2.data_curation")
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
@@ -89,15 +85,15 @@ def main(config: Config) -> PreferenceDataset:
             f"no pairs fit the model's {max_length} tokens on the {'train' if not train else 'held-out'} side"
         )
 
-    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
+    output_dir = step_output_dir(config, __file__)
     heartbeat = Heartbeat.for_step(output_dir, STEP, len(train) + len(held_out))  # coarse: pairs written
-    staging = _staging_dir(output_dir)
+    staging = output_staging_dir(output_dir)
     try:
         heartbeat.beat(0)
         preferences.write_pairs(train, staging / "train.jsonl")
         preferences.write_pairs(held_out, staging / "heldout.jsonl")
         shutil.copyfile(checkpoint.tokenizer_path, staging / "tokenizer.json")
-        _publish_files(staging, output_dir)
+        publish_staged(staging, output_dir)
         heartbeat.beat(len(train) + len(held_out), force=True)
     finally:
         heartbeat.close()

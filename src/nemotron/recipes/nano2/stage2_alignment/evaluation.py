@@ -19,19 +19,16 @@ from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.settings import check_sizes
-from nemotron.scale import Scale
-from nemotron.step import Placement, carried_by, check_input, run_step
+from nemotron.step import Placement, StepConfig, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
 
 
 @dataclass
-class Config:
+class Config(StepConfig):
     """Evaluate a DPO Checkpoint (and its input model) on held-out preference pairs."""
 
-    scale: Scale = "tiny"
-    seed: int = 1234
     checkpoint_path: Path | None = None
     """Stage2 Checkpoint directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
     checkpoint_artifact: str | None = None
@@ -40,7 +37,6 @@ class Config:
     """stage1's Results of the input model: compared with (vs_baseline/*) and recorded in lineage."""
     baseline_artifact: str | None = None
     """Tracked baseline Results, e.g. sft-results:latest."""
-    output_dir: Path | None = None
     limit: int | None = None
     """At most this many held-out pairs (all when unset)."""
     batch_size: int = 32
@@ -58,7 +54,7 @@ def main(config: Config) -> Results:
     from nemotron.data.preferences import load_tokenized_pairs
     from nemotron.evaluation import baseline as baselines
     from nemotron.heartbeat import Heartbeat
-    from nemotron.step import config_snapshot, resolve_output_dir
+    from nemotron.step import config_snapshot, step_output_dir
 
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact) | carried_by(
         Results, config.baseline_path, config.baseline_artifact, piped=False
@@ -71,7 +67,7 @@ def main(config: Config) -> Results:
     reference_path = checkpoint.config.get("reference_path") or input_model.path
     reference = Checkpoint.load(path=reference_path)
     beta = float(checkpoint.config.get("beta", 0.1))
-    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
+    output_dir = step_output_dir(config, __file__)
     pairs = load_tokenized_pairs(dataset.heldout_path)[: config.limit]
     instruct_items = _instruct_items(checkpoint, config.limit)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
-from nemotron.scale import Scale
-from nemotron.step import Placement, carried_by, check_input, run_step
+from nemotron.step import Placement, StepConfig, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.presets import TrainPreset, check_training, resolve_settings
 
@@ -33,16 +32,13 @@ PRESETS: dict[str, TrainPreset] = {
 
 
 @dataclass
-class Config:
+class Config(StepConfig):
     """Align a Checkpoint with Direct Preference Optimisation on a PreferenceDataset."""
 
-    scale: Scale = "tiny"
-    seed: int = 1234
     dataset_path: Path | None = None
     """PreferenceDataset directory (from this stage's data_curation)."""
     dataset_artifact: str | None = None
     """Tracked PreferenceDataset, e.g. preference-data:latest."""
-    output_dir: Path | None = None
     init_checkpoint_path: Path | None = None
     """Start from this Checkpoint (default: the dataset's input checkpoint)."""
     reference: str = "init"
@@ -77,8 +73,7 @@ def validate(config: Config, placement: Placement, carried: frozenset[str]) -> N
 
 
 def main(config: Config) -> Checkpoint:
-    from nemotron.errors import REQUEUE_EXIT_CODE
-    from nemotron.step import config_snapshot, resolve_output_dir
+    from nemotron.step import config_snapshot, step_output_dir
 
     carried = carried_by(PreferenceDataset, config.dataset_path, config.dataset_artifact) | carried_by(
         Checkpoint, config.init_checkpoint_path, piped=False
@@ -87,14 +82,14 @@ def main(config: Config) -> Checkpoint:
     dataset = PreferenceDataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path or dataset.checkpoint_path)
     reference = init_from if config.reference == "init" else Checkpoint.load(path=Path(config.reference))
-    output_dir = resolve_output_dir(config.output_dir, "nano2", "stage2_alignment", STEP, config.scale, config.seed)
+    output_dir = step_output_dir(config, __file__)
 
     import torch
 
     from nemotron.data.preferences import load_tokenized_pairs
     from nemotron.log import get_logger
-    from nemotron.training import dpo, loop
-    from nemotron.training.run import prepare_run
+    from nemotron.training import dpo
+    from nemotron.training.run import checkpoint_artifact, prepare_run, train_or_requeue
 
     log = get_logger("nano2.stage2.training")
     pairs, held_out = load_tokenized_pairs(dataset.train_path), load_tokenized_pairs(dataset.heldout_path)
@@ -109,31 +104,17 @@ def main(config: Config) -> Checkpoint:
         run.load_weights(init_from)
     output_dir.mkdir(parents=True, exist_ok=True)
     batches = dpo.pair_batches(pairs, reference_logps, pad_id, config.seed)
-    try:
-        state = loop.train(
-            run.model, batches, settings, output_dir, run.ctx, loss_fn=dpo.dpo_loss_fn(config.beta, config.sft_weight)
-        )
-    except loop.TrainingInterrupted as stopped:
-        run.close()
-        log.warning("%s; exiting %d so the job is requeued", stopped, REQUEUE_EXIT_CODE)
-        raise SystemExit(REQUEUE_EXIT_CODE) from None
-    except FloatingPointError as err:
-        run.close()
-        raise UserError(f"{err}: lower --lr (now {settings.lr})") from None
+    loss_fn = dpo.dpo_loss_fn(config.beta, config.sft_weight)
+    state = train_or_requeue(run, batches, settings, output_dir, loss_fn=loss_fn)
 
     policy_heldout = dpo.pair_logps(run.model, held_out, pad_id, settings.micro_batch_size, run.ctx.device)
     heldout = dpo.preference_metrics(policy_heldout, reference_heldout, config.beta)
-    artifact = Checkpoint(
-        path=output_dir,
-        num_steps=state.step,
-        training_loss=state.last_loss,
-        checkpoint_path=output_dir / "checkpoints" / f"iter_{state.step:07d}",
-        tokens_seen=state.tokens_seen,
-        model=run.model_config.as_dict() | {"vocab_size": run.vocab_size},
-        world_size=run.ctx.world_size,
+    artifact = checkpoint_artifact(
+        run,
+        state,
+        output_dir,
         tokenizer_path=init_from.tokenizer_path,
         dataset_path=init_from.dataset_path,  # the pretraining corpus, so stage0's tasks still find their data
-        substitutions=run.substitutions,
         metrics={"training_loss": state.last_loss, **{f"heldout_{k}": v for k, v in heldout.items()}},
         config=config_snapshot(config) | {"reference_path": str(reference.path)},
         lineage=[dataset.as_lineage(step="data_curation"), init_from.as_lineage(step="init_checkpoint")],

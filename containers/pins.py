@@ -1,4 +1,4 @@
-"""Install-time helper of the nano2 Dockerfile (runs inside the image build, standard library only).
+"""Install-time helper of the recipes' Dockerfile, containers/Dockerfile (runs inside the build; standard library).
 
 python pins.py constraints      # pins of the base image's CUDA-built packages, one `name==version` a line
 python pins.py requirements     # the project's dependencies minus those the base image provides (transformer-engine)
@@ -11,7 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 # Built against the base's CUDA: a resolver must never replace them with PyPI wheels.
 BASE_PROVIDED = re.compile(
     r"^(torch|torchvision|torchaudio|triton|pytorch-triton|transformer-engine.*|apex|flash-attn"

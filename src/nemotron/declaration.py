@@ -1,8 +1,10 @@
 """The vocabulary of a recipe declaration: stages, steps, how artifacts wire into configs, default resources.
 
-A recipe module (``nemotron/recipes/<recipe>/recipe.py``) builds one ``Recipe`` from these frozen dataclasses and
-nothing else: it must stay light (no torch, no pydantic) because the launcher imports it to plan, and a step module is
-only named by its dotted path here, never imported, until the plan validates its Config.
+Part of the recipe author's kit (``docs/adding-a-recipe.md``): a recipe module (``nemotron/recipes/<recipe>/recipe.py``)
+builds one ``Recipe`` from these frozen dataclasses and nothing else. It must stay light (no torch, no pydantic)
+because the launcher imports it to plan, and a step module is only named by its dotted path here, never imported,
+until the plan validates its Config. The one declaration is read twice: by the launcher's planner (a DAG of jobs)
+and by the in-process stage chaining (``nemotron.stage``), so both wire the same inputs into the same Config fields.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nemotron.errors import UserError
 from nemotron.scale import SCALES
 
 ResourceClass = Literal["cpu", "gpu"]
@@ -76,6 +79,28 @@ class Step:
     artifact_type: str  # the Artifact subclass the step writes (checked when reusing an output)
     inputs: tuple[Input, ...] = ()
     resources: Resources = field(default_factory=Resources)
+    option: str = ""  # the stage module's field (and flag prefix) holding this step's Config; "" = the step's name
+
+    @property
+    def stage_option(self) -> str:
+        return self.option or self.name
+
+
+class DeclarationError(UserError):
+    pass
+
+
+def check_input_fields(step: Step, config_cls: type, where: str) -> None:
+    """Every declared input must land somewhere: the step's Config has its ``<input>_path`` field. A declaration that
+    names an input its Config cannot take would otherwise be dropped silently (and the step run without it)."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    for spec in step.inputs:
+        if spec.path_field not in fields:
+            raise DeclarationError(
+                f"{where} declares input {spec.name!r} (from {spec.stage or 'this stage'}.{spec.step}), but its Config "
+                f"{config_cls.__module__}.{config_cls.__qualname__} has no {spec.path_field} field: add the field or "
+                "remove the input"
+            )
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,18 @@ class Stage:
     name: str  # package name, e.g. "stage0_pretrain"
     alias: str  # short target name, e.g. "stage0"
     steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"stage {self.name}: steps must be one or more distinct names, got {names}")
+        for position, step in enumerate(self.steps):  # in order: a step's same-stage inputs come from earlier steps
+            for spec in step.inputs:
+                if spec.stage is None and spec.step not in names[:position]:
+                    raise ValueError(
+                        f"stage {self.name}: step {step.name} takes {spec.name!r} from {spec.step}, which is not "
+                        f"an earlier step of the stage ({', '.join(names[:position]) or 'none'})"
+                    )
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -121,7 +158,8 @@ def three_step_stage(
     training: Resources = GPU_TRAINING,
     dataset_type: str = "Dataset",
 ) -> Stage:
-    """The data_curation -> training -> evaluation stage every recipe stage follows.
+    """The data_curation -> training -> evaluation stage most recipe stages are (a stage of any other shape is a
+    ``Stage`` of its own ``Step``s: the planner and ``nemotron.stage`` take any number of steps).
 
     ``init_from`` names an earlier stage whose checkpoint seeds this stage's training (``init_checkpoint_path``) and
     is also given to data_curation (``checkpoint_path``: a later stage tokenizes with the model's own vocabulary);
@@ -141,14 +179,15 @@ def three_step_stage(
         name=name,
         alias=alias,
         steps=(
-            Step("data_curation", f"{package}.{name}.data_curation", dataset_type, curation_inputs, CPU),
-            Step("training", f"{package}.{name}.training", "Checkpoint", tuple(training_inputs), training),
+            Step("data_curation", f"{package}.{name}.data_curation", dataset_type, curation_inputs, CPU, "data"),
+            Step("training", f"{package}.{name}.training", "Checkpoint", tuple(training_inputs), training, "train"),
             Step(
                 "evaluation",
                 f"{package}.{name}.evaluation",
                 "Results",
                 tuple(evaluation_inputs),
                 GPU_EVALUATION,
+                "eval",
             ),
         ),
     )

@@ -1,0 +1,113 @@
+"""A pretraining stage's training: pretrain a recipe's model with megatron-core on a curated Dataset -> Checkpoint.
+
+Runs as one process, under torchrun, or one rank per srun task. Resumes from the newest checkpoint in the output
+directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits with code 75 (run it again to continue). On CPU, a
+hybrid model's Mamba-2 layers become attention layers (recorded in the artifact's ``substitutions``).
+
+A recipe chooses its schedule per scale (``presets``: ``TrainPreset``) and its model per scale (``models``:
+``ModelConfig``); its training step is ``PretrainConfig``, ``validate`` and ``pretrain`` with those tables.
+Light at import: the launcher imports step modules to plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemotron.data.artifacts import Dataset
+from nemotron.step import Placement, StepConfig, carried_by, check_input
+from nemotron.training.artifacts import Checkpoint
+from nemotron.training.model import ModelConfig
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings
+
+
+@dataclass
+class PretrainConfig(StepConfig):
+    dataset_path: Path | None = None
+    """Dataset artifact directory (from data_curation)."""
+    dataset_artifact: str | None = None
+    """Tracked Dataset name instead of a path, e.g. pretrain-data:latest."""
+    init_checkpoint_path: Path | None = None
+    """Start from these weights (a Checkpoint artifact directory), e.g. a previous stage's."""
+    train_iters: int | None = None
+    micro_batch_size: int | None = None
+    global_batch_size: int | None = None
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup_iters: int | None = None
+    save_interval: int | None = None
+    log_interval: int = 10
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+
+
+def validate(
+    config: PretrainConfig, placement: Placement, carried: frozenset[str], presets: dict[str, TrainPreset]
+) -> None:
+    """Every check before work: at the start of ``pretrain``, and by the launcher at plan time with the job's ranks."""
+    check_training(config, presets, placement)
+    check_input(config.dataset_path, Dataset, "--dataset-path")
+    check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
+
+
+def pretrain(
+    config: PretrainConfig, presets: dict[str, TrainPreset], models: dict[str, ModelConfig], step_file: str
+) -> Checkpoint:
+    """The step: ``presets[scale]`` schedules ``models[scale]``; ``step_file`` is the calling step module's
+    ``__file__`` (its default output directory)."""
+    from nemotron.step import config_snapshot, step_output_dir
+
+    carried = carried_by(Dataset, config.dataset_path, config.dataset_artifact) | carried_by(
+        Checkpoint, config.init_checkpoint_path, piped=False
+    )
+    validate(config, Placement.from_environment(), carried, presets)
+    dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
+    init_from = Checkpoint.load(path=config.init_checkpoint_path) if config.init_checkpoint_path else None
+    output_dir = step_output_dir(config, step_file)
+
+    import torch
+
+    from nemotron.training import data, loop
+    from nemotron.training.run import checkpoint_artifact, prepare_run, train_or_requeue, write_outputs
+
+    for prefix, what in ((dataset.train_prefix, "train data"), (dataset.valid_prefix, "valid data")):
+        data.check_prefix(prefix, what)
+    run = prepare_run(
+        config.scale, config.seed, dataset.vocab_size, config.tensor_parallel, config.pipeline_parallel, models=models
+    )
+    settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    if init_from is not None:
+        run.load_weights(init_from)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    train_set, valid_set = data.build_datasets(
+        dataset.train_prefix,
+        dataset.valid_prefix,
+        seq_length=run.model_config.seq_length,
+        seed=config.seed,
+        num_train_samples=settings.train_iters * settings.global_batch_size,
+        vocab_size=dataset.vocab_size,
+        cache_dir=output_dir / "data_cache",  # megatron: rank 0 builds the index, the others read it
+    )
+    state = train_or_requeue(run, lambda i, n: data.get_batch(train_set, i, n), settings, output_dir)
+
+    valid_loss = loop.evaluate(
+        run.model, lambda i, n: data.get_batch(valid_set, i, n), len(valid_set), settings.micro_batch_size, run.ctx
+    )
+    artifact = checkpoint_artifact(
+        run,
+        state,
+        output_dir,
+        tokenizer_path=dataset.tokenizer_path,
+        dataset_path=Path(dataset.path),
+        config=config_snapshot(config),
+        lineage=[dataset.as_lineage(step="data_curation")]
+        + ([init_from.as_lineage(step="init_checkpoint")] if init_from else []),
+    )
+    if run.ctx.is_rank_zero:
+        unigram = data.unigram_loss(dataset.train_prefix, valid_set, dataset.vocab_size)
+        artifact.metrics = write_outputs(output_dir, state.last_loss, valid_loss, unigram)
+        artifact.save()
+    run.close()
+    return artifact
