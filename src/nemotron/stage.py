@@ -1,8 +1,9 @@
 """A recipe stage in one process: its steps in order, each step's artifact wired into the next by the declaration.
 
-A stage module (``python -m nemotron.recipes.<recipe>.<stage>``) declares its StageConfig — top-level ``scale``,
-``seed`` and ``output_root`` (``StageOptions``) plus one field per step holding that step's Config, named by the
-declaration's ``Step.stage_option`` (``data``, ``train``, ``eval`` for a three-step stage) — and calls ``chain_steps``.
+A stage module (``python -m nemotron.recipes.<recipe>.<stage>``) is ``StageConfig, main = stage_module(__package__)``:
+its StageConfig — top-level ``scale``, ``seed`` and ``output_root`` (``StageOptions``) plus one field per step holding
+that step's Config, named by the declaration's ``Step.stage_option`` (``data``, ``train``, ``eval`` for a three-step
+stage) — and a ``main`` that runs ``chain_steps``.
 The wiring is not written here: the recipe's declaration (``nemotron.declaration``) says which artifact feeds which
 ``<input>_path`` field, the same declaration the launcher plans from. A stage that starts from an earlier stage's
 checkpoint (``init_checkpoint_path``/``_artifact``, else that stage's JSON on stdin) gives it to every step that
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -54,6 +55,29 @@ def declared_stage(package: str) -> tuple[Recipe, str]:
     if recipe.stage(stage_name) is None:
         raise LookupError(f"{recipe_package}.recipe declares no stage {stage_name}")
     return recipe, stage_name
+
+
+def stage_module(package: str) -> tuple[type, Callable[[Any], dict[str, Artifact]]]:
+    """What a stage module (``<recipe>/<stage>/__main__.py``) is, from its recipe's declaration: its ``StageConfig``
+    (``StageOptions``, or ``LaterStageOptions`` for a stage that starts from an earlier one, plus one field per step
+    holding that step's Config, named by ``Step.stage_option``) and its ``main`` (``chain_steps``)."""
+    recipe, stage_name = declared_stage(package)
+    declared = recipe.stage(stage_name)
+    later = any(spec.stage for step in declared.steps for spec in step.inputs)
+    fields = []
+    for step in declared.steps:
+        config_cls = importlib.import_module(step.module).Config
+        fields.append((step.stage_option, config_cls, dataclasses.field(default_factory=config_cls)))
+    base = LaterStageOptions if later else StageOptions
+    config_cls = dataclasses.make_dataclass("StageConfig", fields, bases=(base,))
+    steps = " -> ".join(step.name for step in declared.steps)
+    config_cls.__doc__ = f"{recipe.name} {declared.alias} ({declared.name}): {steps}"
+
+    def main(stage: Any) -> dict[str, Artifact]:
+        """The stage's artifacts, by step name."""
+        return chain_steps(stage, recipe, stage_name)
+
+    return config_cls, main
 
 
 def step_config(stage: Any, config: Any, step: str, **wiring: Any) -> Any:

@@ -202,13 +202,21 @@ def log_code_location(step_name: str) -> None:
     get_logger("step").info("%s: nemotron %s from %s", step_name, code_version(), where)
 
 
-def run_stage(main: Callable[[C], dict[str, Artifact]], config_cls: type[C], argv: Sequence[str] | None = None) -> None:
-    """Entry point of a stage module (``python -m ...stage0_pretrain``): like ``run_step``, for all its artifacts."""
+def run_stage(
+    main: Callable[[C], dict[str, Artifact]],
+    config_cls: type[C],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> None:
+    """Entry point of a stage module (``python -m ...stage0_pretrain``): like ``run_step``, for all its artifacts;
+    ``description`` (default: ``main``'s module docstring) heads its ``--help``."""
     import tyro
 
+    if description is None:
+        description = sys.modules[main.__module__].__doc__ or ""
     try:
         # tyro refuses what the types refuse; the stage validates every step's Config before its first step runs
-        config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
+        config = tyro.cli(config_cls, args=argv, description=description.strip())
         artifacts = main(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.data.artifacts import Dataset
-from nemotron.step import Placement, StepConfig, carried_by, check_input
+from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, check_training, resolve_settings
+from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings
 
 
 @dataclass
-class SFTConfig(StepConfig):
+class SFTConfig(TrainingConfig):
     dataset_path: Path | None = None
     """Dataset artifact directory (from stage1 data_curation)."""
     dataset_artifact: str | None = None
@@ -32,18 +32,7 @@ class SFTConfig(StepConfig):
     """The Checkpoint to fine-tune (stage0 training's output); default: the one the dataset was curated against."""
     init_checkpoint_artifact: str | None = None
     """Tracked Checkpoint name instead of a path, e.g. pretrain-checkpoint:latest."""
-    train_iters: int | None = None
-    micro_batch_size: int | None = None
-    global_batch_size: int | None = None
-    lr: float | None = None
-    min_lr: float | None = None
-    warmup_iters: int | None = None
-    save_interval: int | None = None
-    log_interval: int = 10
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
+    weight_decay: float = 0.0  # fine-tuning: no decay of the pretrained weights
 
 
 def validate(config: SFTConfig, placement: Placement, carried: frozenset[str], presets: dict[str, TrainPreset]) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nemotron.errors import UserError
 from nemotron.scale import check_scale
+from nemotron.step import StepConfig
 
 if TYPE_CHECKING:
     from nemotron.step import Placement
@@ -41,6 +42,25 @@ class TrainPreset:
     warmup_iters: int = 0
     decay_style: str = "cosine"  # megatron's lr_decay_style: "cosine", "linear", "WSD", ...
     save_interval: int | None = None  # None: save only after the last iteration, so it follows --train-iters
+
+
+@dataclass
+class TrainingConfig(StepConfig):
+    """The knobs every training step has (a flag left unset takes the ``--scale`` preset's value), after the fields
+    every step has; a training step's Config adds its inputs."""
+
+    train_iters: int | None = None
+    micro_batch_size: int | None = None
+    global_batch_size: int | None = None
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup_iters: int | None = None
+    save_interval: int | None = None
+    log_interval: int = 10
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
 
 
 def resolve_settings(

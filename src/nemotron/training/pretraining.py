@@ -15,32 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.data.artifacts import Dataset
-from nemotron.step import Placement, StepConfig, carried_by, check_input
+from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.model import ModelConfig
-from nemotron.training.presets import TrainPreset, check_training, resolve_settings
+from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings
 
 
 @dataclass
-class PretrainConfig(StepConfig):
+class PretrainConfig(TrainingConfig):
     dataset_path: Path | None = None
     """Dataset artifact directory (from data_curation)."""
     dataset_artifact: str | None = None
     """Tracked Dataset name instead of a path, e.g. pretrain-data:latest."""
     init_checkpoint_path: Path | None = None
     """Start from these weights (a Checkpoint artifact directory), e.g. a previous stage's."""
-    train_iters: int | None = None
-    micro_batch_size: int | None = None
-    global_batch_size: int | None = None
-    lr: float | None = None
-    min_lr: float | None = None
-    warmup_iters: int | None = None
-    save_interval: int | None = None
-    log_interval: int = 10
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
 
 
 def validate(

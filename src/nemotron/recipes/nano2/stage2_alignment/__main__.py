@@ -13,28 +13,11 @@ piped stage1 output carries them) is compared with and recorded in the evaluatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from nemotron.stage import stage_module
 
-from nemotron.recipes.nano2.stage2_alignment import data_curation, evaluation, training
-from nemotron.stage import LaterStageOptions, chain_steps, declared_stage
-
-
-@dataclass
-class StageConfig(LaterStageOptions):
-    """nano2 stage2 (alignment): build preference pairs, train with DPO, evaluate against the input model."""
-
-    data: data_curation.Config = field(default_factory=data_curation.Config)
-    train: training.Config = field(default_factory=training.Config)
-    eval: evaluation.Config = field(default_factory=evaluation.Config)
-
-
-def main(stage: StageConfig) -> dict[str, Any]:
-    """The three artifacts, by step name."""
-    return chain_steps(stage, *declared_stage(__package__))
-
+StageConfig, main = stage_module(__package__)
 
 if __name__ == "__main__":
     from nemotron.step import run_stage
 
-    run_stage(main, StageConfig)
+    run_stage(main, StageConfig, description=__doc__)

@@ -8,27 +8,11 @@ stage0's JSON on stdin: ``python -m ...stage0_pretrain | python -m ...stage1_ins
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from nemotron.stage import stage_module
 
-from nemotron.recipes.nemotron4.stage1_instruction_tuning import data_curation, evaluation, training
-from nemotron.stage import LaterStageOptions, chain_steps, declared_stage
-
-
-@dataclass
-class StageConfig(LaterStageOptions):
-    """nemotron4 stage1 (instruction tuning): curate chat data, fine-tune the stage0 model, evaluate both."""
-
-    data: data_curation.Config = field(default_factory=data_curation.Config)
-    train: training.Config = field(default_factory=training.Config)
-    eval: evaluation.Config = field(default_factory=evaluation.Config)
-
-
-def main(stage: StageConfig) -> dict[str, Any]:
-    return chain_steps(stage, *declared_stage(__package__))
-
+StageConfig, main = stage_module(__package__)
 
 if __name__ == "__main__":
     from nemotron.step import run_stage
 
-    run_stage(main, StageConfig)
+    run_stage(main, StageConfig, description=__doc__)
