@@ -181,7 +181,10 @@ def run_step(
 
     try:
         # tyro refuses what the types refuse; ``main`` runs the step's ``validate`` before any work
-        config = tyro.cli(config_cls, args=argv, description=(sys.modules[main.__module__].__doc__ or "").strip())
+        # the help is the program's own docstring: the step module run as a file or with -m (its main may be a
+        # building block's, bound to the recipe's presets)
+        description = (getattr(sys.modules.get("__main__"), "__doc__", None) or "").strip()
+        config = tyro.cli(config_cls, args=argv, description=description)
         artifact = main(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)  # the only line bad input gets: the code location comes after

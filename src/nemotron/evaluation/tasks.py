@@ -30,7 +30,7 @@ FACTS_MC = "facts_mc"
 FACTS_GEN = "facts_gen"
 VALID_PPL = "valid_ppl"
 LOCAL_TASKS = (FACTS_MC, FACTS_GEN, VALID_PPL)
-TASK_TAG = "nano2_local"
+TASK_TAG = "nemotron_local"  # the tasks this project writes from a Dataset's held-out items, for any recipe
 
 
 class TaskError(UserError):

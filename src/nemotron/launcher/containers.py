@@ -172,8 +172,8 @@ def recipe_context(recipe: str, base_image: str | None, dockerfile: str | Path |
     directory = containers / recipe
     if not (REPO / "pyproject.toml").exists():
         raise BuildError(f"build needs a source checkout of nemotron-launch; {REPO} has no pyproject.toml")
-    if not directory.is_dir():
-        valid = sorted(p.name for p in containers.iterdir() if p.is_dir())
+    valid = sorted(p.name for p in containers.iterdir() if p.is_dir())
+    if recipe not in valid:  # a name from this listing, never a path: "../x" names nothing here
         raise BuildError(f"no container for recipe {recipe!r}: valid recipes are {', '.join(valid) or 'none'}")
     args = {"RECIPE": recipe, **({"BASE_IMAGE": base_image} if base_image else {})}
     own = directory / "Dockerfile"

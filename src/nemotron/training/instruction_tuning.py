@@ -13,6 +13,7 @@ A recipe's step module keeps its ``PRESETS`` and is otherwise this block: ``Conf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,3 +116,17 @@ def _prepare_run_from(init_from: Checkpoint, config: SFTConfig, vocab_size: int)
     run = prepare_model_run(model, config.seed, vocab_size, config.tensor_parallel, config.pipeline_parallel)
     run.substitutions = [*init_from.substitutions, *(s for s in run.substitutions if s not in init_from.substitutions)]
     return run
+
+
+def step(presets: dict[str, TrainPreset], step_file: str) -> tuple[Callable, Callable]:
+    """A recipe's fine-tuning step module in one line: its ``validate`` and ``main``, bound to the recipe's
+    ``presets`` (training settings per scale; the model is the init checkpoint's own); ``step_file`` is the module's
+    ``__file__`` (its default output directory is named after it)."""
+
+    def step_validate(config: SFTConfig, placement: Placement, carried: frozenset[str]) -> None:
+        validate(config, placement, carried, presets)
+
+    def step_main(config: SFTConfig) -> Checkpoint:
+        return finetune(config, presets, step_file)
+
+    return step_validate, step_main

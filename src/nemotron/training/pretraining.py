@@ -11,6 +11,7 @@ Light at import: the launcher imports step modules to plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +100,17 @@ def pretrain(
         artifact.save()
     run.close()
     return artifact
+
+
+def step(presets: dict[str, TrainPreset], models: dict[str, ModelConfig], step_file: str) -> tuple[Callable, Callable]:
+    """A recipe's pretraining step module in one line: its ``validate`` and ``main``, bound to the recipe's
+    ``presets`` (training settings per scale) and ``models`` (architecture per scale); ``step_file`` is the module's
+    ``__file__`` (its default output directory is named after it)."""
+
+    def step_validate(config: PretrainConfig, placement: Placement, carried: frozenset[str]) -> None:
+        validate(config, placement, carried, presets)
+
+    def step_main(config: PretrainConfig) -> Checkpoint:
+        return pretrain(config, presets, models, step_file)
+
+    return step_validate, step_main

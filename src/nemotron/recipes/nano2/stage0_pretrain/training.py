@@ -7,9 +7,8 @@ Examples:
 
 from __future__ import annotations
 
-from nemotron.step import Placement, run_step
+from nemotron.step import run_step
 from nemotron.training import pretraining
-from nemotron.training.artifacts import Checkpoint
 from nemotron.training.model import MODEL_PRESETS
 from nemotron.training.presets import TrainPreset
 from nemotron.training.pretraining import PretrainConfig as Config
@@ -23,13 +22,7 @@ PRESETS: dict[str, TrainPreset] = {
 }
 
 
-def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
-    pretraining.validate(config, placement, carried, PRESETS)
-
-
-def main(config: Config) -> Checkpoint:
-    return pretraining.pretrain(config, PRESETS, MODEL_PRESETS, __file__)
-
+validate, main = pretraining.step(PRESETS, MODEL_PRESETS, __file__)
 
 if __name__ == "__main__":
     run_step(main, Config, "training")

@@ -9,9 +9,8 @@ directory, and on SIGTERM/SIGUSR1 saves one and exits with code 75.
 
 from __future__ import annotations
 
-from nemotron.step import Placement, run_step
+from nemotron.step import run_step
 from nemotron.training import instruction_tuning
-from nemotron.training.artifacts import Checkpoint
 from nemotron.training.instruction_tuning import SFTConfig as Config
 from nemotron.training.presets import TrainPreset
 
@@ -24,14 +23,7 @@ PRESETS: dict[str, TrainPreset] = {
 }
 
 
-def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
-    """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
-    instruction_tuning.validate(config, placement, carried, PRESETS)
-
-
-def main(config: Config) -> Checkpoint:
-    return instruction_tuning.finetune(config, PRESETS, __file__)
-
+validate, main = instruction_tuning.step(PRESETS, __file__)
 
 if __name__ == "__main__":
     run_step(main, Config, "training")

@@ -8,9 +8,8 @@ directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits 75 (run it again t
 
 from __future__ import annotations
 
-from nemotron.step import Placement, run_step
+from nemotron.step import run_step
 from nemotron.training import pretraining
-from nemotron.training.artifacts import Checkpoint
 from nemotron.training.model import GPTConfig
 from nemotron.training.presets import TrainPreset
 from nemotron.training.pretraining import PretrainConfig as Config
@@ -36,13 +35,7 @@ MODELS: dict[str, GPTConfig] = {
 }
 
 
-def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
-    pretraining.validate(config, placement, carried, PRESETS)
-
-
-def main(config: Config) -> Checkpoint:
-    return pretraining.pretrain(config, PRESETS, MODELS, __file__)
-
+validate, main = pretraining.step(PRESETS, MODELS, __file__)
 
 if __name__ == "__main__":
     run_step(main, Config, "training")

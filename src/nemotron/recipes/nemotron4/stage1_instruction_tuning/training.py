@@ -3,28 +3,22 @@
 
 from __future__ import annotations
 
-from nemotron.step import Placement, run_step
+from nemotron.step import run_step
 from nemotron.training import instruction_tuning
-from nemotron.training.artifacts import Checkpoint
 from nemotron.training.instruction_tuning import SFTConfig as Config
 from nemotron.training.presets import TrainPreset
 
+# The dense tiny model learns the chat format faster than nano2's hybrid: 60 steps at 2e-3 (measured in the README).
 PRESETS: dict[str, TrainPreset] = {
-    "tiny": TrainPreset(80, 16, 16, 1e-3, 1e-4, 5, "cosine", 40),
-    "small": TrainPreset(2_000, 4, 64, 2e-5, 2e-6, 50, "cosine", 500),
-    "medium": TrainPreset(4_000, 2, 128, 1e-5, 1e-6, 100, "cosine", 1_000),
-    # Nemotron-4-style SFT of the 15B base: a few thousand steps at a small learning rate, cosine to a tenth.
+    "tiny": TrainPreset(60, 16, 16, 2e-3, 2e-4, 5, "cosine", 30),
+    "small": TrainPreset(1_500, 8, 128, 2e-5, 2e-6, 50, "cosine", 500),
+    "medium": TrainPreset(3_000, 4, 128, 1e-5, 1e-6, 100, "cosine", 1_000),
+    # the 15B base: a few thousand steps of 128 conversations at a small learning rate, cosine to a tenth
     "full": TrainPreset(6_000, 1, 128, 5e-6, 5e-7, 100, "cosine", 1_000),
 }
 
 
-def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
-    instruction_tuning.validate(config, placement, carried, PRESETS)
-
-
-def main(config: Config) -> Checkpoint:
-    return instruction_tuning.finetune(config, PRESETS, __file__)
-
+validate, main = instruction_tuning.step(PRESETS, __file__)
 
 if __name__ == "__main__":
     run_step(main, Config, "training")
