@@ -88,7 +88,7 @@ def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
     assert srun.count("--container-mounts=") == 1 and f"{ROOT}:{ROOT}" in srun and "/lustre:/lustre" in srun
     assert "--no-container-mount-home" in srun and "--container-workdir=/opt/nemotron" in srun
     assert "python -m nemotron.recipes.nano2.stage0_pretrain.training --scale full" in srun
-    assert "'--dependency=afterok:{stage0_pretrain.data_curation}'" in text
+    assert "#SBATCH --dependency=afterok:{stage0_pretrain.data_curation}\n" in text
     data = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.data_curation"]
     assert "#SBATCH --partition=cpu" in data.splitlines() and "#SBATCH --ntasks-per-node=1" in data.splitlines()
 
@@ -99,9 +99,9 @@ def test_a_job_is_chained_only_on_upstream_jobs_that_run(eos):
     plan.jobs[0].reuse = True
     rendered = SlurmExecutor().render(plan, eos)
     assert "--dependency" not in rendered["stage0_pretrain.training"]
-    assert "'--dependency=afterok:{stage0_pretrain.training}'" in rendered["stage0_pretrain.evaluation"]
+    assert "#SBATCH --dependency=afterok:{stage0_pretrain.training}\n" in rendered["stage0_pretrain.evaluation"]
     cleanup = rendered["secrets-cleanup"]
-    assert "'--dependency=afterany:{stage0_pretrain.training}:{stage0_pretrain.evaluation}'" in cleanup
+    assert "#SBATCH --dependency=afterany:{stage0_pretrain.training}:{stage0_pretrain.evaluation}\n" in cleanup
 
 
 def test_rendered_scripts_are_valid_bash(eos, tmp_path):
@@ -124,7 +124,7 @@ def test_no_secret_in_any_rendered_script_or_dry_run(eos, monkeypatch, launcher_
     # the dry-run shows the job that removes the secrets file once every job of the run has ended, however
     cleanup = rendered.pop("secrets-cleanup")
     assert f"--dependency=afterany:{':'.join('{' + name + '}' for name in rendered)}" in cleanup
-    assert cleanup.rstrip().endswith(f"rm -f -- '{ROOT}/runs/{{run_id}}/secrets.env'")
+    assert cleanup.rstrip().endswith(f"rm -f -- {ROOT}/runs/{{run_id}}/secrets.env")
     assert all("secrets.env" in text and "set +x" in text for text in rendered.values())
     dry = launcher_env.launch(
         "toy.stage0", "--profile", "eos", "--dry-run", HF_TOKEN=SECRET, WANDB_API_KEY=SECRET, NEMOTRON_IMAGE="x"

@@ -66,8 +66,8 @@ def stage_module(package: str) -> tuple[type, Callable[[Any], dict[str, Artifact
     later = any(spec.stage for step in declared.steps for spec in step.inputs)
     fields = []
     for step in declared.steps:
-        config_cls = importlib.import_module(step.module).Config
-        fields.append((step.stage_option, config_cls, dataclasses.field(default_factory=config_cls)))
+        step_config_cls = importlib.import_module(step.module).Config
+        fields.append((step.stage_option, step_config_cls, dataclasses.field(default_factory=step_config_cls)))
     base = LaterStageOptions if later else StageOptions
     config_cls = dataclasses.make_dataclass("StageConfig", fields, bases=(base,))
     steps = " -> ".join(step.name for step in declared.steps)

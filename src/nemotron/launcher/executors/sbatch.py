@@ -13,6 +13,7 @@ valid ones.
 from __future__ import annotations
 
 import inspect
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from nemotron.errors import STOP_EXIT_CODE, UserError
 from nemotron.heartbeat import HANG_MARKER, PROGRESS_FILE
 from nemotron.launcher.executors.sbatch_attempts import attempt_lines
 
+# {run_id}, {code_dir}, {stage0_pretrain.training}: dotted names only, so never a brace expansion ({1..3}, {a,b})
+PLACEHOLDER_RE = re.compile(r"\{[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\}")
 CONTAINER_RUNTIMES = ("pyxis", "none", "docker")
 # torch.distributed's env:// variables, set per task from Slurm's (the srun tasks are the ranks)
 RANK_WRAPPER = (
@@ -36,7 +39,12 @@ class SbatchParameterError(UserError):
 
 
 def q(value: object) -> str:
-    return shlex.quote(str(value))
+    """``value`` quoted for the shell. A ``{placeholder}`` is bound at submit to a value that needs no quoting
+    (``executors.base.bind``), so it alone does not make a word quoted: the submitted script reads
+    ``#SBATCH --dependency=afterok:123``, as one written by hand would."""
+    text = str(value)
+    masked = PLACEHOLDER_RE.sub("x", text)
+    return text if shlex.quote(masked) == masked else shlex.quote(text)
 
 
 def render_sbatch(
