@@ -50,6 +50,37 @@ def compare(metrics: dict[str, float], baseline: Results) -> dict[str, float]:
     }
 
 
+def save_results(
+    output_dir: Path,
+    checkpoint: Any,
+    dataset: Any,
+    *,
+    tasks: dict,
+    num_samples: dict,
+    metrics: dict[str, float],
+    config: dict,
+    lineage: list,
+    baseline: Results | None = None,
+) -> Results:
+    """Every evaluation step's Results, saved: the ``checkpoint`` it scored on ``dataset``, and with a ``baseline``
+    its ``vs_baseline/*`` comparison and lineage entry too."""
+    if baseline is not None:
+        metrics = metrics | compare(metrics, baseline)
+        lineage = [*lineage, baseline.as_lineage(step=LINEAGE_STEP)]
+    results = Results(
+        path=output_dir,
+        tasks=tasks,
+        num_samples=num_samples,
+        checkpoint_path=Path(checkpoint.path),
+        dataset_path=Path(dataset.path),
+        metrics=metrics,
+        config=config,
+        lineage=lineage,
+    )
+    results.save()
+    return results
+
+
 def stage_eval_config(eval_config: Any, init_path: Path) -> Any:
     """A stage module's evaluation Config with its baseline settled before any step runs.
 

@@ -106,21 +106,17 @@ def evaluate(config: InstructEvalConfig, step_file: str) -> Results:
         dataset.as_lineage(step="data_curation"),
         input_model.as_lineage(step="input_model"),
     ]
-    if baseline is not None:
-        flat |= baselines.compare(flat, baseline)
-        lineage.append(baseline.as_lineage(step=baselines.LINEAGE_STEP))
-    results = Results(
-        path=output_dir,
+    return baselines.save_results(
+        output_dir,
+        checkpoint,
+        dataset,
         tasks=tasks,
         num_samples=num_samples,
-        checkpoint_path=Path(checkpoint.path),
-        dataset_path=Path(dataset.path),
         metrics=flat,
         config=config_snapshot(config),
         lineage=lineage,
+        baseline=baseline,
     )
-    results.save()
-    return results
 
 
 def _input_checkpoint(checkpoint: Checkpoint) -> Checkpoint:

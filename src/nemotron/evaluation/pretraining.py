@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
+from nemotron.evaluation.baseline import save_results
 from nemotron.evaluation.settings import check_sizes
 from nemotron.evaluation.tasks import check_supported, split_task_names, supported_tasks
 from nemotron.step import Placement, StepConfig, carried_by, check_input, config_snapshot, step_output_dir
@@ -75,18 +76,16 @@ def evaluate(config: PretrainEvalConfig, step_file: str) -> Results:
         heartbeat.beat(0)
         outcome = _evaluate(config, checkpoint, dataset, output_dir)
         heartbeat.beat(len(config.tasks), force=True)
-    results = Results(
-        path=output_dir,
+    return save_results(
+        output_dir,
+        checkpoint,
+        dataset,
         tasks=outcome.tasks,
         num_samples=outcome.num_samples,
-        checkpoint_path=Path(checkpoint.path),
-        dataset_path=Path(dataset.path),
         metrics=outcome.flat,
         config=config_snapshot(config),
         lineage=[checkpoint.as_lineage(step="training"), dataset.as_lineage(step="data_curation")],
     )
-    results.save()
-    return results
 
 
 def _evaluate(config: PretrainEvalConfig, checkpoint, dataset, output_dir: Path):

@@ -97,21 +97,17 @@ def main(config: Config) -> Results:
     metrics = {f"{task}/{name}": value for task, values in tasks.items() for name, value in values.items()}
     metrics["preference/accuracy_gain"] = metrics["preference/accuracy"] - metrics["input_model/preference/accuracy"]
     lineage = [checkpoint.as_lineage(step="training")] + checkpoint.lineage
-    if baseline is not None:
-        metrics |= baselines.compare(metrics, baseline)
-        lineage.append(baseline.as_lineage(step=baselines.LINEAGE_STEP))
-    results = Results(
-        path=output_dir,
+    return baselines.save_results(
+        output_dir,
+        checkpoint,
+        dataset,
         tasks=tasks,
         num_samples=num_samples,
-        checkpoint_path=Path(checkpoint.path),
-        dataset_path=Path(dataset.path),
         metrics=metrics,
         config=config_snapshot(config),
         lineage=lineage,
+        baseline=baseline,
     )
-    results.save()
-    return results
 
 
 def _lineage_path(checkpoint, step: str) -> Path:
@@ -125,8 +121,8 @@ def _lineage_path(checkpoint, step: str) -> Path:
 
 def _instruct_items(checkpoint, limit: int | None) -> list[dict]:
     """stage1's held-out instructions when the input model was instruction-tuned (its dataset has them), else none."""
+    from nemotron.data.instruction_tuning import INSTRUCT_FILE
     from nemotron.evaluation.instruct import read_items
-    from nemotron.recipes.nano2.stage1_instruction_tuning.data_curation import INSTRUCT_FILE
 
     path = Path(checkpoint.dataset_path) / "eval" / INSTRUCT_FILE
     return read_items(path, limit) if path.is_file() else []
