@@ -139,6 +139,8 @@ def _slurm_conf(
             f"AccountingStoragePort={accounting_port}",
             # the munge socket of the slurmctld<->slurmdbd link: without it slurmctld uses the default one and dies
             f"AccountingStoragePass={base}/munge/munge.socket",
+            # what a site may turn on: every job's environment in the database (the secrets tests read it back)
+            "AccountingStoreFlags=job_env",
             "JobCompType=jobcomp/none",
         ]
     else:

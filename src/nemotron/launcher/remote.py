@@ -1,8 +1,12 @@
 """Where Slurm commands run: on this machine (a login node), or on the profile's SSH host (from a laptop).
 
 Both shells offer the same three operations (run a command, write a file, read a file from an offset), so the
-Slurm executor is written once. ``ship_code`` copies a snapshot of the repository (tracked + untracked-not-ignored
-files, ``git ls-files -co --exclude-standard``) into a content-addressed directory on the cluster; unchanged code is
+Slurm executor is written once. Every command runs without the profile's secrets in its environment (``withheld``):
+``sbatch`` hands its whole environment to slurmctld (``--export`` defaults to ALL), which saves it with the job in its
+StateSaveLocation and, where a site sets ``AccountingStoreFlags=job_env``, in the accounting database. A job reads
+its secrets from the run's 0600 file instead.
+``ship_code`` copies a snapshot of the repository (tracked + untracked-not-ignored files,
+``git ls-files -co --exclude-standard``) into a content-addressed directory on the cluster; unchanged code is
 not sent again.
 """
 
@@ -15,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nemotron.errors import UserError
@@ -28,16 +32,25 @@ class RemoteError(UserError):
     pass
 
 
+def environment_without(withheld: Iterable[str]) -> dict[str, str]:
+    """This process's environment less the ``withheld`` variables (the profile's secret names)."""
+    names = set(withheld)
+    return {key: value for key, value in os.environ.items() if key not in names}
+
+
 class LocalShell:
     """Commands and files on this machine."""
 
     host = None
 
+    def __init__(self, withheld: Iterable[str] = ()):
+        self.withheld = tuple(withheld)
+
     def run(self, argv: Sequence[str], input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        # jobs inherit the submitting environment (sbatch --export=ALL): this Python's venv comes first on PATH,
-        # so `python` in a job on a no-container profile is the launcher's own interpreter environment
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = {**os.environ, "PATH": path}
+        # jobs inherit the submitting environment (sbatch --export=ALL), secrets withheld: this Python's venv comes
+        # first on PATH, so `python` in a job on a no-container profile is the launcher's own interpreter environment
+        env = environment_without(self.withheld)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout, env=env)
 
     def write_file(self, path: str, text: str, private: bool = False) -> None:
@@ -65,9 +78,10 @@ class LocalShell:
 class SSHShell:
     """Commands and files on ``ssh.host``; every call is one non-interactive ``ssh`` (BatchMode)."""
 
-    def __init__(self, ssh: SSHOptions):
+    def __init__(self, ssh: SSHOptions, withheld: Iterable[str] = ()):
         self.ssh = ssh
         self.host = ssh.host
+        self.withheld = tuple(withheld)  # a user's `SendEnv` must not carry them to the cluster either
 
     def ssh_argv(self) -> list[str]:
         argv = ["ssh", "-p", str(self.ssh.port), "-o", "BatchMode=yes"]
@@ -80,7 +94,12 @@ class SSHShell:
     def _ssh(self, remote_command: str, input: bytes | str | None = None, timeout: float = 120):
         text = not isinstance(input, bytes)
         done = subprocess.run(
-            [*self.ssh_argv(), remote_command], input=input, capture_output=True, text=text, timeout=timeout
+            [*self.ssh_argv(), remote_command],
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            env=environment_without(self.withheld),
         )
         if done.returncode == 255:  # ssh's own failure (unreachable, auth), not the remote command's
             message = (done.stderr if text else done.stderr.decode(errors="replace")).strip().splitlines()
@@ -102,8 +121,9 @@ class SSHShell:
         return done.stdout
 
 
-def shell_for(ssh: SSHOptions | None) -> LocalShell | SSHShell:
-    return SSHShell(ssh) if ssh is not None else LocalShell()
+def shell_for(ssh: SSHOptions | None, withheld: Iterable[str] = ()) -> LocalShell | SSHShell:
+    """Where a plan's Slurm commands run; ``withheld``: its secret names, kept out of every command's environment."""
+    return SSHShell(ssh, withheld) if ssh is not None else LocalShell(withheld)
 
 
 # ------------------------------------------------------------------------------------------------ code shipping
