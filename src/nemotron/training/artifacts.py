@@ -23,8 +23,9 @@ class Checkpoint(Artifact):
     the megatron ``MambaModel`` or ``GPTModel`` its ``model`` family names; load it with
     ``nemotron.training.inference.load_for_inference``).
     ``model`` is the model config (``nemotron.training.model.ModelConfig`` as a dict, plus the padded ``vocab_size``)
-    the weights fit, after substitutions; ``substitutions`` says in words what differs from the published
-    architecture because of the machine it ran on (e.g. attention in place of Mamba-2 layers on CPU). Metrics:
+    the weights fit; ``substitutions`` says in words what differs from the published architecture because of the
+    machine it ran on. Every machine builds the published layer kinds now (CPU runs Mamba-2 in plain PyTorch), so it
+    is empty; the field stays so artifacts written before (CPU attention in place of Mamba-2) still load. Metrics:
     ``training_loss``,
     ``valid_loss``, ``unigram_loss``, ``tokens_per_second``.
     """

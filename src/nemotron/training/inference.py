@@ -16,7 +16,7 @@ import torch
 from nemotron.errors import UserError
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.checkpointing import load_model_weights
-from nemotron.training.model import ModelConfig, adapt_to_machine, causal_mask
+from nemotron.training.model import ModelConfig, causal_mask
 from nemotron.training.run import prepare_model_run
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -29,11 +29,6 @@ def load_for_inference(checkpoint: Checkpoint, vocab_size: int | None = None) ->
     is the number of logits returned per position.
     """
     config = ModelConfig.from_dict(checkpoint.model)
-    if adapt_to_machine(config)[0] != config:
-        raise UserError(
-            f"checkpoint {checkpoint.path} has Mamba-2 layers ({config.hybrid_override_pattern}): loading it needs "
-            "CUDA with mamba_ssm and causal_conv1d"
-        )
     padded = int(checkpoint.model["vocab_size"])
     run = prepare_model_run(config, seed=0, vocab_size=padded)
     load_model_weights(Path(checkpoint.checkpoint_path), run.model)

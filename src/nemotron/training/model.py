@@ -13,9 +13,11 @@ out comes from NeMo's ``Nemotron4Config15B``: LayerNorm, RoPE on half of each he
 12.5B), init std 0.0134. NeMo stores LayerNorm weights "zero-centred" (gamma - 1): the same function, and the same
 training here since norms get no weight decay, so plain LayerNorm is used (the one megatron's CPU modules offer).
 
-Mamba-2 layers need the ``mamba_ssm`` and ``causal_conv1d`` CUDA kernels. Where they are missing (any CPU machine),
-every ``M`` becomes an attention layer ``*`` of the same width, and the substitution is returned in words so the
-Checkpoint artifact records what was actually trained.
+Mamba-2 layers run megatron's ``MambaMixer`` (Transformer Engine spec) where CUDA and the ``mamba_ssm`` /
+``causal_conv1d`` kernels are installed, and ``nemotron.training.mamba.MambaMixer`` (the same layer in plain PyTorch)
+everywhere else, so every machine trains the pattern as written. Both stacks fuse each layer's input norm into its
+first linear under Transformer Engine's names, so their parameter names and shapes are the same and a checkpoint
+moves between a laptop and a GPU node.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def count_parameters(config: ModelConfig, vocab_size: int) -> int:
 
 
 def mamba_kernels_available() -> bool:
-    """Mamba-2 layers run only with CUDA plus the mamba_ssm and causal_conv1d kernels."""
+    """CUDA plus the mamba_ssm and causal_conv1d kernels: megatron's own Mamba-2 mixer can run."""
     return _cuda_with("mamba_ssm", "causal_conv1d")
 
 
@@ -141,19 +143,6 @@ def _cuda_with(*packages: str) -> bool:
     if not torch.cuda.is_available():
         return False
     return all(importlib.util.find_spec(name) is not None for name in packages)
-
-
-def adapt_to_machine(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
-    """The config this machine can build, and the substitutions made (in words) to get there."""
-    if not isinstance(config, HybridConfig) or "M" not in config.hybrid_override_pattern or mamba_kernels_available():
-        return config, []
-    pattern = config.hybrid_override_pattern.replace("M", "*")
-    count = config.hybrid_override_pattern.count("M")
-    note = (
-        f"{count} Mamba-2 layers replaced by attention layers (no mamba_ssm/causal_conv1d CUDA kernels here): "
-        f"pattern {config.hybrid_override_pattern} -> {pattern}"
-    )
-    return dataclasses.replace(config, hybrid_override_pattern=pattern), [note]
 
 
 def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipeline_parallel: int = 1, fp8: bool = False):
@@ -209,35 +198,65 @@ def _family_fields(config: ModelConfig) -> dict[str, Any]:
     }
 
 
-def _local_stack_spec():
-    """MambaStack spec built from megatron's own (non Transformer Engine) modules, so it also builds on CPU."""
+def _local_stack_spec(normalization: str = "RMSNorm"):
+    """The published ``mamba_stack_spec`` built from megatron's own (non Transformer Engine) modules and our
+    plain-PyTorch Mamba-2 mixer, so it builds on any machine. Like the published spec, each layer's norm lives in
+    its first linear (``NormColumnParallelLinear``, named as TE names it): the two give the same parameter names."""
+    from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.ssm.mamba_block import MambaStack, MambaStackSubmodules
+    from megatron.core.ssm.mamba_layer import MambaLayer, MambaLayerSubmodules
+    from megatron.core.ssm.mamba_mixer import MambaMixerSubmodules
     from megatron.core.ssm.mlp_layer import MLPLayer
+    from megatron.core.tensor_parallel import RowParallelLinear
     from megatron.core.transformer.spec_utils import ModuleSpec
-    from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
+    from megatron.core.transformer.transformer_layer import TransformerLayer
 
-    full_layer = get_gpt_layer_local_spec(normalization="RMSNorm").submodules
-    attention_only = TransformerLayerSubmodules(
-        input_layernorm=full_layer.input_layernorm,
-        self_attention=full_layer.self_attention,
-        self_attn_bda=full_layer.self_attn_bda,
-    )
-    mlp_only = TransformerLayerSubmodules(
-        pre_mlp_layernorm=full_layer.pre_mlp_layernorm, mlp=full_layer.mlp, mlp_bda=full_layer.mlp_bda
+    from nemotron.training.mamba import MambaMixer, NormColumnParallelLinear
+
+    attention_layer, mlp_layer = _fused_norm_layer_specs(get_gpt_layer_local_spec(normalization=normalization))
+    mixer = ModuleSpec(
+        module=MambaMixer,
+        submodules=MambaMixerSubmodules(in_proj=NormColumnParallelLinear, out_proj=RowParallelLinear),
     )
     return ModuleSpec(
         module=MambaStack,
         submodules=MambaStackSubmodules(
-            attention_layer=ModuleSpec(module=TransformerLayer, submodules=attention_only),
-            mlp_layer=ModuleSpec(module=MLPLayer, submodules=mlp_only),
+            mamba_layer=ModuleSpec(
+                module=MambaLayer,
+                submodules=MambaLayerSubmodules(mixer=mixer, mamba_bda=get_bias_dropout_add),
+            ),
+            attention_layer=ModuleSpec(module=TransformerLayer, submodules=attention_layer),
+            mlp_layer=ModuleSpec(module=MLPLayer, submodules=mlp_layer),
         ),
     )
 
 
+def _fused_norm_layer_specs(local_layer_spec):
+    """(attention-only, MLP-only) ``TransformerLayerSubmodules`` of megatron's local layer spec, with the input
+    norms fused into ``linear_qkv`` and ``linear_fc1`` as Transformer Engine's spec has them."""
+    from megatron.core.transformer.transformer_layer import TransformerLayerSubmodules
+
+    from nemotron.training.mamba import NormColumnParallelLinear
+
+    full = local_layer_spec.submodules
+    attention = dataclasses.replace(
+        full.self_attention,
+        submodules=dataclasses.replace(full.self_attention.submodules, linear_qkv=NormColumnParallelLinear),
+    )
+    mlp = dataclasses.replace(
+        full.mlp, submodules=dataclasses.replace(full.mlp.submodules, linear_fc1=NormColumnParallelLinear)
+    )
+    return (
+        TransformerLayerSubmodules(self_attention=attention, self_attn_bda=full.self_attn_bda),
+        TransformerLayerSubmodules(mlp=mlp, mlp_bda=full.mlp_bda),
+    )
+
+
 def _stack_spec(config: HybridConfig):
-    """Transformer Engine's spec (the published one) when Mamba kernels exist; megatron's local modules otherwise."""
-    if "M" in config.hybrid_override_pattern:
+    """The published spec (Transformer Engine layers, megatron's kernel-backed mixer) where its kernels exist; the
+    same stack from plain-PyTorch modules otherwise (see ``_local_stack_spec``)."""
+    if mamba_kernels_available() and transformer_engine_available():
         from megatron.core.models.mamba.mamba_layer_specs import mamba_stack_spec
 
         return mamba_stack_spec

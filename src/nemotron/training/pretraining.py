@@ -1,8 +1,8 @@
 """A pretraining stage's training: pretrain a recipe's model with megatron-core on a curated Dataset -> Checkpoint.
 
 Runs as one process, under torchrun, or one rank per srun task. Resumes from the newest checkpoint in the output
-directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits with code 75 (run it again to continue). On CPU, a
-hybrid model's Mamba-2 layers become attention layers (recorded in the artifact's ``substitutions``).
+directory; on SIGTERM/SIGUSR1 it saves a checkpoint and exits with code 75 (run it again to continue). A hybrid
+model's Mamba-2 layers run on any machine (plain PyTorch where the CUDA kernels are missing).
 
 A recipe chooses its schedule per scale (``presets``: ``TrainPreset``) and its model per scale (``models``:
 ``ModelConfig``); its training step is ``PretrainConfig``, ``validate`` and ``pretrain`` with those tables.

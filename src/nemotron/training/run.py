@@ -22,7 +22,6 @@ from nemotron.training.loop import catch_stop_signals
 from nemotron.training.model import (
     MODEL_PRESETS,
     ModelConfig,
-    adapt_to_machine,
     build_model,
     padded_vocab_size,
     transformer_config,
@@ -40,7 +39,7 @@ class PreparedRun:
     substitutions: list[str] = field(default_factory=list)
 
     def load_weights(self, checkpoint) -> None:
-        """Start from another Checkpoint's weights (same family and architecture after substitutions)."""
+        """Start from another Checkpoint's weights (same family and architecture)."""
         theirs = ModelConfig.from_dict(checkpoint.model)
         if theirs != self.model_config or checkpoint.model.get("vocab_size") != self.vocab_size:
             raise UserError(
@@ -74,9 +73,6 @@ def prepare_model_run(
     """Initialise distributed + parallel state, then build the seeded model for this machine."""
     ctx = init_distributed(tensor_parallel, pipeline_parallel)
     apply_cpu_shim()
-    config, substitutions = adapt_to_machine(config)
-    for note in substitutions:
-        log.warning("substitution: %s", note)
     padded = padded_vocab_size(vocab_size, tensor_parallel)
     reset_rng_tracker(seed)
     model = build_model(config, padded, transformer_config(config, tensor_parallel=tensor_parallel))
@@ -90,7 +86,7 @@ def prepare_model_run(
         config.hidden_size,
         params / 1e6,
     )
-    return PreparedRun(ctx, model, config, padded, substitutions)
+    return PreparedRun(ctx, model, config, padded)
 
 
 def train_or_requeue(run: PreparedRun, batches, settings, output_dir: Path, **loop_options) -> Any:
