@@ -38,6 +38,7 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
     _profile(env, "badscale", "[steps.training]\nscale.tiyn = { nodes = 1 }\n")
     _profile(env, "unsetvar", 'artifact_root = "${NEMOTRON_TEST_NOT_SET}/x"\n')
     _profile(env, "three-ranks", 'extends = "local"\n[local]\nnproc_per_node = 3\n')
+    _profile(env, "old-release", 'extends = "slurm-test"\n[slurm]\nmax_requeues = 2\n')  # a key that moved
     corpus = tmp / "corpus"  # a user's own text: a validation split, no held-out facts
     corpus.mkdir()
     (corpus / "notes.txt").write_text("The old baker crosses the bridge near the station every morning.\n")
@@ -51,6 +52,7 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
         (["toy", "--profile", "badstep"], "did you mean 'training'", {}),
         (["toy", "--profile", "badstage"], "did you mean 'stage0.training'", {}),
         (["toy", "--profile", "badscale"], "did you mean 'steps.training.scale.tiny'", {}),
+        (["toy", "--profile", "old-release"], ("'slurm.max_requeues' is gone", "fault_tolerance.max_attempts"), {}),
         (["toy", "--profile", "unsetvar"], "NEMOTRON_TEST_NOT_SET is not set", {}),
         (["toy", "--executor", "kubernetes"], "unknown executor 'kubernetes'", {}),
         (["toy", "--executor", "slurm"], "needs a cluster profile", {}),
@@ -77,6 +79,18 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
             ("invalid config for stage0_pretrain.evaluation: --tasks facts_mc", "it provides valid_ppl"),
             {},
         ),
+        # paths a person names are checked at plan time where the launcher sees the jobs' files
+        (
+            ["nano2.stage0", "--executor", "local", "data_curation.sources=/nonexistent", "--dry-run"],
+            "stage0_pretrain.data_curation: source '/nonexistent' does not exist",
+            {},
+        ),
+        (
+            ["nano2.stage0", "--executor", "docker", f"data_curation.tokenizer_path={tmp / 'none.json'}"],
+            "--tokenizer-path",
+            {},
+        ),
+        (["nano2", "stage1.data_curation.sources=/nonexistent.jsonl"], "--sources '/nonexistent.jsonl'", {}),
         (["nano2.stage0", "training.lr=nan"], "invalid config for stage0_pretrain.training: --lr nan: must be", {}),
         (["nano2.stage0", "training.lr=inf"], "invalid config for stage0_pretrain.training: --lr inf: must be", {}),
         (
@@ -168,6 +182,44 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(launcher_env: Launche
         assert all(f in lines[0] for f in ((fragments,) if isinstance(fragments, str) else fragments)), where
         assert "Traceback" not in result.stderr, where
         assert launcher_env.files() == [], f"{argv} wrote {launcher_env.files()}"
+
+
+def test_a_path_on_the_cluster_is_the_jobs_to_check_through_ssh(launcher_env: LauncherEnv) -> None:
+    """Through an SSH host the launcher does not see the jobs' filesystem: a source only the cluster has is planned."""
+    _profile(launcher_env, "remote", 'extends = "eos"\n[ssh]\nhost = "login.cluster.example"\n')
+    done = launcher_env.launch(
+        "nano2.stage0", "--profile", "remote", "--dry-run", "data_curation.sources=/lustre/corpus", USER="alice"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--sources /lustre/corpus" in done.document["jobs"]["stage0_pretrain.data_curation"]["command"]
+
+
+def test_a_submit_that_dies_of_a_bug_fails_its_run_and_frees_its_outputs(
+    launcher_env: LauncherEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug's traceback stays (what a report needs), but the run is recorded failed and its claims are gone, so
+    the next launch of the same target runs instead of being refused by a run that never started."""
+    from nemotron.launcher import cli
+    from nemotron.launcher.executors.local import LocalExecutor
+
+    for key, value in launcher_env.env.items():
+        monkeypatch.setenv(key, value)
+
+    def submit(self, plan, profile, run, detach=False):
+        raise KeyError("a bug in an executor")
+
+    monkeypatch.setattr(LocalExecutor, "submit", submit)
+    with pytest.raises(KeyError):
+        cli.entrypoint(["toy.stage0"])
+    [record_file] = launcher_env.root.glob("runs/*/run.json")
+    record = json.loads(record_file.read_text())
+    assert {s["state"] for s in record["steps"].values()} == {"failed"}
+    assert all("not started: KeyError" in s["reason"] for s in record["steps"].values())
+    assert list(launcher_env.root.rglob("*.claim")) == []
+    monkeypatch.undo()
+    again = launcher_env.launch("toy.stage0")
+    assert again.returncode == 0, again.stderr
+    assert {s["state"] for s in again.document["steps"].values()} == {"completed"}
 
 
 def test_a_corrupt_artifact_beside_reusable_ones_is_skipped(launcher_env: LauncherEnv) -> None:

@@ -6,12 +6,16 @@ Without the ``nemo-run`` extra these tests skip on a laptop; under CI (which ins
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -83,7 +87,11 @@ CLOUD_PROFILES = {
 }
 
 
-@pytest.mark.parametrize("backend", sorted(CLOUD_PROFILES))
+def _backend_installed(backend: str) -> bool:
+    return backend != "skypilot" or importlib.util.find_spec("sky") is not None
+
+
+@pytest.mark.parametrize("backend", sorted(b for b in CLOUD_PROFILES if _backend_installed(b)))
 def test_cloud_dry_run_shows_every_step_its_resources_and_dependencies(launcher_env, backend):
     profile = write_profile(launcher_env, f"nr-{backend}", CLOUD_PROFILES[backend])
     done = launcher_env.launch(
@@ -108,6 +116,54 @@ def test_cloud_dry_run_shows_every_step_its_resources_and_dependencies(launcher_
         assert "$NEMOTRON_TEST_DGX_SECRET" in training
     assert SECRET_VALUE not in done.stdout + done.stderr
     assert launcher_env.files() == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sky") is not None, reason="SkyPilot's SDK is installed here")
+def test_a_backend_whose_sdk_is_missing_is_one_line_at_dry_run_and_submit_and_blocks_nothing(launcher_env):
+    write_profile(launcher_env, "sky", CLOUD_PROFILES["skypilot"])
+    for argv in (["--dry-run"], []):
+        done = launcher_env.launch("nano2.stage0", "--profile", "sky", *argv)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "needs the skypilot package" in lines[0] and "pip install skypilot" in lines[0]
+    assert launcher_env.files() == []  # refused before a run was recorded: no claim can block the next launch
+
+
+def _readable(data: bytes) -> bytes:
+    """A file's bytes and, decompressed, every base64+zlib blob in it (NeMo-Run's ZlibJSONSerializer)."""
+    texts = [data]
+    for blob in re.findall(rb"[A-Za-z0-9_=-]{24,}", data):
+        try:
+            texts.append(zlib.decompress(base64.urlsafe_b64decode(blob + b"=" * (-len(blob) % 4))))
+        except (ValueError, zlib.error):
+            continue
+    return b"\n".join(texts)
+
+
+@pytest.mark.slow
+def test_dgx_cloud_submit_keeps_its_api_secret_out_of_nemo_runs_files(launcher_env, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on: the API refuses the connection at once
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    pvc = tmp_path / "pvc"
+    body = CLOUD_PROFILES["dgxcloud"].replace("https://dgx.example.com/api/v1", f"http://127.0.0.1:{closed}/api/v1")
+    body = body.replace('"/pvc', f'"{pvc}')
+    write_profile(launcher_env, "dgx", body)
+    home = tmp_path / "nemorun-home"
+    done = launcher_env.launch(
+        "toy.stage0.data_curation", "--profile", "dgx", NEMORUN_HOME=str(home), NEMOTRON_TEST_DGX_SECRET=SECRET_VALUE
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [done.stderr.strip().splitlines()[-1]] and "Failed to get auth token" in errors[0]
+    assert "Traceback" not in done.stderr
+    written = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("_executor.yaml") for p in written)  # NeMo-Run did save the executor
+    for path in [*written, *pvc.rglob("*"), *launcher_env.files()]:
+        if path.is_file():
+            assert SECRET_VALUE.encode() not in _readable(path.read_bytes()), path
+    [record] = pvc.glob("nemotron/runs/*/run.json")  # the profile's artifact root
+    assert {s["state"] for s in json.loads(record.read_text())["steps"].values()} == {"failed"}
 
 
 def test_nemo_run_slurm_profile_dry_run_is_an_sbatch_script_per_step(launcher_env):

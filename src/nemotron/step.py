@@ -46,6 +46,9 @@ class Placement:
 
     world_size: int = 1
     gpus_per_node: int | None = None
+    # Whether the step's filesystem is the checker's, so paths a person named (--sources, a tokenizer) are checked
+    # too: always at the start of a step; at plan time only where the launcher sees the jobs' files (not through SSH).
+    files_here: bool = True
 
     @classmethod
     def from_environment(cls) -> Placement:

@@ -49,6 +49,10 @@ def validate(config: ChatCurationConfig, placement: Placement, carried: frozense
     if not 0.0 < config.valid_fraction < 1.0:
         raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
     check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+    if placement.files_here:
+        for source in config.sources:
+            if not Path(source).expanduser().is_file():
+                raise UserError(f"--sources {source!r} does not exist: give .jsonl files of chat 'messages'")
 
 
 def provides(config: ChatCurationConfig) -> frozenset[str]:
@@ -68,10 +72,6 @@ def curate(config: ChatCurationConfig, step_file: str) -> Dataset:
     log = get_logger(__name__)
     carried = carried_by(Checkpoint, config.checkpoint_path, config.checkpoint_artifact)
     validate(config, Placement.from_environment(), carried)
-    # sources are read where the job runs, which need not be where it was planned: checked here, not in validate
-    for source in config.sources:
-        if not Path(source).expanduser().is_file():
-            raise UserError(f"--sources {source!r} does not exist: give .jsonl files of chat 'messages'")
     checkpoint = Checkpoint.load(path=config.checkpoint_path, tracked_artifact=config.checkpoint_artifact)
     output_dir = step_output_dir(config, step_file)
 

@@ -61,6 +61,18 @@ def validate(config: CorpusConfig, placement: Placement, carried: frozenset[str]
         raise UserError(f"--max-documents {config.max_documents} must be a positive number of documents")
     if config.vocab_size is not None and config.vocab_size < 257:
         raise UserError(f"--vocab-size {config.vocab_size} is too small: a byte-level BPE needs at least 257")
+    if placement.files_here:
+        _check_paths(config)
+
+
+def _check_paths(config: CorpusConfig) -> None:
+    """The files a person named exist and can be read as given (where the job's filesystem is this one)."""
+    from nemotron.data.sources import resolve_sources
+
+    if config.sources:
+        resolve_sources(config.sources, config.text_field)
+    if config.tokenizer_path is not None and not Path(config.tokenizer_path).expanduser().is_file():
+        raise UserError(f"--tokenizer-path {str(config.tokenizer_path)!r} is not a file: give a tokenizer.json")
 
 
 def provides(config: CorpusConfig) -> frozenset[str]:

@@ -6,8 +6,9 @@ it ended: its complete outputs are then reused). A claim is a small file beside 
 ``<step dir>/.<output name>.claim`` holding the claiming run's id and directory, created with ``O_CREAT|O_EXCL``:
 atomic on local disks and on NFS (v3 and later) and Lustre, where ``flock`` may be unavailable or node-local.
 
-A claim is never released explicitly (a killed launcher could not): it is stale once the claiming run's record says
-the job has ended (or the record is gone), and the next claimant replaces it. Replacing goes through a rename to a
+A launch that dies before handing its jobs over releases their claims itself (``abandon``). Otherwise a claim is
+never released explicitly (a killed launcher could not): it is stale once the claiming run's record says the job
+has ended (or the record is gone), and the next claimant replaces it. Replacing goes through a rename to a
 unique name, which only one claimant can win; two launches that both found the same stale claim at the same instant
 could in theory both take it over, the one window this file protocol leaves open.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job
-from nemotron.launcher.runs import FINISHED_STATES, RunError, RunRecord, read_run
+from nemotron.launcher.runs import FINISHED_STATES, RunError, RunRecord, mark_not_started, read_run
 
 
 def claim_path(job: Job) -> Path:
@@ -39,6 +40,20 @@ def claim_outputs(run: RunRecord) -> None:
         if is_complete(job.output, job.artifact_type):
             job.reuse = True
             run.steps[job.name] = run.steps[job.name].model_copy(update={"state": "reused", "log": None})
+
+
+def abandon(run: RunRecord, reason: str) -> None:
+    """A submit that died (a refusal, a bug's traceback, Ctrl-C) before handing some jobs over: those are recorded
+    failed with ``reason`` and their claims go, so the next launch of the same target is not refused by a run that
+    never started. Jobs a scheduler already holds keep their claims."""
+    for name in mark_not_started(run, reason):
+        path = claim_path(run.plan.job(name))
+        try:
+            holder = json.loads(path.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            continue  # gone, or not a claim this run could have written
+        if holder == run.run_id:
+            path.unlink(missing_ok=True)
 
 
 def _claim(path: Path, run: RunRecord, job_name: str) -> None:

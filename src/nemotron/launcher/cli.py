@@ -66,14 +66,17 @@ class Run:
     """re-run steps whose output already exists"""
 
     def execute(self) -> int:
+        from nemotron.launcher.claims import abandon
         from nemotron.launcher.executors.base import ExecutorError, get_executor
         from nemotron.launcher.plan import build_plan, describe
         from nemotron.launcher.profiles import profile_for
         from nemotron.launcher.report import print_status
-        from nemotron.launcher.runs import check_writable, create_run, mark_not_started
+        from nemotron.launcher.runs import check_writable, create_run
 
         profile = profile_for(self.profile, self.executor)
-        plan = build_plan(self.target, profile, self.scale, self.overrides, self.force, self.artifact_root)
+        plan = build_plan(
+            self.target, profile, self.scale, self.overrides, self.force, self.artifact_root, _files_here(profile)
+        )
         if self.dry_run:
             try:
                 rendered = get_executor(plan.executor).render(plan, profile)
@@ -97,14 +100,27 @@ class Run:
         if executor is not None:
             try:
                 run = executor.submit(plan, profile, run, detach=self.detach)
-            except UserError as err:  # nothing of it started (submit undoes what it began): the record says why
-                mark_not_started(run, f"not started: {err}")
+            except UserError as err:  # submit undid what it began: the record says why, the claims go
+                abandon(run, f"not started: {err}")
+                raise
+            except BaseException as err:  # a bug (its traceback stays) or Ctrl-C: the next launch is not blocked
+                abandon(run, f"not started: {type(err).__name__}: {err}")
                 raise
         print_status(run)
         if self.detach and not run.finished:
             print(f"follow it with: nemotron-launch status {run.run_id} / logs {run.run_id} --follow", file=sys.stderr)
         emit(run.summary())
         return EXIT_FOR_STATE.get(run.state, 1)
+
+
+def _files_here(profile) -> bool:
+    """Whether the jobs of ``profile`` see this machine's files (so a path a person named is checked at plan time)."""
+    from nemotron.launcher.executors.base import ExecutorError, get_executor
+
+    try:
+        return get_executor(profile.executor).artifact_root_is_here(profile)
+    except ExecutorError:  # an executor this installation lacks: it says so when the plan is handed to it
+        return False
 
 
 def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:

@@ -108,8 +108,11 @@ def build_plan(
     overrides: typing.Sequence[str] = (),
     force: bool = False,
     artifact_root: str | Path | None = None,
+    files_here: bool = True,
 ) -> Plan:
-    """Resolve and validate everything a launch needs; raises ``UserError`` subclasses (one line each)."""
+    """Resolve and validate everything a launch needs; raises ``UserError`` subclasses (one line each).
+    ``files_here``: the jobs' filesystem is this machine's (not a cluster's through SSH), so the paths a person
+    named in overrides (sources, a tokenizer) are checked now rather than by the job."""
     from nemotron._code_version import code_version
 
     target = resolve_target(target_text)
@@ -121,6 +124,7 @@ def build_plan(
     code = {pkg: source_hash(pkg) for pkg in _packages(target)}
     env = {**profile.env, ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
     planner = _Planner(target, profile, scale, root, code_version(), env, force)
+    planner.files_here = files_here
     planner.source_hashes = code
     jobs = planner.plan(by_step)
     return Plan(
@@ -184,6 +188,7 @@ class _Planner:
         self.outputs: dict[tuple[str, str], ArtifactRef] = {}
         self.provides: dict[str, frozenset[str]] = {}  # planned job -> what its artifact will carry
         self.source_hashes: dict[str, str] = {}
+        self.files_here = True
 
     def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
         jobs: list[Job] = []
@@ -225,7 +230,7 @@ class _Planner:
         config = _instantiate(config_cls, {**values, "output_dir": output}, where)
         resources = resolve_resources(stage, step, self.profile, self.scale)
         carried = frozenset().union(*(ref.carried() for ref in inputs.values()))
-        _validate(step, config, resources, carried, where)
+        _validate(step, config, job_placement(resources, self.files_here), carried, where)
         self.provides[where] = _provided(step, config, carried)
         return Job(
             name=where,
@@ -331,22 +336,24 @@ def _instantiate(config_cls: type, values: dict[str, Any], where: str) -> Any:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
 
-def job_placement(resources: JobResources) -> Placement:
+def job_placement(resources: JobResources, files_here: bool = True) -> Placement:
     """The ``Placement`` a job's step sees at start: nodes x ranks per node, and the GPUs Slurm gives each node.
 
     0 GPUs is "not known" rather than "none": a local or docker run takes whatever devices its machine has.
     """
     return Placement(
-        world_size=resources.nodes * resources.nproc_per_node, gpus_per_node=resources.gpus_per_node or None
+        world_size=resources.nodes * resources.nproc_per_node,
+        gpus_per_node=resources.gpus_per_node or None,
+        files_here=files_here,
     )
 
 
-def _validate(step: Step, config: Any, resources: JobResources, carried: frozenset[str], where: str) -> None:
+def _validate(step: Step, config: Any, placement: Placement, carried: frozenset[str], where: str) -> None:
     """The step's own ``validate(config, placement, carried)`` — the function its ``main`` calls first — with the job's
     placement and what its inputs will carry: a batch that does not divide over the planned ranks, or a task whose data
     the planned dataset lacks, fails here, not after Slurm allocated them."""
     try:
-        validate_step(importlib.import_module(step.module), config, job_placement(resources), carried)
+        validate_step(importlib.import_module(step.module), config, placement, carried)
     except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 

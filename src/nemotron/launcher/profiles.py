@@ -238,12 +238,22 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+# Keys of an earlier release -> where the setting lives now (and how its meaning changed): a profile written for it
+# is refused naming the new key, not with the list of valid ones.
+MOVED_KEYS = {
+    "slurm.max_requeues": "use 'fault_tolerance.max_attempts' ([fault_tolerance] max_attempts = requeues + 1: it "
+    "counts every attempt of a step, under every executor)",
+}
+
+
 def _check_keys(data: Any, model: type[BaseModel], where: str, source: Path) -> None:
     """Reject unknown keys, naming the nearest valid one — before Pydantic, whose message would not suggest any."""
     if not isinstance(data, dict):
         return
     fields = model.model_fields
     for key, value in data.items():
+        if f"{where}{key}" in MOVED_KEYS:
+            raise ProfileError(f"profile {source}: key '{where}{key}' is gone: {MOVED_KEYS[f'{where}{key}']}")
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
             hint = f"did you mean '{where}{close[0]}'?" if close else f"valid keys are {', '.join(fields)}"

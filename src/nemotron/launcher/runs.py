@@ -179,12 +179,14 @@ def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = Fa
     return run
 
 
-def mark_not_started(run: RunRecord, reason: str) -> None:
-    """A launch that failed before its jobs started: its record must not stay "planned" forever."""
-    for record in run.steps.values():
-        if record.state in ("planned", "pending"):
-            record.state, record.reason = "failed", reason
+def mark_not_started(run: RunRecord, reason: str) -> list[str]:
+    """A launch that died before some of its jobs were handed over: those (planned or waiting, with no job id) must
+    not stay "planned" forever. Returns their names; a step a scheduler holds (it has a job id) is left as it is."""
+    names = [n for n, r in run.steps.items() if r.state in ("planned", "pending") and r.job_id is None]
+    for name in names:
+        run.steps[name].state, run.steps[name].reason = "failed", reason
     save_run(run)
+    return names
 
 
 def save_run(run: RunRecord) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
+import os
 import shlex
 import sys
 import tempfile
@@ -30,19 +31,28 @@ from typing import Any
 
 from nemotron.declaration import Resources
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
-from nemotron.launcher.executors.base import Executor, ExecutorError, explain_cancelled, secret_values, watch
+from nemotron.launcher.executors.base import (
+    Executor,
+    ExecutorError,
+    explain_cancelled,
+    secret_values,
+    watch,
+    write_env_file,
+)
 from nemotron.launcher.executors.docker import checked_image
 from nemotron.launcher.executors.nemo_run_tasks import (
     SECRET_PATHS,
     build_executor,
+    check_backend_sdk,
     executor_fields,
     nemo_run_options,
     secret_refusal,
+    secrets_file,
     task_fields,
 )
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.options import AllocationDefaults
-from nemotron.launcher.plan import Job, Plan
+from nemotron.launcher.plan import Plan
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.resources import JobResources, machine_resources, scheduled_resources
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
@@ -78,6 +88,9 @@ def nemo_run_module():
     with redirect_stdout(sys.stderr):
         import nemo_run
 
+        from nemotron.launcher.executors.nemo_run_dgxcloud import read_secret_at_use
+
+        read_secret_at_use()
         yield nemo_run
 
 
@@ -112,16 +125,14 @@ class NemoRunExecutor(Executor):
         container or workload spec), after a header naming its dependencies and how its secrets reach it."""
         options = nemo_run_options(profile)
         backend = options.backend
+        check_backend_sdk(backend)
         with tempfile.TemporaryDirectory(prefix="nemotron-nemo-run-") as home:
             fields = {job.name: executor_fields(plan, profile, job, "RUN_ID", home) for job in plan.jobs_to_run}
-            if backend == "skypilot" and importlib.util.find_spec("sky") is None:
-                texts = {job.name: _fields_text(backend, job, fields[job.name]) for job in plan.jobs_to_run}
-            else:
-                with nemo_run_module() as run:
-                    exp = _experiment(run, plan, backend, fields, title="RUN_ID", base_dir=home)
-                    with exp:
-                        exp.dryrun(log=False)
-                    texts = {job.id: str(job._dryrun_info) for job in exp.jobs}
+            with nemo_run_module() as run:
+                exp = _experiment(run, plan, backend, fields, title="RUN_ID", base_dir=home)
+                with exp:
+                    exp.dryrun(log=False)
+                texts = {job.id: str(job._dryrun_info) for job in exp.jobs}
             texts = {name: text.replace(home, "NEMORUN_HOME") for name, text in texts.items()}
         rendered = {}
         for job in plan.jobs_to_run:
@@ -135,6 +146,7 @@ class NemoRunExecutor(Executor):
 
     def check(self, plan: Plan, profile: Profile) -> None:
         options = nemo_run_options(profile)
+        check_backend_sdk(options.backend)
         refusal = secret_refusal(plan, options)
         if refusal:
             raise ExecutorError(refusal)
@@ -159,6 +171,11 @@ class NemoRunExecutor(Executor):
             profile, plan = profile.model_copy(update={"container": pinned}), plan.model_copy(deep=True)
             for job in plan.jobs:
                 job.env.update(image.env())  # the artifacts record the image they were made in
+        # Slurm saves sbatch's whole environment with each job: its jobs source the secrets from a 0600 file instead
+        withheld = plan.secret_names if backend == "slurm" else []
+        if withheld:
+            path = write_env_file(secrets_file(plan, run.run_id), secret_values(plan))
+            run.executor_data["secrets_file"] = str(path)
         with nemo_run_module() as nemo_run:
             from nemo_run.config import get_nemorun_home
 
@@ -168,10 +185,13 @@ class NemoRunExecutor(Executor):
             run.executor_data.update({"experiment_id": exp._id, "nemorun_home": home, "backend": backend})
             save_run(run)  # before anything starts: a killed launch still names its experiment
             try:
-                with exp:
+                with exp, _environment_without(withheld):
                     exp.run(detach=backend in DETACHABLE)
-            except Exception as exc:  # the backend refused (sbatch, the Docker engine, a cloud API): one line
+            except BaseException as exc:  # the backend refused (sbatch, the Docker engine, a cloud API): one line
                 _cancel_launched(exp)
+                _remove_secrets(run)
+                if not isinstance(exc, Exception):
+                    raise
                 raise ExecutorError(f"NeMo-Run could not submit run {run.run_id}: {_last_line(exc)}") from None
         for job in exp.jobs:
             record = run.steps[job.id]
@@ -203,6 +223,8 @@ class NemoRunExecutor(Executor):
                 record.progress = read_progress(job.output / PROGRESS_FILE) if state == "running" else None
                 record.log = _task_log(run, name) or record.log
             explain_cancelled(run)
+            if run.finished:
+                _remove_secrets(run)
             save_run(run)
         return dict(run.steps)
 
@@ -233,6 +255,7 @@ class NemoRunExecutor(Executor):
             if record.state not in FINISHED_STATES:
                 record.state, record.reason = "cancelled", "cancelled"
                 record.ended_at = record.ended_at or _dt.datetime.now(_dt.UTC)
+        _remove_secrets(run)
         save_run(run)
         return run
 
@@ -310,6 +333,23 @@ def _task_log(run: RunRecord, name: str) -> Path | None:
     return found[-1] if found else None
 
 
+@contextmanager
+def _environment_without(names: list[str]):
+    """This process's environment less ``names`` while NeMo-Run submits (its tunnel runs sbatch in it)."""
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _remove_secrets(run: RunRecord) -> None:
+    """No job of the run can start again: its secrets file goes."""
+    path = run.executor_data.pop("secrets_file", None)
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
 def _cancel_launched(exp: Any) -> None:
     """All or nothing: what this launch submitted before the backend refused a job is cancelled."""
     for job in exp.jobs:
@@ -325,11 +365,3 @@ def _app_id(handle: str) -> str:
 def _last_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return [line for line in text.splitlines() if line.strip()][-1].strip()
-
-
-def _fields_text(backend: str, job: Job, fields: dict[str, Any]) -> str:
-    """Without its SDK a backend's NeMo-Run executor cannot be built: what it would be given, field by field."""
-    lines = [f"# {backend}: its SDK is not installed here; the fields of NeMo-Run's executor for this job:"]
-    lines += [f"{key}: {value!r}" for key, value in fields.items() if value is not None]
-    lines.append(f"run: {shlex.join(job.command())}")
-    return "\n".join(lines)

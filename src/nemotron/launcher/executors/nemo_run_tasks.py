@@ -9,15 +9,19 @@ it needs to do so (``secret_fields``); one that cannot is refused at submit, nam
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
+from nemotron.errors import UserError
 from nemotron.launcher.executors.base import ExecutorError
 from nemotron.launcher.executors.nemo_run_options import NemoRunOptions
+from nemotron.launcher.executors.sbatch import source_secrets
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile, ProfileError
 
+SECRETS_FILE = "secrets.env"
 EXECUTOR_CLASSES = {
     "slurm": "SlurmExecutor",
     "docker": "DockerExecutor",
@@ -29,12 +33,37 @@ EXECUTOR_CLASSES = {
 # How each backend gets the profile's secrets to a job without their values in a script or spec; None: it cannot.
 SECRET_PATHS = {
     "local": "the job inherits them from this process (torchx's local scheduler copies its environment)",
-    "slurm": "sbatch runs in this shell's environment and exports it to the job (Slurm's default --export=ALL)",
+    "slurm": "the job script sources a 0600 file in the run directory; sbatch runs without them in its environment",
     "lepton": "the job's environment references secrets stored in the Lepton workspace ([nemo_run.lepton] secret_refs)",
     "docker": None,
     "skypilot": None,
     "dgxcloud": None,
 }
+
+
+# Backends whose NeMo-Run executor imports an SDK that is not one of NeMo-Run's own dependencies:
+# backend -> (the module it imports, the package that provides it)
+BACKEND_SDKS = {"skypilot": ("sky", "skypilot"), "lepton": ("leptonai", "leptonai")}
+
+
+class MissingPackageError(UserError):
+    """An optional package a chosen backend needs is not installed: one line, exit 2, at --dry-run and at submit
+    (not an ``ExecutorError``, which a dry-run shows as a note and goes on)."""
+
+
+def check_backend_sdk(backend: str) -> None:
+    if backend not in BACKEND_SDKS:
+        return
+    module, package = BACKEND_SDKS[backend]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules[module] is None: importing it is blocked
+        found = False
+    if not found:
+        raise MissingPackageError(
+            f"NeMo-Run's {backend} backend needs the {package} package (Python module {module!r}), which is not "
+            f"installed here: uv pip install {package} (or pip install {package}) in this environment"
+        )
 
 
 def nemo_run_options(profile: Profile) -> NemoRunOptions:
@@ -76,10 +105,15 @@ def executor_fields(plan: Plan, profile: Profile, job: Job, run_id: str, nemorun
     options = nemo_run_options(profile)
     common = {"env_vars": {**job.env, "NEMOTRON_RUN_ID": run_id}, "retries": options.retries}
     backend_fields = _BACKEND_FIELDS[options.backend]
-    return {**common, **backend_fields(plan, profile, job, options.backend_options(), nemorun_home)}
+    return {**common, **backend_fields(plan, profile, job, options.backend_options(), nemorun_home, run_id)}
 
 
-def _slurm_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def secrets_file(plan: Plan, run_id: str) -> Path:
+    """Where a run's secrets wait for its Slurm jobs (0600; removed once the run has ended)."""
+    return Path(plan.artifact_root) / "runs" / run_id / SECRETS_FILE
+
+
+def _slurm_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     res, root, image = job.resources, str(plan.artifact_root), profile.container.image
     # With a local tunnel NeMo-Run writes the sbatch scripts under its own experiments directory, the only one its
     # sbatch call finds them in.
@@ -107,6 +141,8 @@ def _slurm_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun
         "poll_estimated_start_time": False,
         "tunnel": tunnel,
         **(container if image else {}),
+        # sbatch would save values from its environment with the job (slurmctld's state, job_env accounting)
+        **({"setup_lines": "\n".join(source_secrets(str(secrets_file(plan, run_id))))} if plan.secret_names else {}),
     }
 
 
@@ -115,11 +151,11 @@ def _machine_fields(job: Job) -> dict[str, Any]:
     return {"ntasks_per_node": nproc, **({"launcher": "torchrun"} if nproc > 1 else {})}
 
 
-def _local_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def _local_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     return _machine_fields(job)
 
 
-def _docker_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def _docker_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     root = str(plan.artifact_root)
     return {
         **_machine_fields(job),
@@ -135,7 +171,7 @@ def _docker_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemoru
     }
 
 
-def _skypilot_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def _skypilot_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     res, root = job.resources, str(plan.artifact_root)
     where = {"infra": settings.infra} if settings.infra else {"cloud": settings.cloud, "region": settings.region}
     return {
@@ -161,14 +197,14 @@ def _ranks(job: Job) -> dict[str, Any]:
     return {"nodes": res.nodes, "gpus_per_node": res.gpus_per_node, "nprocs_per_node": res.nproc_per_node}
 
 
-def _dgxcloud_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def _dgxcloud_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     _check_mounted(str(plan.artifact_root), [p.get("path", "") for p in settings.pvcs], "[nemo_run.dgxcloud] pvcs")
     return {
         **_ranks(job),
         "base_url": settings.base_url,
         "kube_apiserver_url": settings.kube_apiserver_url,
         "client_id": settings.client_id,
-        "client_secret": f"${settings.client_secret_env}",  # read from this shell at submit only (build_executor)
+        "client_secret": f"${settings.client_secret_env}",  # a reference: read only to ask for a token
         "project_name": settings.project_name,
         "container_image": _required_image(profile, "dgxcloud"),
         "pvc_nemo_run_dir": settings.pvc_nemo_run_dir,
@@ -177,7 +213,7 @@ def _dgxcloud_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemo
     }
 
 
-def _lepton_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str) -> dict[str, Any]:
+def _lepton_fields(plan: Plan, profile: Profile, job: Job, settings: Any, nemorun_home: str, run_id: str) -> dict:
     _check_mounted(str(plan.artifact_root), [m["mount_path"] for m in settings.mounts], "[nemo_run.lepton] mounts")
     return {
         **_ranks(job),
@@ -203,20 +239,19 @@ _BACKEND_FIELDS = {
 
 def build_executor(run: Any, backend: str, fields: dict[str, Any], credentials: bool = False) -> Any:
     """The NeMo-Run executor object for ``fields`` (``run`` is the imported ``nemo_run`` module); ``credentials``:
-    the API credential a backend logs in with is read from this shell (submit), else its ``$NAME`` stays (dry-run)."""
+    submitting, so the variable a backend logs in with must be set in this shell (its value stays there)."""
     fields = dict(fields)
     if backend == "slurm":
         tunnel = dict(fields.pop("tunnel"))
         kind = tunnel.pop("kind")
         fields["tunnel"] = run.LocalTunnel(job_dir=tunnel["job_dir"]) if kind == "local" else run.SSHTunnel(**tunnel)
-    if backend == "dgxcloud" and credentials:
-        name = fields["client_secret"].removeprefix("$")
-        if not os.environ.get(name):
-            raise ExecutorError(f"{name} is not set in this shell: NeMo-Run's dgxcloud backend logs in with it")
-        fields["client_secret"] = os.environ[name]
     # The code is in the image (docker, cloud) or on the shared filesystem (slurm, local): nothing to ship;
     # NeMo-Run's SkyPilot executor only takes its git archive packager.
     packager = run.GitArchivePackager() if backend == "skypilot" else run.Packager()
+    if backend == "dgxcloud" and credentials:  # the value stays in this shell (nemo_run_dgxcloud)
+        name = fields["client_secret"].removeprefix("$")
+        if not os.environ.get(name):
+            raise ExecutorError(f"{name} is not set in this shell: NeMo-Run's dgxcloud backend logs in with it")
     return getattr(run, EXECUTOR_CLASSES[backend])(packager=packager, **fields)
 
 

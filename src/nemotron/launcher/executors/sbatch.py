@@ -154,13 +154,18 @@ def render_sbatch(
     return "\n".join(lines) + "\n"
 
 
+def source_secrets(secrets_file: str) -> list[str]:
+    """Shell lines exporting a 0600 file's ``KEY=value`` lines, with tracing off so no value reaches a log."""
+    return ["{ set +x; } 2>/dev/null", "set -a", f". {q(secrets_file)}", "set +a"]
+
+
 def _environment(env, secrets_file, workdir, pythonpath, runtime) -> list[str]:
     lines = ["", "# environment (secrets are not written here: they come from a 0600 file)"]
     lines += [f"export {name}={q(value)}" for name, value in env.items()]
     if runtime == "pyxis":
         lines.append("export PYTHONNOUSERSITE=1")
     if secrets_file:
-        lines += ["{ set +x; } 2>/dev/null", "set -a", f". {q(secrets_file)}", "set +a"]
+        lines += source_secrets(secrets_file)
     if workdir:
         lines.append(f"cd {q(workdir)}")
     if pythonpath:

@@ -118,17 +118,18 @@ class SlurmExecutor(Executor):
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
         super().check(plan, profile)
-        image, note = _pinned_image(plan, profile, shell_for(profile.ssh))  # a stale image: refused before anything
+        shell = shell_for(profile.ssh, plan.secret_names)
+        image, note = _pinned_image(plan, profile, shell)  # a stale image: refused before anything
         if note:
             print(f"note: {note}", file=sys.stderr)
         # unchained: the upstream jobs do not exist yet (and the placeholders left are words sbatch only passes on)
         jobs, scripts = _parameters(plan, profile, image, chained=False), _scripts(plan, profile, image, chained=False)
-        preflight(shell_for(profile.ssh).run, {name: (params, scripts[name]) for name, params in jobs.items()})
+        preflight(shell.run, {name: (params, scripts[name]) for name, params in jobs.items()})
 
     # ------------------------------------------------------------------------------------------------ submit
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
         secrets = secret_values(plan)
-        shell = shell_for(profile.ssh)
+        shell = shell_for(profile.ssh, plan.secret_names)  # the values reach the jobs through the 0600 file only
         # Resolved once for the whole run (and checked again: a build may have moved it since ``check``): every job
         # names this image, so a rebuild while they wait in the queue changes nothing for them.
         image, _note = _pinned_image(plan, profile, shell)
@@ -158,7 +159,7 @@ class SlurmExecutor(Executor):
                 cleanup = bind(scripts[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
                 script_path = f"{run_dir}/sbatch/{CLEANUP_JOB}.sbatch"
                 run.executor_data["cleanup_job"] = _sbatch(shell, script_path, cleanup, CLEANUP_JOB)
-        except ExecutorError:
+        except BaseException:  # a refusal, a bug, Ctrl-C: nothing of a half-submitted run stays queued
             self._undo(shell, run, submitted)
             raise
         save_run(run)
@@ -168,6 +169,9 @@ class SlurmExecutor(Executor):
         if submitted:
             shell.run(["scancel", *submitted.values()])
             _wait_gone(shell, list(submitted.values()))
+        for name in submitted:  # cancelled before they could start: the run record says they never had a job
+            record = run.steps[name]
+            record.job_id, record.state, record.log = None, "planned", run.log_path(name)
         _remove_secrets(shell, run)
 
     # ------------------------------------------------------------------------------------------------ watch
@@ -322,7 +326,7 @@ def _remove_secrets(shell: LocalShell | SSHShell, run: RunRecord) -> None:
 
 def _shell(run: RunRecord) -> LocalShell | SSHShell:
     ssh = run.executor_data.get("ssh")
-    return shell_for(SSHOptions.model_validate(ssh) if ssh else None)
+    return shell_for(SSHOptions.model_validate(ssh) if ssh else None, run.plan.secret_names)
 
 
 def _wait_gone(shell: LocalShell | SSHShell, job_ids: list[str]) -> None:
