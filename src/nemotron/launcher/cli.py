@@ -4,6 +4,8 @@
     nemotron-launch nano2.stage0 --profile eos --dry-run         # the plan and job scripts, nothing submitted
     nemotron-launch nano2.stage0.training training.train_iters=50 training.dataset_path=DIR
     nemotron-launch status [RUN] | logs RUN [STEP] [--follow] | cancel RUN | list | profiles [NAME]
+    nemotron-launch runs [--state running] [--target nano2] [--since 2d] [-n 50]   # every run, newest first
+    nemotron-launch cancel --state running --target nano2 [--yes]               # every run a filter selects
     nemotron-launch new-recipe NAME                               # a new recipe from the template (docs/)
 
 stdout carries exactly one JSON document (run id, per-step state and artifact path); everything meant for people goes
@@ -31,7 +33,7 @@ from tyro.conf import Positional, arg, subcommand
 from nemotron.errors import UserError
 from nemotron.launcher.executors.registry import EXECUTORS
 
-SUBCOMMANDS = ("run", "status", "logs", "cancel", "list", "profiles", "build", "new-recipe")
+SUBCOMMANDS = ("run", "status", "runs", "logs", "cancel", "list", "profiles", "build", "new-recipe")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/nemotron: an OSError about these files is a bug
 EXIT_FOR_STATE = {"completed": 0, "running": 0, "planned": 0, "failed": 1, "cancelled": 130}
 
@@ -242,20 +244,61 @@ def _job_name(run, step: str | None) -> str:
 
 
 @dataclasses.dataclass
-class Cancel:
-    """Stop every unfinished job of a run."""
+class RunFilters:
+    state: Annotated[tuple[str, ...], arg(metavar="{planned,running,completed,failed,cancelled,unknown}")] = ()
+    """runs in these states (running: any job pending or running; unknown: its record is gone)"""
+    target: Annotated[str | None, arg(metavar="TARGET")] = None
+    """runs of this target or within it (nano2 takes in nano2.stage0 and nano2.stage0.training)"""
+    since: Annotated[str | None, arg(metavar="30m|12h|2d|1w|DATE")] = None
+    """runs launched since then"""
+    n: Annotated[str | None, arg(name="n", aliases=("-n",), metavar="N")] = None  # a str: "-n x" gets our one line
+    """at most the N newest runs"""
 
-    run: Positional[Annotated[str, arg(metavar="RUN")]]
-    """run id or run directory"""
+    def run_filter(self):
+        from nemotron.launcher.run_list import RunFilter
+
+        return RunFilter.parse(self.state, self.target, self.since, self.n)
+
+
+@dataclasses.dataclass
+class Runs(RunFilters):
+    """Runs, newest first: id, target, scale, executor/profile, state, started, duration, steps done, the last
+    finished step's metric, failures in words. A table on a terminal, JSON on stdout otherwise. The runs in flight
+    are brought up to date with one scheduler call per executor (one sacct, or squeue, for every Slurm run)."""
 
     def execute(self) -> int:
-        from nemotron.launcher.executors.base import get_executor
+        from nemotron.launcher.runs_command import list_runs
+
+        return list_runs(self.run_filter())
+
+
+@dataclasses.dataclass
+class Cancel(RunFilters):
+    """Stop every unfinished job of the runs named, or of the runs in flight a filter selects (asking first on a
+    terminal; --yes elsewhere), with one scheduler call per batch of jobs."""
+
+    runs: Positional[Annotated[tuple[str, ...], arg(metavar="[RUN ...]")]] = ()
+    """run ids or run directories"""
+    yes: bool = False
+    """cancel what the filter selects without asking"""
+
+    def execute(self) -> int:
         from nemotron.launcher.report import print_status
         from nemotron.launcher.runs import find_run
+        from nemotron.launcher.runs_command import cancel_runs, cancel_selected, check_cancel_arguments
 
-        run = get_executor((run := find_run(self.run)).executor).cancel(run)
-        print_status(run)
-        emit(run.summary())
+        run_filter = self.run_filter()
+        check_cancel_arguments(self.runs, run_filter)
+        if not self.runs:
+            cancelled, code = cancel_selected(run_filter, self.yes)
+            emit({"cancelled": [run.summary() for run in cancelled]})
+            return code
+        cancelled = cancel_runs([find_run(reference) for reference in self.runs])
+        if len(cancelled) == 1:
+            print_status(cancelled[0])
+            emit(cancelled[0].summary())
+        else:
+            emit({"cancelled": [run.summary() for run in cancelled]})
         return 0
 
 
@@ -373,6 +416,7 @@ class NewRecipe:
 Command = (
     Annotated[Run, subcommand("run")]
     | Annotated[Status, subcommand("status")]
+    | Annotated[Runs, subcommand("runs")]
     | Annotated[Logs, subcommand("logs")]
     | Annotated[Cancel, subcommand("cancel")]
     | Annotated[List, subcommand("list")]

@@ -74,6 +74,7 @@ class RunRecord(BaseModel):
     updated_at: _dt.datetime = Field(default_factory=_now)
     steps: dict[str, StepRecord]  # job name -> record, plan order
     executor_data: dict[str, Any] = Field(default_factory=dict)  # backend-specific (runner pid, remote host, ...)
+    indexed_outcome: RunState | None = None  # the final state an outcome line of the run index holds (run_index)
 
     @property
     def state(self) -> RunState:
@@ -191,7 +192,13 @@ def mark_not_started(run: RunRecord, reason: str) -> list[str]:
 
 def save_run(run: RunRecord) -> None:
     run.updated_at = _now()
+    outcome = run.state if run.finished and run.indexed_outcome != run.state else None
+    run.indexed_outcome = outcome or run.indexed_outcome
     atomic_write_text(Path(run.run_dir) / RUN_FILE, run.model_dump_json(indent=2) + "\n")
+    if outcome is not None:  # once finished, its row no longer changes: listing it reads the index only
+        from nemotron.launcher.run_index import append_outcome
+
+        append_outcome(index_path(), run)
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -226,6 +233,8 @@ def _append_index(run: RunRecord) -> None:
             "target": run.plan.target,
             "executor": run.executor,
             "created_at": run.created_at.isoformat(),
+            "scale": run.plan.scale,
+            "profile": run.plan.profile,
         }
     )
     try:
@@ -261,7 +270,7 @@ def _index_entry(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("run_id", "run_dir")):
         return None
-    return entry
+    return None if "outcome" in entry else entry  # a finished run's row (run_index), not a launch
 
 
 def find_run(reference: str | None) -> RunRecord:

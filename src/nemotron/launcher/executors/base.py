@@ -23,6 +23,8 @@ Contract for implementations (registered in ``registry.EXECUTORS`` with the modu
 - ``status(run) -> {job name: StepRecord}`` with current states (reused jobs stay "reused").
 - ``logs(run, job, follow) -> iterator of text chunks`` of that job's log; with ``follow`` until the job finishes.
 - ``cancel(run) -> RunRecord``: stop every job of the run that has not finished; mark them "cancelled".
+- ``refresh(runs)`` and ``cancel_runs(runs)``: ``status`` and ``cancel`` for many runs at once (``runs``, ``cancel
+  --state running``); the defaults go run by run, a scheduler's backend makes one call for all of them.
 Job names are ``<stage>.<step>`` (``plan.jobs[i].name``); ``plan.job("training")`` also finds a job by step name.
 ``job.depends_on`` names upstream jobs of the plan, reused ones included: chain only on those in ``jobs_to_run``
 (a reused job's output already exists). ``job.resources.nproc_per_node`` is the number of ranks per node (one per
@@ -36,7 +38,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,6 +84,16 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, run: RunRecord) -> RunRecord:
         """Stop every unfinished job of the run and mark it cancelled."""
+
+    def refresh(self, runs: Sequence[RunRecord]) -> None:
+        """Bring the steps of several runs of this executor up to date in place (``nemotron-launch runs``). A backend
+        with a scheduler asks it once for all of them; by default, ``status`` run by run."""
+        for run in runs:
+            run.steps = self.status(run)
+
+    def cancel_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        """``cancel`` for several runs of this executor (a scheduler's cancel command once per batch of job ids)."""
+        return [self.cancel(run) for run in runs]
 
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before a run is recorded: raise a ``UserError`` if this plan cannot be started here (a secret missing from

@@ -20,20 +20,21 @@ waits until none is left in the queue.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from nemotron.declaration import Resources
-from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
-from nemotron.launcher.executors.base import Executor, ExecutorError, bind, explain_cancelled, secret_values, watch
+from nemotron.launcher.executors.base import Executor, ExecutorError, bind, secret_values, watch
 from nemotron.launcher.executors.sbatch import input_mounts, render, render_secrets_cleanup
 from nemotron.launcher.executors.slurm_options import SSHOptions
 from nemotron.launcher.executors.slurm_preflight import preflight, sbatch_message
-from nemotron.launcher.executors.slurm_state import down_nodes, map_state, query_jobs
-from nemotron.launcher.failures import attempts_file, last_failure, read_attempts
+from nemotron.launcher.executors.slurm_state import query_jobs
+from nemotron.launcher.executors.slurm_status import update_run, watched_jobs
+from nemotron.launcher.failures import attempts_file
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.remote import REPO_ROOT, LocalShell, SSHShell, shell_for, ship_code
@@ -42,6 +43,7 @@ from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_
 
 FOLLOW_SCHEDULER_S = 30.0
 CANCEL_WAIT_S = 30.0
+SCANCEL_BATCH = 1000  # job ids per scancel: one call for a whole queue, well within any command line
 SECRETS_FILE = "secrets.env"
 CLEANUP_JOB = "secrets-cleanup"
 
@@ -176,33 +178,21 @@ class SlurmExecutor(Executor):
 
     # ------------------------------------------------------------------------------------------------ watch
     def status(self, run: RunRecord) -> dict[str, StepRecord]:
-        shell = _shell(run)
-        watched = {n: r.job_id for n, r in run.steps.items() if r.job_id and r.state not in FINISHED_STATES}
-        accounting = run.executor_data.get("accounting")
-        found, run.executor_data["accounting"] = query_jobs(list(watched.values()), shell.run, accounting)
-        now = _dt.datetime.now(_dt.UTC)
-        for name, job_id in watched.items():
-            record = run.steps[name]
-            if job_id in found:
-                state, reason = map_state(found[job_id])
-                record.exit_code = found[job_id].exit_code if found[job_id].exit_code is not None else record.exit_code
-            else:
-                state, reason = _from_exit_marker(shell, run, name, job_id)
-            if state == "completed" and record.exit_code not in (None, 0):
-                state = "failed"
-            if state == "failed" and record.exit_code is None:  # squeue has no exit codes: the marker has
-                _from_exit_marker(shell, run, name, job_id)
-            record.state, record.reason = state, reason
-            if state == "running" and record.started_at is None:
-                record.started_at = now
-            if state in FINISHED_STATES and record.ended_at is None:
-                record.ended_at = now
-            _read_attempts(shell, run, name)
-        explain_cancelled(run)
-        if run.finished:
-            _remove_secrets(shell, run)
-        save_run(run)
+        self.refresh([run])
         return dict(run.steps)
+
+    def refresh(self, runs: Sequence[RunRecord]) -> None:
+        """The unfinished jobs of all ``runs`` in one scheduler call per cluster, however many (``slurm_status``)."""
+        for shell, group in _by_cluster(runs):
+            ids = [job_id for run in group for job_id in watched_jobs(run).values()]
+            accounting = False if any(r.executor_data.get("accounting") is False for r in group) else None
+            found, accounting = query_jobs(ids, shell.run, accounting)
+            for run in group:
+                update_run(shell, run, found)
+                run.executor_data["accounting"] = accounting if ids else run.executor_data.get("accounting")
+            _remove_secrets(shell, *(run for run in group if run.finished))
+            for run in group:
+                save_run(run)
 
     def follow(self, run: RunRecord) -> RunRecord:
         """Watch the run to its end (attached launch); Ctrl-C asks whether to cancel it."""
@@ -238,20 +228,32 @@ class SlurmExecutor(Executor):
                 time.sleep(1.0)
 
     def cancel(self, run: RunRecord) -> RunRecord:
-        shell = _shell(run)
-        ids = {n: r.job_id for n, r in run.steps.items() if r.job_id and r.state not in FINISHED_STATES}
-        if ids:
-            done = shell.run(["scancel", *ids.values()])
-            if done.returncode != 0:
-                raise ExecutorError(f"scancel failed: {sbatch_message(done.stderr)}")
-            _wait_gone(shell, list(ids.values()))
-        _remove_secrets(shell, run)
-        for name in ids:
-            record = run.steps[name]
-            record.state, record.reason = "cancelled", "cancelled"
-            record.ended_at = record.ended_at or _dt.datetime.now(_dt.UTC)
-        save_run(run)
-        return run
+        return self.cancel_runs([run])[0]
+
+    def cancel_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        """The unfinished jobs of all ``runs`` (and their secrets' cleanup jobs) in one ``scancel`` per
+        ``SCANCEL_BATCH`` ids per cluster; then waits until none is left in the queue."""
+        for shell, group in _by_cluster(runs):
+            jobs = {run.run_id: watched_jobs(run) for run in group}
+            job_ids = [job_id for watched in jobs.values() for job_id in watched.values()]
+            files, cleanup = _take_secrets(group)
+            to_cancel = job_ids + cleanup
+            for start in range(0, len(to_cancel), SCANCEL_BATCH):
+                done = shell.run(["scancel", *to_cancel[start : start + SCANCEL_BATCH]])
+                if done.returncode != 0:
+                    raise ExecutorError(f"scancel failed: {sbatch_message(done.stderr)}")
+            if job_ids:
+                _wait_gone(shell, job_ids)
+            if files:
+                shell.run(["rm", "-f", "--", *files])
+            now = _dt.datetime.now(_dt.UTC)
+            for run in group:
+                for name in jobs[run.run_id]:
+                    record = run.steps[name]
+                    record.state, record.reason = "cancelled", "cancelled"
+                    record.ended_at = record.ended_at or now
+                save_run(run)
+        return list(runs)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -315,13 +317,33 @@ def _cleanup_script(run_id: str, run_dir: str, profile: Profile, dependencies: l
     )
 
 
-def _remove_secrets(shell: LocalShell | SSHShell, run: RunRecord) -> None:
-    """No job of the run can start again: its secrets go (the cleanup job, if still queued, has nothing to do)."""
-    path = run.executor_data.pop("secrets_file", None)
-    if path:
-        shell.run(["rm", "-f", "--", path])
-        if run.executor_data.get("cleanup_job"):
-            shell.run(["scancel", run.executor_data["cleanup_job"]])
+def _remove_secrets(shell: LocalShell | SSHShell, *runs: RunRecord) -> None:
+    """No job of ``runs`` can start again: their secrets go (a cleanup job still queued has nothing to do), in one
+    ``rm`` and one ``scancel`` for all of them."""
+    files, cleanup = _take_secrets(runs)
+    if files:
+        shell.run(["rm", "-f", "--", *files])
+    if cleanup:
+        shell.run(["scancel", *cleanup])
+
+
+def _take_secrets(runs: Iterable[RunRecord]) -> tuple[list[str], list[str]]:
+    """The secrets files of ``runs`` (their records forget them) and the cleanup jobs that would remove them."""
+    files, cleanup = [], []
+    for run in runs:
+        path = run.executor_data.pop("secrets_file", None)
+        if path:
+            files.append(path)
+            cleanup += [run.executor_data["cleanup_job"]] if run.executor_data.get("cleanup_job") else []
+    return files, cleanup
+
+
+def _by_cluster(runs: Iterable[RunRecord]) -> list[tuple[LocalShell | SSHShell, list[RunRecord]]]:
+    """``runs`` grouped by where their Slurm commands run (this machine, or one SSH host), with its shell."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(json.dumps(run.executor_data.get("ssh"), sort_keys=True), []).append(run)
+    return [(_shell(group[0]), group) for group in groups.values()]
 
 
 def _shell(run: RunRecord) -> LocalShell | SSHShell:
@@ -337,49 +359,6 @@ def _wait_gone(shell: LocalShell | SSHShell, job_ids: list[str]) -> None:
         if listed.returncode == 0 and not listed.stdout.split():
             return
         time.sleep(0.5)
-
-
-def _from_exit_marker(shell, run: RunRecord, name: str, job_id: str) -> tuple[str, str | None]:
-    """A job the scheduler forgot (accounting off, past MinJobAge): the batch script's exit marker tells."""
-    marker = shell.read_file(f"{run.run_dir}/logs/{name}.exit").decode().strip()
-    if marker.isdigit():
-        run.steps[name].exit_code = int(marker)
-        return ("completed", None) if marker == "0" else ("failed", f"exit code {marker}")
-    return "unknown", f"Slurm no longer knows job {job_id}"
-
-
-def _read_attempts(shell, run: RunRecord, name: str) -> None:
-    """What the batch script recorded of the step's attempts, its progress while it runs, and the last failure in
-    words; a job Slurm requeued after a node failure is kept off the failed nodes while it is pending."""
-    record, job = run.steps[name], run.plan.job(name)
-    record.attempts = read_attempts(shell.read_file(attempts_file(run.run_dir, name)).decode(errors="replace"))
-    record.progress = None
-    if record.state == "running":
-        record.progress = read_progress(shell.read_file(f"{job.output}/{PROGRESS_FILE}").decode(errors="replace"))
-    failure = last_failure(record.attempts)
-    if failure is not None and record.state in ("failed", "timeout") and failure.decision == "stop":
-        record.reason = failure.describe()
-    if record.state == "pending" and record.attempts:
-        _keep_off_failed_nodes(shell, run, name)
-
-
-def _keep_off_failed_nodes(shell, run: RunRecord, name: str) -> None:
-    """A pending job that already ran is a requeued one: the nodes it lost (recorded by a later attempt, or, while
-    the attempt Slurm killed has no end yet, those of its nodes that are down now) go in its ``ExcNodeList``, so
-    it stays off them even if they come back before it starts. Slurm itself does not place it on a down node."""
-    record = run.steps[name]
-    lost = {node for a in record.attempts if a.failure == "node_failure" for node in (a.detail or "").split(",")}
-    last = record.attempts[-1]
-    if last.failure is None and last.nodes:  # killed with its nodes' batch script: the next attempt will say why
-        lost |= set(down_nodes(last.nodes, shell.run))
-    failed = sorted(node for node in lost if node)
-    excluded = run.executor_data.setdefault("excluded_nodes", {})
-    if not failed or excluded.get(name) == failed:
-        return
-    done = shell.run(["scontrol", "update", f"JobId={record.job_id}", f"ExcNodeList={','.join(failed)}"])
-    if done.returncode == 0:
-        excluded[name] = failed
-        print(f"{name}: job {record.job_id} kept off {', '.join(failed)} (node failure)", file=sys.stderr)
 
 
 def _show_failures(run: RunRecord) -> None:

@@ -1,7 +1,8 @@
 """What Slurm says about a run's jobs, in ONE scheduler call, mapped to the launcher's per-step states.
 
 ``query_jobs`` asks ``sacct`` once for every job id; where accounting is disabled ("Slurm accounting storage is
-disabled") it asks ``squeue --states=all`` once instead (finished jobs stay there for ``MinJobAge`` seconds).
+disabled") it asks ``squeue --states=all`` once instead (finished jobs stay there for ``MinJobAge`` seconds). A
+scheduler that does not answer at all (slurmctld down or overloaded) is an error, never "every job is gone".
 ``map_state`` turns every Slurm job state (and the pending reason) into a step state with a reason in words.
 """
 
@@ -12,7 +13,10 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from nemotron.errors import UserError
+
 ACCOUNTING_DISABLED = "accounting storage is disabled"
+FORGOTTEN = "Invalid job id specified"  # squeue's answer when it knows none of the ids (past MinJobAge)
 
 # Slurm job state -> (step state, reason in words or None)
 STATE_MAP: dict[str, tuple[str, str | None]] = {
@@ -55,6 +59,10 @@ class SlurmJobState:
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
 
+class SlurmUnanswered(UserError):
+    pass
+
+
 def query_jobs(
     job_ids: Sequence[str], run_command: Runner, accounting: bool | None = None
 ) -> tuple[dict[str, SlurmJobState], bool | None]:
@@ -76,7 +84,15 @@ def query_jobs(
                 return found, True
             # jobs slurmctld has not handed to slurmdbd yet: the queue knows them
     squeue = run_command(["squeue", "-h", "--states=all", "-j", ids, "-o", "%i|%T|%r"])
+    if squeue.returncode != 0 and not found and FORGOTTEN not in squeue.stderr:
+        # slurmctld down or timing out: no answer is not "these jobs are gone" (their steps would be lost for good)
+        message = " ".join(squeue.stderr.split()) or f"exit code {squeue.returncode}"
+        raise SlurmUnanswered(f"Slurm does not answer about jobs {_few(job_ids)}: {message}")
     return {**_parse(squeue.stdout, with_exit_code=False), **found}, accounting
+
+
+def _few(job_ids: Sequence[str]) -> str:
+    return ",".join(job_ids[:3]) + (f",... ({len(job_ids)} jobs)" if len(job_ids) > 3 else "")
 
 
 def _parse(text: str, with_exit_code: bool) -> dict[str, SlurmJobState]:
