@@ -1,9 +1,11 @@
-"""Tokens/s of our megatron-core training loop vs a plain-PyTorch loop training the same-size model, in one run;
-then what the loop's heartbeat (progress.json, hang watchdog) costs it.
+"""Tokens/s of our megatron-core training loop for the hybrid model (``M-*-`` at tiny: Mamba-2, FFN, attention,
+FFN) beside the same stack with its Mamba-2 layers replaced by attention (``*-*-``), and vs a plain-PyTorch loop
+training that attention-only model, in one run; then what the loop's heartbeat (progress.json, hang watchdog) costs.
 
-Both train the tiny preset's shape (on CPU: attention/FFN stack ``*-*-``, hidden 128, FFN 512, 4 query / 2 KV heads,
-squared-ReLU, RMSNorm, no bias, seq 128, micro-batch 16) on the same random tokens with AdamW and gradient clipping.
-Figures are medians of per-step throughput after warm-up steps.
+All train the tiny preset's shape (hidden 128, FFN 512, 4 query / 2 KV heads, Mamba-2 with 4 heads of 32, state 16,
+one group; squared-ReLU, RMSNorm, no bias, seq 128, micro-batch 16) on the same random tokens with AdamW and
+gradient clipping. On a machine without the CUDA kernels the Mamba-2 layer is ``nemotron.training.mamba``'s
+plain-PyTorch mixer. Figures are medians of per-step throughput after warm-up steps.
 
 The heartbeat comparison is one run of ``--heartbeat-steps`` steps in which the loop's heartbeat (progress.json
 every 5 s, the watchdog armed) beats after even steps only: steps with and without it interleave, so a busy machine
@@ -131,11 +133,11 @@ def train_settings(steps: int, batch_size: int):
     )
 
 
-def bench_megatron(scale: str, vocab_size: int, batch_size: int, steps: int) -> float:
+def bench_megatron(config, vocab_size: int, batch_size: int, steps: int) -> float:
     from nemotron.training.loop import train
-    from nemotron.training.run import prepare_run
+    from nemotron.training.run import prepare_model_run
 
-    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
+    run = prepare_model_run(config, seed=0, vocab_size=vocab_size)
     settings = train_settings(steps, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         train(run.model, random_batches(vocab_size, run.model_config.seq_length), settings, Path(tmp), run.ctx)
@@ -205,7 +207,9 @@ def _timed(source, calls: list[float]):
 
 
 def main() -> None:
-    from nemotron.training.model import MODEL_PRESETS, adapt_to_machine, padded_vocab_size
+    import dataclasses
+
+    from nemotron.training.model import MODEL_PRESETS, padded_vocab_size
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -213,18 +217,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--heartbeat-steps", type=int, default=200, help="steps of the heartbeat run (0: skip)")
     args = parser.parse_args()
-    cfg, _ = adapt_to_machine(MODEL_PRESETS[args.scale])
+    hybrid = MODEL_PRESETS[args.scale]
+    cfg = dataclasses.replace(hybrid, hybrid_override_pattern=hybrid.hybrid_override_pattern.replace("M", "*"))
     vocab = padded_vocab_size(1024)  # the tiny corpus's BPE vocabulary
-    megatron = bench_megatron(args.scale, vocab, args.batch_size, args.steps)
+    with_mamba = bench_megatron(hybrid, vocab, args.batch_size, args.steps)
+    megatron = bench_megatron(cfg, vocab, args.batch_size, args.steps)
     plain = bench_plain(cfg, vocab, args.batch_size, args.steps)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
-        f"model {args.scale}: pattern {cfg.hybrid_override_pattern}, hidden {cfg.hidden_size}, seq {cfg.seq_length}, "
-        f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.steps} steps (median after {WARMUP_STEPS})"
+        f"model {args.scale}: hidden {cfg.hidden_size}, seq {cfg.seq_length}, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, {args.steps} steps (median after {WARMUP_STEPS})"
     )
-    print(f"megatron-core loop: {megatron:10.0f} tokens/s")
-    print(f"plain PyTorch loop: {plain:10.0f} tokens/s")
-    print(f"ratio megatron/plain: {megatron / plain:.2f}")
+    print(f"megatron-core loop, hybrid {hybrid.hybrid_override_pattern}:         {with_mamba:10.0f} tokens/s")
+    print(f"megatron-core loop, attention-only {cfg.hybrid_override_pattern}: {megatron:10.0f} tokens/s")
+    print(f"plain PyTorch loop, attention-only {cfg.hybrid_override_pattern}: {plain:10.0f} tokens/s")
+    print(f"ratio hybrid/attention-only (megatron): {with_mamba / megatron:.2f}")
+    print(f"ratio megatron/plain (attention-only):  {megatron / plain:.2f}")
     print(f"peak RSS of this process: {peak_gb:.2f} GB")
     if args.heartbeat_steps > 0:
         periods = bench_heartbeat(args.scale, vocab, args.batch_size, args.heartbeat_steps)

@@ -41,6 +41,8 @@ def test_stage_prints_three_wired_artifacts(tiny_stage):
     assert [a["type"] for a in (data, train, results)] == ["Dataset", "Checkpoint", "Results"]
     assert data["path"] == str(tmp / "run" / "data_curation")
     assert train["dataset_path"] == data["path"]
+    # The published layer kinds on every machine: Mamba-2 layers trained (in plain PyTorch on CPU), none replaced.
+    assert train["model"]["hybrid_override_pattern"] == "M-*-" and train["substitutions"] == []
     assert results["checkpoint_path"] == train["path"] and results["dataset_path"] == data["path"]
     assert [(e["type"], e["path"]) for e in results["lineage"]] == [
         ("Checkpoint", train["path"]),
