@@ -289,3 +289,13 @@ def code_snapshot(tmp_path_factory) -> Path:
 def docker_test_image(docker_engine, code_snapshot, tmp_path_factory):
     """``(engine, BuiltImage)``: the project's code in an image built offline from a snapshot of the repository."""
     return docker_engine, build_test_image(docker_engine, tmp_path_factory.mktemp("test-image"), root=code_snapshot)
+
+
+@pytest.fixture
+def docker_env(launcher_env, docker_test_image, code_snapshot):
+    """The launcher's environment talking to the test dockerd, planning from the code the test image holds."""
+    engine, image = docker_test_image
+    launcher_env.env["DOCKER_HOST"] = engine.host
+    # plan from the code the image holds (submit refuses an image built from other code than the plan's)
+    launcher_env.env["PYTHONPATH"] = os.pathsep.join([str(code_snapshot / "src"), launcher_env.env["PYTHONPATH"]])
+    return launcher_env, engine, image

@@ -28,8 +28,10 @@ def memlock_hard_limit() -> int:
     return -1 if hard == resource.RLIM_INFINITY else hard
 
 
-def write_profile(launcher_env, image: str, engine, name: str = "dockertest", secrets: bool = False) -> str:
-    mounts = [*engine.python_mounts, f"{TESTS}:{TESTS}:ro"]
+def write_profile(
+    launcher_env, image: str, engine, name: str = "dockertest", secrets: bool = False, mounts=(), env=None, tables=""
+) -> str:
+    mounts = [*engine.python_mounts, f"{TESTS}:{TESTS}:ro", *mounts]
     lines = [
         'extends = "docker"',
         f"secrets = {json.dumps(['HF_TOKEN'] if secrets else [])}",
@@ -40,6 +42,8 @@ def write_profile(launcher_env, image: str, engine, name: str = "dockertest", se
         f'PYTHONPATH = "/opt/nemotron/src:{TESTS}"',  # the image's code first, then the toy recipe
         # The offline test image has no C++ compiler (NGC images do): megatron's torch.compile'd helpers run eagerly.
         'TORCH_COMPILE_DISABLE = "1"',
+        *(f"{key} = {json.dumps(value)}" for key, value in (env or {}).items()),
+        tables,
         "[docker]",
         'shm_size = "256m"',
         "[docker.ulimits]",  # this machine may itself be a container: ask for no more than its own hard limit
@@ -47,15 +51,6 @@ def write_profile(launcher_env, image: str, engine, name: str = "dockertest", se
     ]
     (launcher_env.profiles / f"{name}.toml").write_text("\n".join(lines) + "\n")
     return name
-
-
-@pytest.fixture
-def docker_env(launcher_env, docker_test_image, code_snapshot):
-    engine, image = docker_test_image
-    launcher_env.env["DOCKER_HOST"] = engine.host
-    # plan from the code the image holds (submit refuses an image built from other code than the plan's)
-    launcher_env.env["PYTHONPATH"] = os.pathsep.join([str(code_snapshot / "src"), launcher_env.env["PYTHONPATH"]])
-    return launcher_env, engine, image
 
 
 # --------------------------------------------------------------------------------------------- golden text
@@ -149,6 +144,30 @@ def test_toy_stage0_runs_in_containers_and_keeps_secrets_out(docker_env):
         bound = bound.replace(image.tag, image.image_id)
         executed = (run_dir / "logs" / f"{name}.log").read_text().splitlines()[0]  # the runner's "$ command" line
         assert executed == f"$ {shlex.join(shlex.split(bound, comments=True))}", name
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_hung_step_in_a_container_is_ended_by_its_watchdog_and_retried(docker_env, curated_dataset):
+    """The fault hooks (nemotron.heartbeat): attempt 1 stops making progress at iteration 6; the watchdog in the
+    container ends it (exit 76), the runner starts a second container that resumes from the checkpoint and completes."""
+    launcher_env, engine, image = docker_env
+    data = Path(curated_dataset.path)
+    profile = write_profile(
+        launcher_env, image.tag, engine, name="hangs", mounts=[f"{data}:{data}"],
+        env={"NEMOTRON_FAULT_HANG_AT": "6"}, tables="[fault_tolerance]\nhang_timeout = 5",
+    )  # fmt: skip
+    done = launcher_env.launch(
+        "nano2.stage0.training", "--profile", profile, f"training.dataset_path={data}", "training.train_iters=10",
+        "training.warmup_iters=2", "training.save_interval=5", timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    step = done.document["steps"]["stage0_pretrain.training"]
+    first, second = step["attempts"]
+    assert (first["failure"], first["exit_code"], first["decision"]) == ("hang", 76, "retry")
+    assert second["failure"] == "completed" and step["state"] == "completed"
+    log = (Path(done.document["run_dir"]) / "logs" / "stage0_pretrain.training.log").read_text()
+    assert "watchdog: rank 0 made no progress for" in log and "resumed from" in log
 
 
 @pytest.mark.docker

@@ -58,7 +58,9 @@ def test_stage_runs_then_reuses_every_step(launcher_env: LauncherEnv) -> None:
     ]
 
     index = [json.loads(line) for line in (launcher_env.state / "runs.jsonl").read_text().splitlines()]
-    assert [e["run_id"] for e in index] == [document["run_id"], second.document["run_id"]]
+    launches = [e["run_id"] for e in index if "outcome" not in e]  # outcome lines: each run's row once finished
+    assert launches == [document["run_id"], second.document["run_id"]]
+    assert [e["outcome"]["state"] for e in index if "outcome" in e] == ["completed", "completed"]
     assert document["run_id"] < second.document["run_id"]  # ids sort by time
 
     status = launcher_env.launch("status", document["run_id"])
@@ -107,6 +109,18 @@ def test_detached_run_can_be_followed(launcher_env: LauncherEnv) -> None:
     assert followed.returncode == 0 and "training on" in followed.stderr
     _wait_for_state(launcher_env, run_id, "stage0_toy.evaluation", "completed")
     assert _states(launcher_env.launch("status", run_id).document) == dict.fromkeys(TOY_STAGE0, "completed")
+
+
+def test_status_follow_shows_each_change_and_returns_when_the_run_ends(launcher_env: LauncherEnv) -> None:
+    result = launcher_env.launch("toy.stage0", "--detach", "training.sleep_s=3")
+    assert result.returncode == 0 and result.document["state"] == "running", result.stderr
+    run_id = result.document["run_id"]
+    followed = launcher_env.launch("status", run_id, "--follow", timeout=120)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.document["state"] == "completed"  # it returned because the run ended
+    lines = [line for line in followed.stderr.splitlines() if line.startswith(f"[{run_id}] stage0_toy.training")]
+    states = [line.rsplit(": ", 1)[-1] for line in lines]
+    assert "running" in states and states[-1] == "completed", followed.stderr  # one line per change, as it went
 
 
 def test_a_run_executes_its_dry_runs_text_with_the_run_filled_in(launcher_env: LauncherEnv) -> None:

@@ -359,3 +359,48 @@ def test_one_nano2_step_runs_in_the_recipe_image_through_nemo_run_docker(launche
     metadata = json.loads((Path(step["artifact"]) / "metadata.json").read_text())
     assert metadata["path"] == step["artifact"] and Path(step["artifact"]).is_relative_to(launcher_env.root)
     assert Path(step["artifact"]).stat().st_uid == os.getuid()
+
+
+@pytest.mark.docker
+def test_a_chain_runs_in_containers_through_nemo_run_docker_and_lands_on_the_host(docker_env):
+    from test_docker_executor import memlock_hard_limit
+
+    launcher_env, engine, image = docker_env
+    launcher_env.env["NEMORUN_HOME"] = str(launcher_env.root.parent / "nemorun-home")
+    mounts = [*engine.python_mounts, f"{TESTS}:{TESTS}:ro"]
+    write_profile(launcher_env, "nrchain", f"""
+        executor = "nemo_run"
+        [container]
+        image = {json.dumps(image.tag)}
+        mounts = {json.dumps(mounts)}
+        [env]
+        PYTHONPATH = "/opt/nemotron/src:{TESTS}"
+        [nemo_run]
+        backend = "docker"
+        [nemo_run.docker]
+        ulimits = ["memlock:{memlock_hard_limit()}"]
+        """)  # fmt: skip
+    done = launcher_env.launch("toy.stage0", "--profile", "nrchain", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = done.document["steps"]
+    assert _states(done.document) == dict.fromkeys(steps, "completed") and len(steps) == 3
+    training = json.loads((Path(steps["stage0_toy.training"]["artifact"]) / "metadata.json").read_text())
+    assert training["lineage"][0]["path"] == steps["stage0_toy.data_curation"]["artifact"]  # chained on the host
+    assert all(Path(step["artifact"]).is_relative_to(launcher_env.root) for step in steps.values())
+
+
+@pytest.mark.slow
+def test_nano2_stage0_runs_as_three_dependent_tasks_on_nemo_runs_local_backend(launcher_env, tmp_path):
+    launcher_env.env["NEMORUN_HOME"] = str(tmp_path / "nemorun-home")
+    write_profile(launcher_env, "nrlocal", 'executor = "nemo_run"\n[nemo_run]\nbackend = "local"\n')
+    lean = ("training.train_iters=5", "training.warmup_iters=1", "evaluation.limit=8")
+    done = launcher_env.launch("nano2.stage0", "--profile", "nrlocal", *lean, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = launcher_env.launch("status", done.document["run_id"])
+    assert status.returncode == 0
+    assert _states(status.document) == {
+        f"stage0_pretrain.{s}": "completed" for s in ("data_curation", "training", "evaluation")
+    }
+    steps = status.document["steps"]
+    evaluation = json.loads((Path(steps["stage0_pretrain.evaluation"]["artifact"]) / "metadata.json").read_text())
+    assert evaluation["lineage"][0]["path"] == steps["stage0_pretrain.training"]["artifact"]  # each after its input
