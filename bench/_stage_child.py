@@ -1,6 +1,7 @@
-"""What the nano2 stage benches share: run one stage as a child process and measure it, then print the seed table.
+"""What the stage benches share: run one stage of a recipe (``--recipe``, default nano2) as a child process and
+measure it, then print the seed table.
 
-A stage runs as ``python -m nemotron.recipes.nano2.<stage> --scale tiny --seed S ... --output-root DIR``; its wall
+A stage runs as ``python -m nemotron.recipes.<recipe>.<stage> --scale tiny --seed S ... --output-root DIR``; its wall
 time is measured around the child, its peak RSS is the child's own ``ru_maxrss`` (``os.wait4``, so the figure is that
 stage process's largest resident set, not the maximum over every child this bench ever started), and its stdout (the
 stage's JSON document) is kept in ``DIR/stdout.json`` and parsed.
@@ -9,6 +10,7 @@ stage's JSON document) is kept in ``DIR/stdout.json`` and parsed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -35,9 +37,15 @@ def artifact_env(root: Path) -> dict[str, str]:
     return {**os.environ, "NEMOTRON_ARTIFACT_ROOT": str(root / "artifact_root")}
 
 
-def run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *args: str) -> StageRun:
-    """Run nano2 ``stage`` at tiny scale with outputs under ``out``; exits the bench if the stage fails."""
-    command = [sys.executable, "-m", f"nemotron.recipes.nano2.{stage}", "--scale", "tiny", "--seed", str(seed)]
+RECIPES = ("nano2", "nemotron4")
+
+
+def run_stage(recipe: str, stage: str, seed: int, out: Path, env: dict[str, str], *args: str) -> StageRun:
+    """Run ``recipe``'s ``stage`` at tiny scale with outputs under ``out``; exits the bench if the stage fails."""
+    module = f"nemotron.recipes.{recipe}.{stage}"
+    if importlib.util.find_spec(module) is None:
+        raise SystemExit(f"recipe {recipe} has no stage {stage}: this bench measures a recipe that has it")
+    command = [sys.executable, "-m", module, "--scale", "tiny", "--seed", str(seed)]
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with (out / "stdout.json").open("w+") as stdout:
@@ -52,7 +60,7 @@ def run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *args: str)
     return StageRun(json.loads(document)["artifacts"], wall, usage.ru_maxrss / 1024)  # Linux reports kilobytes
 
 
-def kept_or_run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *args: str) -> StageRun:
+def kept_or_run_stage(recipe: str, stage: str, seed: int, out: Path, env: dict[str, str], *args: str) -> StageRun:
     """The complete run of ``stage`` an earlier bench kept in ``out`` (``--keep``), else ``run_stage``.
 
     Complete: ``out/stdout.json`` parses (a stage prints it only after all its steps succeeded) and every artifact in
@@ -64,17 +72,18 @@ def kept_or_run_stage(stage: str, seed: int, out: Path, env: dict[str, str], *ar
     except (OSError, ValueError, KeyError, TypeError):
         complete = False
     if not complete:
-        return run_stage(stage, seed, out, env, *args)
+        return run_stage(recipe, stage, seed, out, env, *args)
     print(f"seed {seed}: reusing the complete {stage} run in {out}", file=sys.stderr)
     return StageRun(artifacts, math.nan, math.nan)
 
 
-def run_seeds(doc: str, timed: str, run_seed: Callable[[int, Path], dict[str, float]]) -> list[dict[str, float]]:
-    """Parse ``--seeds``/``--keep``, run ``run_seed(seed, root)`` for each seed, return the rows.
+def run_seeds(doc: str, timed: str, run_seed: Callable[[int, Path, str], dict[str, float]]) -> list[dict[str, float]]:
+    """Parse ``--recipe``/``--seeds``/``--keep``, run ``run_seed(seed, root, recipe)`` for each seed, return the rows.
 
     ``timed`` names the stage whose wall time is a row's ``wall_s`` (progress on stderr).
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--recipe", choices=RECIPES, default="nano2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs here (default: a temp dir, deleted)")
     args = parser.parse_args()
@@ -82,7 +91,7 @@ def run_seeds(doc: str, timed: str, run_seed: Callable[[int, Path], dict[str, fl
         root = args.keep or Path(scratch)
         rows = []
         for seed in args.seeds:
-            rows.append(run_seed(seed, root))
+            rows.append(run_seed(seed, root / args.recipe, args.recipe))
             print(f"seed {seed} done ({timed} {rows[-1]['wall_s']:.0f} s)", file=sys.stderr)
     return rows
 

@@ -1,9 +1,10 @@
-"""nano2 stage0 at --scale tiny for several seeds: wall time, peak RSS, and whether the model learned (figures only).
+"""stage0 of a recipe at --scale tiny for several seeds: wall time, peak RSS, and whether the model learned.
 
-    uv run python bench/bench_stage0.py                 # seeds 1 2 3
+    uv run python bench/bench_stage0.py                 # nano2, seeds 1 2 3
+    uv run python bench/bench_stage0.py --recipe nemotron4
     uv run python bench/bench_stage0.py --seeds 1 --keep /tmp/stage0-runs
 
-Each seed runs ``python -m nemotron.recipes.nano2.stage0_pretrain --scale tiny --seed S`` as a child process; its
+Each seed runs ``python -m nemotron.recipes.<recipe>.stage0_pretrain --scale tiny --seed S`` as a child process; its
 peak RSS is the child's ``ru_maxrss`` (the largest resident set of the stage process). Prints one row per seed and a
 mean row: held-out multiple-choice accuracy against chance, greedy exact match, validation perplexity, and losses.
 """
@@ -17,8 +18,8 @@ from _stage_child import artifact_env, print_rows, run_seeds, run_stage
 COLUMNS = ("seed", "wall_s", "peak_rss_mb", "mc_acc", "chance", "gen_em", "valid_ppl", "valid_loss", "unigram_loss")
 
 
-def run_seed(seed: int, root: Path) -> dict[str, float]:
-    run = run_stage("stage0_pretrain", seed, root / f"seed{seed}", artifact_env(root))
+def run_seed(seed: int, root: Path, recipe: str) -> dict[str, float]:
+    run = run_stage(recipe, "stage0_pretrain", seed, root / f"seed{seed}", artifact_env(root))
     evaluation, training = run.artifacts["evaluation"]["metrics"], run.artifacts["training"]["metrics"]
     return {
         "seed": seed,

@@ -1,10 +1,11 @@
-"""nano2 stage1 at --scale tiny for several seeds: stage0 then stage1 per seed; stage1's wall time, peak RSS, and the
+"""stage1 of a recipe at --scale tiny for several seeds: stage0 then stage1 per seed; stage1's wall time, peak RSS, the
 instruction-following gain over its input model (figures only).
 
-    uv run python bench/bench_stage1.py                 # seeds 1 2 3
+    uv run python bench/bench_stage1.py                 # nano2, seeds 1 2 3
+    uv run python bench/bench_stage1.py --recipe nemotron4
     uv run python bench/bench_stage1.py --seeds 1 --keep /tmp/stage1-runs
 
-Each stage runs as ``python -m nemotron.recipes.nano2.<stage> --scale tiny --seed S`` in a child process; peak RSS
+Each stage runs as ``python -m nemotron.recipes.<recipe>.<stage> --scale tiny --seed S`` in a child process; peak RSS
 is the stage1 child's ``ru_maxrss``. Columns: held-out instruction exact match of the tuned and the stage0 model,
 stage0's held-out MC accuracy before/after tuning (regression), SFT valid loss on held-out replies vs. the initial one.
 """
@@ -18,13 +19,11 @@ from _stage_child import artifact_env, print_rows, run_seeds, run_stage
 COLUMNS = ("seed", "wall_s", "peak_rss_mb", "em_tuned", "em_input", "mc_tuned", "mc_input", "valid_loss", "init_loss")
 
 
-def run_seed(seed: int, root: Path) -> dict[str, float]:
-    env = artifact_env(root)
-    stage0 = run_stage("stage0_pretrain", seed, root / f"seed{seed}" / "stage0", env, "--eval.tasks", "facts_mc")
+def run_seed(seed: int, root: Path, recipe: str) -> dict[str, float]:
+    env, out = artifact_env(root), root / f"seed{seed}"
+    stage0 = run_stage(recipe, "stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
     init = stage0.artifacts["training"]["path"]
-    stage1 = run_stage(
-        "stage1_instruction_tuning", seed, root / f"seed{seed}" / "stage1", env, "--init-checkpoint-path", init
-    )
+    stage1 = run_stage(recipe, "stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
     evaluation, training = stage1.artifacts["evaluation"]["metrics"], stage1.artifacts["training"]["metrics"]
     return {
         "seed": seed,

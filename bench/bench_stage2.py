@@ -1,10 +1,11 @@
-"""nano2 stage2 at --scale tiny for several seeds: stage0, stage1 then stage2 (DPO) per seed; stage2's wall time, peak
-RSS, and the preference-accuracy gain over its stage1 input model (figures only).
+"""stage2 of a recipe at --scale tiny for several seeds: stage0, stage1 then stage2 (DPO) per seed; stage2's wall time,
+peak RSS, and the preference-accuracy gain over its stage1 input model (figures only).
 
-    uv run python bench/bench_stage2.py                 # seeds 1 2 3
+    uv run python bench/bench_stage2.py                 # nano2, seeds 1 2 3
+    uv run python bench/bench_stage2.py --recipe nemotron4
     uv run python bench/bench_stage2.py --seeds 1 --keep /tmp/stage2-runs
 
-Each stage runs as ``python -m nemotron.recipes.nano2.<stage> --scale tiny --seed S`` in a child process (stage0 with
+Each stage runs as ``python -m nemotron.recipes.<recipe>.<stage> --scale tiny --seed S`` in a child process (stage0 with
 ``--eval.tasks facts_mc`` only, to save time; stage1 and stage2 each start from the previous stage's training
 checkpoint). With ``--keep DIR``, a stage0 or stage1 run already complete in ``DIR/seedS`` (from an earlier bench) is
 reused instead of re-run, as stderr says; stage2 always runs. Columns, all from stage2's Results:
@@ -29,13 +30,14 @@ from _stage_child import artifact_env, kept_or_run_stage, print_rows, run_seeds,
 COLUMNS = ("seed", "wall_s", "peak_rss_mb", "n_pairs", "acc_dpo", "acc_input", "reward_margin", "em_dpo", "em_input")
 
 
-def run_seed(seed: int, root: Path) -> dict[str, float]:
+def run_seed(seed: int, root: Path, recipe: str) -> dict[str, float]:
     env, out = artifact_env(root), root / f"seed{seed}"
-    stage0 = kept_or_run_stage("stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
+    stage0 = kept_or_run_stage(recipe, "stage0_pretrain", seed, out / "stage0", env, "--eval.tasks", "facts_mc")
     init = stage0.artifacts["training"]["path"]
-    stage1 = kept_or_run_stage("stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
+    tuning = ("stage1_instruction_tuning", seed, out / "stage1", env, "--init-checkpoint-path", init)
+    stage1 = kept_or_run_stage(recipe, *tuning)
     init = stage1.artifacts["training"]["path"]
-    stage2 = run_stage("stage2_alignment", seed, out / "stage2", env, "--init-checkpoint-path", init)
+    stage2 = run_stage(recipe, "stage2_alignment", seed, out / "stage2", env, "--init-checkpoint-path", init)
     metrics = stage2.artifacts["evaluation"]["metrics"]
     return {
         "seed": seed,
