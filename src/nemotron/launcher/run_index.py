@@ -5,9 +5,10 @@ Two kinds of lines, each appended with one ``O_APPEND`` write (concurrent writer
 
 - a **launch** line, written by ``runs.create_run``: ``{"run_id", "run_dir", "target", "executor", "created_at",
   "scale", "profile"}``;
-- an **outcome** line, appended once a run is seen finished (``runs.save_run``, or a listing that found a finished
-  record without one): ``{"run_id", "run_dir", "outcome": ROW}``, ROW being ``run_row`` of the finished record.
-  A finished run's state no longer changes, so its row does not either; the newest outcome line of a run wins.
+- an **outcome** line, appended once a run is seen ended (``runs.save_run``, or a listing that found an ended
+  record without one): ``{"run_id", "run_dir", "outcome": ROW}``, ROW being ``run_row`` of the ended record. An
+  ended run's row no longer changes; should it go on after all (a local step retried after a failure), a line with
+  ``"outcome": null`` says so. The newest outcome line of a run wins.
 
 So ``nemotron-launch runs`` over 1,000 finished runs reads this file and stats their directories, and reads the
 records (and asks the scheduler) only for runs still in flight. Unreadable lines (a torn write, a hand edit, another
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 BLOCK_BYTES = 64 * 1024
 FAILED_STEP_STATES = ("failed", "timeout", "unknown")
+ENDED = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -62,7 +64,7 @@ class IndexScan:
             if entry is None:
                 self.skipped.append(offset)
             elif "outcome" in entry:
-                if isinstance(entry["outcome"], dict):  # lines come newest first: the first one seen wins
+                if entry["outcome"] is None or isinstance(entry["outcome"], dict):  # newest first: the first one wins
                     outcomes.setdefault(entry["run_id"], entry["outcome"])
             else:
                 yield IndexedRun(entry, outcomes.pop(entry["run_id"], None))
@@ -172,9 +174,17 @@ def failures_in_words(run: RunRecord) -> str | None:
     return "; ".join(words) or None
 
 
+def ended_state(run: RunRecord) -> str | None:
+    """The run's state once it has ended for good, else None (between two local steps a run is ``finished``, yet
+    ``running``)."""
+    return run.state if run.finished and run.state in ENDED else None
+
+
 def append_outcome(index: Path, run: RunRecord) -> None:
-    """Index a finished run's row (best effort: without it a listing reads the record instead)."""
-    line = json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "outcome": run_row(run)})
+    """Index the row of an ended run, or that a run indexed as ended goes on (best effort: without the line a listing
+    reads the record instead)."""
+    row = run_row(run) if ended_state(run) else None
+    line = json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "outcome": row})
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

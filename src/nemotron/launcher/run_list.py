@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemotron.errors import UserError
-from nemotron.launcher.run_index import IndexedRun, IndexScan, parse_time, run_row
+from nemotron.launcher.run_index import IndexedRun, IndexScan, append_outcome, ended_state, parse_time, run_row
 
 if TYPE_CHECKING:
     from nemotron.launcher.runs import RunRecord
@@ -176,9 +176,7 @@ def _candidates(scan: IndexScan, run_filter: RunFilter) -> Iterator[Listed]:
             if not run_filter.states or row["state"] in run_filter.states:
                 yield Listed(row)
             continue
-        if record.finished:  # indexed by a version that wrote no outcome lines, or its line was lost
-            from nemotron.launcher.run_index import append_outcome
-
+        if ended_state(record):  # indexed by a version that wrote no outcome lines, or its line was lost
             append_outcome(index_path(), record)
         yield Listed({"problem": None}, record)
 

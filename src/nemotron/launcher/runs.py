@@ -22,6 +22,7 @@ from nemotron.errors import UserError
 from nemotron.fsutil import atomic_write_text
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.plan import Plan
+from nemotron.launcher.run_index import append_outcome, ended_state
 
 StepState = Literal[
     "planned",  # not yet handed to the executor
@@ -167,7 +168,7 @@ def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = Fa
         detached=detached,
         steps=steps,
     )
-    save_run(run)
+    save_run(run, indexed=False)
     from nemotron.launcher.claims import claim_outputs
 
     try:
@@ -175,8 +176,8 @@ def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = Fa
     except RunError:
         shutil.rmtree(run_dir, ignore_errors=True)  # refused: no trace of this launch
         raise
-    save_run(run)  # with the jobs another run completed meanwhile marked reused
     _append_index(run)
+    save_run(run)  # with the jobs another run completed meanwhile marked reused (then indexed as finished)
     return run
 
 
@@ -190,14 +191,15 @@ def mark_not_started(run: RunRecord, reason: str) -> list[str]:
     return names
 
 
-def save_run(run: RunRecord) -> None:
+def save_run(run: RunRecord, indexed: bool = True) -> None:
+    """Write the record; once it has ended (and ``indexed``: its launch line is in the run index), its outcome goes in
+    the index too, so a listing reads one line for it (``run_index``)."""
     run.updated_at = _now()
-    outcome = run.state if run.finished and run.indexed_outcome != run.state else None
-    run.indexed_outcome = outcome or run.indexed_outcome
+    changed = indexed and ended_state(run) != run.indexed_outcome
+    if changed:
+        run.indexed_outcome = ended_state(run)
     atomic_write_text(Path(run.run_dir) / RUN_FILE, run.model_dump_json(indent=2) + "\n")
-    if outcome is not None:  # once finished, its row no longer changes: listing it reads the index only
-        from nemotron.launcher.run_index import append_outcome
-
+    if changed:
         append_outcome(index_path(), run)
 
 
