@@ -7,6 +7,7 @@ Without the ``nemo-run`` extra these tests skip on a laptop; under CI (which ins
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import os
@@ -287,6 +288,23 @@ def test_nano2_stage0_runs_as_three_chained_nemo_run_jobs(on_nemo_slurm, tmp_pat
         for path in base.rglob("*"):
             if path.is_file():
                 assert SECRET_VALUE.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slurm
+def test_a_secret_reaches_nemo_runs_slurm_jobs_through_a_private_file_only(on_nemo_slurm, slurm_cluster_acct):
+    from test_secret_paths import files_holding
+
+    done = on_nemo_slurm.launch("toy.stage0", "--profile", "nrslurm", "training.digest_of=NEMOTRON_TEST_TOKEN")
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = on_nemo_slurm.launch("logs", done.document["run_id"], "training")
+    assert f"NEMOTRON_TEST_TOKEN sha256 {hashlib.sha256(SECRET_VALUE.encode()).hexdigest()}" in logs.stderr
+    assert not (Path(done.document["run_dir"]) / "secrets.env").exists()  # gone once the run ended
+    base = slurm_cluster_acct.base
+    home = Path(on_nemo_slurm.env["NEMORUN_HOME"])
+    assert files_holding(SECRET_VALUE, base / "state", base / "spool", on_nemo_slurm.root, home) == []
+    for step in done.document["steps"].values():
+        envs = slurm_cluster_acct.run("sacct", "-j", step["job_id"], "--env-vars").stdout
+        assert "PATH=" in envs and SECRET_VALUE not in envs
 
 
 @pytest.mark.slurm

@@ -12,7 +12,7 @@ import pytest
 from test_slurm_executor import run_ids, use_cluster, wait_for
 
 
-def _files_holding(value: str, *bases: Path) -> list[Path]:
+def files_holding(value: str, *bases: Path) -> list[Path]:
     found = []
     for base in bases:
         for path in base.rglob("*"):
@@ -38,7 +38,7 @@ def test_a_secret_reaches_the_job_and_no_file_or_record_of_the_scheduler(launche
     saved = [p for p in state_dir.rglob("environment") if p.parent.name.removeprefix("job.") in jobs]
     assert saved, sorted(str(p) for p in state_dir.rglob("*"))
     assert all(b"PATH=" in p.read_bytes() for p in saved)
-    assert _files_holding(secret, state_dir) == []
+    assert files_holding(secret, state_dir) == []
 
     run_dir = Path(launched.document["run_dir"])
     wait_for(lambda: not (run_dir / "secrets.env").exists(), timeout=180, what="the run to end")
@@ -49,7 +49,7 @@ def test_a_secret_reaches_the_job_and_no_file_or_record_of_the_scheduler(launche
     assert f"NEMOTRON_TEST_TOKEN sha256 {hashlib.sha256(secret.encode()).hexdigest()}" in log  # it reached the job
 
     base = slurm_cluster_acct.base
-    assert _files_holding(secret, state_dir, base / "spool", base / "log", env.root, env.state) == []
+    assert files_holding(secret, state_dir, base / "spool", base / "log", env.root, env.state) == []
     # the accounting database's copy of each batch job's environment, as sacct shows it
     for job in jobs:
         envs = slurm_cluster_acct.run("sacct", "-j", job, "--env-vars").stdout

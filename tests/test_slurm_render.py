@@ -125,7 +125,7 @@ def test_no_secret_in_any_rendered_script_or_dry_run(eos, monkeypatch, launcher_
     cleanup = rendered.pop("secrets-cleanup")
     assert f"--dependency=afterany:{':'.join('{' + name + '}' for name in rendered)}" in cleanup
     assert cleanup.rstrip().endswith(f"rm -f -- {ROOT}/runs/{{run_id}}/secrets.env")
-    assert all("secrets.env" in text and "set +x" in text for text in rendered.values())
+    assert all("secrets.env" in text and "set +vx" in text for text in rendered.values())
     dry = launcher_env.launch(
         "toy.stage0", "--profile", "eos", "--dry-run", HF_TOKEN=SECRET, WANDB_API_KEY=SECRET, NEMOTRON_IMAGE="x"
     )

@@ -155,8 +155,9 @@ def render_sbatch(
 
 
 def source_secrets(secrets_file: str) -> list[str]:
-    """Shell lines exporting a 0600 file's ``KEY=value`` lines, with tracing off so no value reaches a log."""
-    return ["{ set +x; } 2>/dev/null", "set -a", f". {q(secrets_file)}", "set +a"]
+    """Shell lines exporting a 0600 file's ``KEY=value`` lines, with tracing off so no value reaches a log: ``-x``
+    would print the assignments, ``-v`` the file's lines as they are read (NeMo-Run's scripts run ``set -evx``)."""
+    return ["{ set +vx; } 2>/dev/null", "set -a", f". {q(secrets_file)}", "set +a"]
 
 
 def _environment(env, secrets_file, workdir, pythonpath, runtime) -> list[str]:
