@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_calls import SlurmCalls
 
 pytestmark = [pytest.mark.slurm]
 
@@ -202,24 +203,13 @@ def test_a_requeued_job_still_reads_the_secrets_and_they_go_after_it_completes(o
 
 
 # ----------------------------------------------------------------------------------------- polling & accounting
-def _wrap_scheduler_commands(tmp_path: Path) -> tuple[Path, Path]:
-    """sacct/squeue pass-through scripts on PATH that record each call."""
-    bin_dir, calls = tmp_path / "wrapped-bin", tmp_path / "calls.log"
-    bin_dir.mkdir()
-    for name in ("sacct", "squeue", "scontrol"):
-        real = f"/usr/bin/{name}"
-        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexec {real} "$@"\n')
-        (bin_dir / name).chmod(0o755)
-    return bin_dir, calls
-
-
-def _calls_per_status(env, run_id: str, bin_dir: Path, calls: Path, polls: int = 3) -> list[int]:
+def _calls_per_status(env, run_id: str, calls: SlurmCalls, polls: int = 3) -> list[int]:
     counts = []
     for _ in range(polls):
-        calls.write_text("")
-        status = env.launch("status", run_id, PATH=f"{bin_dir}:{os.environ['PATH']}")
+        calls.take()
+        status = env.launch("status", run_id, PATH=calls.path(os.environ["PATH"]))
         assert status.returncode == 0, status.stderr
-        counts.append(len(calls.read_text().splitlines()))
+        counts.append(sum(calls.take().values()))
     return counts
 
 
@@ -229,7 +219,7 @@ def test_one_scheduler_call_per_poll_whatever_the_number_of_jobs(
 ):
     cluster = slurm_cluster_acct if accounting else slurm_cluster
     env = use_cluster(launcher_env, cluster)
-    bin_dir, calls = _wrap_scheduler_commands(tmp_path)
+    calls = SlurmCalls(tmp_path / "calls")
     per_run = {}
     for target in ("toy.stage0", "toy.stage0.data_curation"):
         launched = env.launch(target, "--profile", "slurm-test", "--detach", "--force", "training.sleep_s=300"
@@ -241,9 +231,9 @@ def test_one_scheduler_call_per_poll_whatever_the_number_of_jobs(
             wait_for(lambda i=ids: len(cluster.run("sacct", "-X", "-n", "-j", i).stdout.splitlines())
                      == len(i.split(",")), what="jobs in accounting")  # fmt: skip
         env.launch("status", run_id)  # first poll learns whether accounting is on
-        per_run[target] = (_calls_per_status(env, run_id, bin_dir, calls), launched.document)
+        per_run[target] = (_calls_per_status(env, run_id, calls), launched.document)
     stage_counts, stage_doc = per_run["toy.stage0"]
-    assert stage_counts == [1, 1, 1], calls.read_text()
+    assert stage_counts == [1, 1, 1], stage_counts
     single_counts, _ = per_run["toy.stage0.data_curation"]
     assert all(count <= 1 for count in single_counts)
     env.launch("cancel", stage_doc["run_id"])
