@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,7 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
     _profile(env, "unsetvar", 'artifact_root = "${NEMOTRON_TEST_NOT_SET}/x"\n')
     _profile(env, "three-ranks", 'extends = "local"\n[local]\nnproc_per_node = 3\n')
     _profile(env, "old-release", 'extends = "slurm-test"\n[slurm]\nmax_requeues = 2\n')  # a key that moved
+    _profile(env, "short-runs", 'extends = "eos"\n[fault_tolerance]\nmax_segments = 100\n')
     corpus = tmp / "corpus"  # a user's own text: a validation split, no held-out facts
     corpus.mkdir()
     (corpus / "notes.txt").write_text("The old baker crosses the bridge near the station every morning.\n")
@@ -98,15 +100,36 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
             "invalid config for stage0_pretrain.data_curation: --quality-threshold 7.0 is out of range",
             {},
         ),
-        # the data-parallel size comes from the job's planned ranks: 16 samples do not split over 3 (or 64) of them
+        # the data-parallel size comes from the job's planned ranks and layout: 16 samples do not split over 3 of them,
+        # 100 not over the 8 data-parallel groups of 64 GPUs at tensor parallel 8
         (
             ["nano2.stage0", "--profile", "three-ranks"],
             ("stage0_pretrain.training", "--global-batch-size 16: must be a multiple of the data-parallel size 3"),
             {},
         ),
         (
-            ["nano2", "--profile", "eos", "--scale", "full", "--dry-run", "stage0.training.global_batch_size=96"],
-            ("stage0_pretrain.training", "--global-batch-size 96: must be a multiple of the data-parallel size 64"),
+            ["nano2", "--profile", "eos", "--scale", "full", "--dry-run", "stage0.training.global_batch_size=100"],
+            ("stage0_pretrain.training", "--global-batch-size 100: must be a multiple of the data-parallel size 8"),
+            {"USER": "alice"},
+        ),
+        # a layout whose memory per GPU the profile's GPUs do not have: refused at the dry-run, naming one that fits
+        *(
+            (
+                [recipe, "--profile", "eos", "--scale", "full", "--dry-run", "training.tensor_parallel=1"],
+                (
+                    "stage0_pretrain.training: --tensor-parallel 1",
+                    "GB per GPU",
+                    "more than the 80 GB of a GPU",
+                    "a layout that fits: --tensor-parallel ",
+                ),
+                {"USER": "alice"},
+            )
+            for recipe in ("nano2.stage0", "nemotron4.stage0")
+        ),
+        # more time-limit segments than the profile allows a job
+        (
+            ["nano2.stage0", "--profile", "short-runs", "--scale", "full", "--dry-run"],
+            ("stage0_pretrain.training needs about", "time-limit segments of 04:00:00", "max_segments = 100"),
             {"USER": "alice"},
         ),
         (["toy.stage0.training", "training.dataset_artifact=nothing:latest"], "no tracked artifact", {}),
@@ -328,6 +351,25 @@ def test_importing_cli_and_rendering_a_plan_stays_light(launcher_env: LauncherEn
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"heavy modules imported: {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize("recipe", ["nano2", "nemotron4"])
+def test_full_scale_on_eos_fits_its_gpus_and_says_what_it_costs(launcher_env: LauncherEnv, recipe: str) -> None:
+    result = launcher_env.launch(recipe, "--profile", "eos", "--dry-run", "--scale", "full", USER="alice")
+    assert result.returncode == 0, result.stderr
+    trainings = {name: job for name, job in result.document["jobs"].items() if name.endswith(".training")}
+    assert len(trainings) >= 2
+    for name, job in trainings.items():
+        estimate, resources = job["estimate"], job["resources"]
+        assert 0 < estimate["memory"]["total_gb"] <= 80, (name, estimate)  # eos: [gpu] memory_gb = 80
+        layout, cost = estimate["layout"], estimate["cost"]
+        gpus = resources["nodes"] * resources["gpus_per_node"]
+        assert layout["tensor_parallel"] * layout["pipeline_parallel"] * layout["data_parallel"] == gpus
+        assert cost["gpus"] == gpus and cost["gpu_hours"] == pytest.approx(cost["wall_hours"] * gpus, rel=1e-2)
+        assert cost["segments"] == math.ceil(cost["wall_hours"] / 4 - 1e-9) or cost["segments"] == 1  # 04:00:00
+        block = result.stderr.split(f"  {name}  [run]", 1)[1].split("\n  stage", 1)[0]
+        assert "GB per GPU" in block and "GPU-hours" in block, block  # shown to people too
+    assert "total: " in result.stderr and "GPU-hours" in result.stderr
 
 
 @pytest.mark.parametrize("target", ["nano2", "nano2.stage0"])

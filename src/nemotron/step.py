@@ -40,6 +40,15 @@ C = TypeVar("C")
 
 
 @dataclass(frozen=True)
+class GPUSpec:
+    """What one GPU of a job holds and does, as its cluster profile states it (``[gpu]``)."""
+
+    memory_gb: float | None  # None: not stated, no memory check
+    peak_tflops: float  # dense BF16
+    mfu: float  # the model FLOPs utilisation a cost preview assumes
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a step runs, as far as its checks care: ranks in all, and GPUs per node when known (None: not known,
     e.g. a local run that takes whatever devices the machine has). Torch-free: the launcher builds one per job."""
@@ -49,6 +58,10 @@ class Placement:
     # Whether the step's filesystem is the checker's, so paths a person named (--sources, a tokenizer) are checked
     # too: always at the start of a step; at plan time only where the launcher sees the jobs' files (not through SSH).
     files_here: bool = True
+    # At plan time, for a job on GPUs: what its GPUs are (a training step checks its memory and previews its cost)
+    # and the job's time limit in seconds (the segments a long run takes); None in a running step.
+    gpu: GPUSpec | None = None
+    time_limit_s: int | None = None
 
     @classmethod
     def from_environment(cls) -> Placement:
@@ -108,12 +121,12 @@ def carried_by(
     return recorded_provides(Path(artifact.path))
 
 
-def validate_step(module: ModuleType, config: Any, placement: Placement, carried: frozenset[str]) -> None:
+def validate_step(module: ModuleType, config: Any, placement: Placement, carried: frozenset[str]) -> Any:
     """A step module's own ``validate`` — the function its ``main`` calls first — for a planner or a stage that runs
-    it ahead of the step. A module without one (a recipe of another kit) has only its Config's own checks."""
+    it ahead of the step. A module without one (a recipe of another kit) has only its Config's own checks. Returns
+    what it returns: an estimate with ``lines()`` and ``as_dict()`` (a training job's), or None."""
     validate = getattr(module, "validate", None)
-    if validate is not None:
-        validate(config, placement, carried)
+    return validate(config, placement, carried) if validate is not None else None
 
 
 def will_carry(module: ModuleType, config: Any, carried: frozenset[str]) -> frozenset[str]:

@@ -142,6 +142,7 @@ def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:
                 "inputs": {k: str(v) for k, v in job.inputs.items()},
                 "artifact": str(job.output),
                 "resources": job.resources.model_dump(),
+                "estimate": job.estimate,
             }
             for job in plan.jobs
         },
@@ -355,14 +356,32 @@ class Profiles:
             profile = load_profile(self.name)
             print(f"profile {profile.name}: {profile.description}", file=sys.stderr)
             by_recipe, lines = profile_allocations(profile)
+            estimates = _training_estimates(profile, by_recipe)
             print("\n".join(lines), file=sys.stderr)
-            emit({**profile.model_dump(mode="json"), "allocations": by_recipe})
+            for recipe, jobs in estimates.items():
+                print(
+                    f"{recipe} training jobs on {profile.name}, per scale, with their default settings:",
+                    file=sys.stderr,
+                )
+                for job, per_scale in jobs.items():
+                    for scale, estimate in per_scale.items():
+                        shown = estimate.get("error") or "; ".join(estimate["lines"])
+                        print(f"  {job} {scale}: {shown}", file=sys.stderr)
+            emit({**profile.model_dump(mode="json"), "allocations": by_recipe, "estimates": estimates})
             return 0
         found = available_profiles()
         for name, path in sorted(found.items()):
             print(f"{name:<14} {path}", file=sys.stderr)
         emit({"profiles": {name: str(path) for name, path in sorted(found.items())}})
         return 0
+
+
+def _training_estimates(profile, recipes) -> dict[str, dict[str, Any]]:
+    """Per recipe the profile fits: each estimating step's figures per scale (``plan.default_estimates``)."""
+    from nemotron.launcher.plan import default_estimates
+    from nemotron.launcher.targets import load_recipe
+
+    return {name: default_estimates(profile, load_recipe(name)) for name in recipes}
 
 
 @dataclasses.dataclass

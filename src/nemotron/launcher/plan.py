@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from nemotron.artifact import shown
-from nemotron.declaration import Input, Stage, Step, check_input_fields
+from nemotron.declaration import Input, Recipe, Stage, Step, check_input_fields
 from nemotron.errors import UserError
 from nemotron.launcher.code_identity import CODE_DIGEST_ENV, code_digest, package_digest
 from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_given_input
@@ -48,8 +48,8 @@ from nemotron.launcher.overrides import (
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.resources import JobResources, check_step_tables, resolve_resources
 from nemotron.launcher.targets import Target, TargetError, resolve_target
-from nemotron.scale import check_scale
-from nemotron.step import Placement, config_snapshot, validate_step, will_carry
+from nemotron.scale import SCALES, check_scale
+from nemotron.step import GPUSpec, Placement, config_snapshot, validate_step, will_carry
 
 ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
 
@@ -72,6 +72,9 @@ class Job(BaseModel):
     # What its input artifacts carry, as its step's validate was given it at plan time (derived from the inputs, so
     # not fingerprinted itself).
     carried: list[str] = Field(default_factory=list)
+    # What its step's validate estimated for it (a training job on GPUs: layout, memory per GPU, cost), as
+    # ``{"lines": [...], **as_dict()}``; None for a step that estimates nothing.
+    estimate: dict[str, Any] | None = None
 
     def command(self, python: str = "python") -> list[str]:
         return [python, "-m", self.module, *self.args]
@@ -230,7 +233,8 @@ class _Planner:
         config = _instantiate(config_cls, {**values, "output_dir": output}, where)
         resources = resolve_resources(stage, step, self.profile, self.scale)
         carried = frozenset().union(*(ref.carried() for ref in inputs.values()))
-        _validate(step, config, job_placement(resources, self.files_here), carried, where)
+        estimate = _validate(step, config, self._placement(resources), carried, where)
+        self._check_segments(estimate, resources, where)
         self.provides[where] = _provided(step, config, carried)
         return Job(
             name=where,
@@ -248,7 +252,22 @@ class _Planner:
             env={**self.env, **self.profile.fault_tolerance.job_env(step.name)},
             reuse=not self.force and is_complete(output, step.artifact_type),
             carried=sorted(carried),
+            estimate={"lines": estimate.lines(), **estimate.as_dict()} if estimate is not None else None,
         )
+
+    def _placement(self, resources: JobResources) -> Placement:
+        """The job's placement at plan time: its ranks, whether its files are here, its GPUs as the profile states."""
+        return job_placement(resources, self.files_here, gpu_spec(self.profile, resources))
+
+    def _check_segments(self, estimate: Any, resources: JobResources, where: str) -> None:
+        """A run that needs more time-limit segments than the profile allows is refused now, not in week three."""
+        segments, limit = getattr(estimate, "segments", None), self.profile.fault_tolerance.max_segments
+        if segments is not None and segments > limit:
+            raise OverrideError(
+                f"{where} needs about {segments} time-limit segments of {resources.time} ({estimate.cost.text()}), "
+                f"more than fault_tolerance.max_segments = {limit}: give it more nodes, a longer time limit or "
+                "fewer --train-iters, or raise max_segments in the profile"
+            )
 
     def _input(self, stage: Stage, step: Step, spec: Input, values: dict[str, Any]) -> ArtifactRef | None:
         producer = (spec.stage or stage.name, spec.step)
@@ -336,8 +355,37 @@ def _instantiate(config_cls: type, values: dict[str, Any], where: str) -> Any:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
 
-def job_placement(resources: JobResources, files_here: bool = True) -> Placement:
-    """The ``Placement`` a job's step sees at start: nodes x ranks per node, and the GPUs Slurm gives each node.
+def gpu_spec(profile: Profile, resources: JobResources) -> GPUSpec | None:
+    """What the job's GPUs are, as the profile's ``[gpu]`` table says (None for a job without GPUs)."""
+    gpu = profile.gpu
+    return GPUSpec(gpu.memory_gb, gpu.peak_tflops, gpu.mfu) if resources.gpus_per_node > 0 else None
+
+
+def default_estimates(profile: Profile, recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """What each step of ``recipe`` estimates for itself on ``profile`` at every scale with its default Config (a
+    training job: layout, memory per GPU, cost), as ``profiles NAME`` shows it: ``{job: {scale: estimate}}``, an
+    estimate being the dry-run's ``{"lines": [...], ...}`` or ``{"error": one line}`` for a job that cannot start."""
+    found: dict[str, dict[str, Any]] = {}
+    for stage in recipe.stages:
+        for step in stage.steps:
+            where = f"{stage.name}.{step.name}"
+            for scale in SCALES:
+                resources = resolve_resources(stage, step, profile, scale)
+                placement = job_placement(resources, False, gpu_spec(profile, resources))
+                try:
+                    config = _instantiate(_config_class(step), {"scale": scale}, where)
+                    estimate = _validate(step, config, placement, frozenset(), where)
+                except UserError as err:
+                    found.setdefault(where, {})[scale] = {"error": str(err)}
+                    continue
+                if estimate is not None:
+                    found.setdefault(where, {})[scale] = {"lines": estimate.lines(), **estimate.as_dict()}
+    return found
+
+
+def job_placement(resources: JobResources, files_here: bool = True, gpu: GPUSpec | None = None) -> Placement:
+    """The ``Placement`` a job's step sees at start: nodes x ranks per node, and the GPUs Slurm gives each node; at
+    plan time also what those GPUs are (``gpu``) and the job's time limit.
 
     0 GPUs is "not known" rather than "none": a local or docker run takes whatever devices its machine has.
     """
@@ -345,15 +393,17 @@ def job_placement(resources: JobResources, files_here: bool = True) -> Placement
         world_size=resources.nodes * resources.nproc_per_node,
         gpus_per_node=resources.gpus_per_node or None,
         files_here=files_here,
+        gpu=gpu,
+        time_limit_s=resources.time_limit_s,
     )
 
 
-def _validate(step: Step, config: Any, placement: Placement, carried: frozenset[str], where: str) -> None:
+def _validate(step: Step, config: Any, placement: Placement, carried: frozenset[str], where: str) -> Any:
     """The step's own ``validate(config, placement, carried)`` — the function its ``main`` calls first — with the job's
     placement and what its inputs will carry: a batch that does not divide over the planned ranks, or a task whose data
     the planned dataset lacks, fails here, not after Slurm allocated them."""
     try:
-        validate_step(importlib.import_module(step.module), config, placement, carried)
+        return validate_step(importlib.import_module(step.module), config, placement, carried)
     except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
@@ -378,4 +428,9 @@ def describe(plan: Plan) -> str:
         lines.append(f"    $ {shlex.join(job.command())}")
         if job.depends_on:
             lines.append(f"    after: {', '.join(job.depends_on)}")
+        lines += [f"    {line}" for line in (job.estimate or {}).get("lines", [])]
+    priced = [job.estimate["cost"] for job in plan.jobs_to_run if job.estimate and job.estimate.get("cost")]
+    if priced:
+        gpu_hours, wall = sum(c["gpu_hours"] for c in priced), sum(c["wall_hours"] for c in priced)
+        lines.append(f"  total: {gpu_hours:,.0f} GPU-hours; {wall / 24:,.1f} days of training jobs one after another")
     return "\n".join(lines)

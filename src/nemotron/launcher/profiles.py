@@ -76,10 +76,13 @@ class FaultTolerance(StrictModel):
 
     ``retry`` resumes the step from its last checkpoint in a new attempt of the same job (its dependents keep
     waiting on it): after a node failure without the failed nodes, after a time limit only if the attempt saved a
-    newer checkpoint. ``stop`` fails the step and cancels its dependents. ``max_attempts`` counts every attempt of a
-    step, whatever ended them."""
+    newer checkpoint. ``stop`` fails the step and cancels its dependents. ``max_attempts`` bounds the attempts that
+    ended in a failure (the running one included); an attempt that reached its time limit after saving a newer
+    checkpoint is a *segment* of a long run, not a failure, and ``max_segments`` bounds those: a plan whose cost
+    preview needs more is refused at ``--dry-run``."""
 
     max_attempts: int = Field(default=4, ge=1)
+    max_segments: int = Field(default=500, ge=1)  # 500 segments of 4 h: 83 days of one job
     preempted: Policy = "retry"
     node_failure: Policy = "retry"
     time_limit: Policy = "retry"
@@ -100,6 +103,16 @@ class FaultTolerance(StrictModel):
         return {HANG_TIMEOUT_ENV: str(self.hang_timeout)} if self.hang_timeout and step in self.watch_steps else {}
 
 
+class GPUOptions(StrictModel):
+    """``[gpu]``: what one GPU of the cluster holds and does, for the plan's memory check and cost preview."""
+
+    memory_gb: float | None = Field(default=None, gt=0)  # None: not stated (no memory check), e.g. 80 for H100 SXM
+    peak_tflops: float = Field(default=989.0, gt=0)  # dense BF16 of an H100 SXM (NVIDIA's datasheet)
+    # model FLOPs utilisation the cost preview assumes: Megatron-LM's 41-42 % for Nemotron-4 340B on H100s (its
+    # technical report's Table 2), rounded down
+    mfu: float = Field(default=0.40, gt=0, le=1)
+
+
 class ProfileBase(StrictModel):
     """What every profile has, whatever its executor; ``Profile`` adds the tables the registered executors own
     (``executors.registry``: ``[slurm]``, ``[ssh]``, ``[docker]``, ``[local]``, ``[nemo_run]``)."""
@@ -113,6 +126,7 @@ class ProfileBase(StrictModel):
     secrets: list[str] = Field(default_factory=list)  # names of environment variables, never values
     container: ContainerOptions = Field(default_factory=ContainerOptions)
     fault_tolerance: FaultTolerance = Field(default_factory=FaultTolerance)
+    gpu: GPUOptions = Field(default_factory=GPUOptions)
     steps: dict[str, StepOverrides] = Field(default_factory=dict)
 
     @field_validator("executor")

@@ -29,6 +29,23 @@ class JobResources(BaseModel):
     time: str
     partition: str | None = None
 
+    @property
+    def time_limit_s(self) -> int:
+        return time_seconds(self.time)
+
+
+def time_seconds(text: str) -> int:
+    """Seconds of a Slurm time (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``)."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if days:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 3:
+        hours, minutes, seconds = parts
+    else:  # MM or MM:SS
+        hours, minutes, seconds = 0, parts[0], (parts[1] if len(parts) == 2 else 0)
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
+
 
 def resolve_resources(stage: Stage, step: Step, profile: Profile, scale: str) -> JobResources:
     declared, chosen = step.resources.at(scale), profile_step_values(profile, stage, step, scale)

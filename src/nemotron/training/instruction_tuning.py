@@ -20,7 +20,9 @@ from pathlib import Path
 from nemotron.data.artifacts import Dataset
 from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings
+from nemotron.training.model import ModelConfig
+from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings, training_layout
+from nemotron.training.sizing import TrainingEstimate
 
 
 @dataclass
@@ -36,11 +38,19 @@ class SFTConfig(TrainingConfig):
     weight_decay: float = 0.0  # fine-tuning: no decay of the pretrained weights
 
 
-def validate(config: SFTConfig, placement: Placement, carried: frozenset[str], presets: dict[str, TrainPreset]) -> None:
-    """Every check before work: at the start of ``finetune``, and by the launcher at plan time with the job's ranks."""
-    check_training(config, presets, placement)
+def validate(
+    config: SFTConfig,
+    placement: Placement,
+    carried: frozenset[str],
+    presets: dict[str, TrainPreset],
+    models: dict[str, ModelConfig] | None = None,
+) -> TrainingEstimate | None:
+    """Every check before work: at the start of ``finetune``, and by the launcher at plan time with the job's ranks
+    and GPUs; with ``models`` (what the init checkpoint is expected to hold), the job's memory and cost estimate."""
+    estimate = check_training(config, presets, placement, models)
     check_input(config.dataset_path, Dataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
+    return estimate
 
 
 def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str) -> Checkpoint:
@@ -64,7 +74,7 @@ def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str)
     from nemotron.training.sft import PackedSFTSamples
 
     train_rows, valid_rows = load_packed(dataset.train_prefix), load_packed(dataset.valid_prefix)
-    run = _prepare_run_from(init_from, config, dataset.vocab_size)
+    run = _prepare_run_from(init_from, config, dataset.vocab_size, training_layout(config, presets))
     settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     run.load_weights(init_from)
     seq_length = run.model_config.seq_length
@@ -104,7 +114,7 @@ def _init_checkpoint(config: SFTConfig, dataset) -> Checkpoint:
     return Checkpoint.load(path=upstream[0].path)
 
 
-def _prepare_run_from(init_from: Checkpoint, config: SFTConfig, vocab_size: int):
+def _prepare_run_from(init_from: Checkpoint, config: SFTConfig, vocab_size: int, layout: tuple[int, int]):
     """``prepare_run`` for the model the init checkpoint holds rather than a recipe's scale table: from here on
     SIGTERM/SIGUSR1 end in a checkpoint and exit 75. Its substitutions stay recorded (the tuned model keeps them)."""
     from nemotron.training.loop import catch_stop_signals
@@ -113,18 +123,21 @@ def _prepare_run_from(init_from: Checkpoint, config: SFTConfig, vocab_size: int)
 
     catch_stop_signals()
     model = ModelConfig.from_dict(init_from.model)
-    run = prepare_model_run(model, config.seed, vocab_size, config.tensor_parallel, config.pipeline_parallel)
+    run = prepare_model_run(model, config.seed, vocab_size, *layout)
     run.substitutions = [*init_from.substitutions, *(s for s in run.substitutions if s not in init_from.substitutions)]
     return run
 
 
-def step(presets: dict[str, TrainPreset], step_file: str) -> tuple[Callable, Callable]:
+def step(
+    presets: dict[str, TrainPreset], step_file: str, models: dict[str, ModelConfig] | None = None
+) -> tuple[Callable, Callable]:
     """A recipe's fine-tuning step module in one line: its ``validate`` and ``main``, bound to the recipe's
-    ``presets`` (training settings per scale; the model is the init checkpoint's own); ``step_file`` is the module's
-    ``__file__`` (its default output directory is named after it)."""
+    ``presets`` (training settings per scale; the model is the init checkpoint's own, ``models`` what it is expected
+    to be per scale, for the plan's estimate); ``step_file`` is the module's ``__file__`` (its default output
+    directory is named after it)."""
 
-    def step_validate(config: SFTConfig, placement: Placement, carried: frozenset[str]) -> None:
-        validate(config, placement, carried, presets)
+    def step_validate(config: SFTConfig, placement: Placement, carried: frozenset[str]) -> TrainingEstimate | None:
+        return validate(config, placement, carried, presets, models)
 
     def step_main(config: SFTConfig) -> Checkpoint:
         return finetune(config, presets, step_file)

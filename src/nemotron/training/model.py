@@ -109,20 +109,36 @@ def count_parameters(config: ModelConfig, vocab_size: int) -> int:
     """Parameters ``build_model`` gives ``config`` (one model-parallel rank of one), computed without building it:
     untied embedding and output layer, no linear biases, RMSNorm (hybrid: weight) or LayerNorm (dense: weight + bias).
     """
-    h = config.hidden_size
-    attention = h * config.kv_channels * (2 * config.num_attention_heads + 2 * config.num_query_groups)
-    ffn = 2 * h * config.ffn_hidden_size
+    return sum(layer_parameters(config)) + norm_parameters(config) + 2 * vocab_size * config.hidden_size
+
+
+def layer_kinds(config: ModelConfig) -> list[str]:
+    """What each layer of the stack holds, in order: ``M`` Mamba-2, ``*`` attention, ``-`` FFN; a dense layer is
+    attention then FFN (``*-``)."""
     if isinstance(config, GPTConfig):
-        norm = 2 * h
-        stack = config.num_layers * (2 * norm + attention + ffn) + norm
-    else:
-        norm = h
+        return ["*-"] * config.num_layers
+    return list(config.hybrid_override_pattern)
+
+
+def layer_parameters(config: ModelConfig) -> list[int]:
+    """Parameters of each layer of the stack, in order, its norms included (one model-parallel rank of one)."""
+    h = config.hidden_size
+    norm = norm_parameters(config)
+    sizes = {
+        "*": norm + h * config.kv_channels * (2 * config.num_attention_heads + 2 * config.num_query_groups),
+        "-": norm + 2 * h * config.ffn_hidden_size,
+    }
+    if isinstance(config, HybridConfig):
         inner = config.mamba_num_heads * config.mamba_head_dim
         conv = inner + 2 * config.mamba_num_groups * config.mamba_state_dim  # channels of x, B, C
-        mamba = h * (inner + conv + config.mamba_num_heads) + conv * 5 + 3 * config.mamba_num_heads + inner + inner * h
-        sizes = {"M": norm + mamba, "*": norm + attention, "-": norm + ffn}
-        stack = sum(sizes[kind] for kind in config.hybrid_override_pattern) + norm
-    return stack + 2 * vocab_size * h
+        heads = config.mamba_num_heads
+        sizes["M"] = norm + h * (inner + conv + heads) + conv * 5 + 3 * heads + inner + inner * h
+    return [sum(sizes[part] for part in kind) for kind in layer_kinds(config)]
+
+
+def norm_parameters(config: ModelConfig) -> int:
+    """One norm's parameters: RMSNorm's weight (hybrid) or LayerNorm's weight and bias (dense)."""
+    return 2 * config.hidden_size if isinstance(config, GPTConfig) else config.hidden_size
 
 
 def mamba_kernels_available() -> bool:

@@ -24,6 +24,8 @@ from nemotron.step import StepConfig
 if TYPE_CHECKING:
     from nemotron.step import Placement
     from nemotron.training.loop import TrainSettings
+    from nemotron.training.model import ModelConfig
+    from nemotron.training.sizing import TrainingEstimate
 
 # The Config fields that, when None or absent, take the preset's value.
 OVERRIDABLE = ("train_iters", "micro_batch_size", "global_batch_size", "lr", "min_lr", "warmup_iters", "save_interval")
@@ -42,6 +44,9 @@ class TrainPreset:
     warmup_iters: int = 0
     decay_style: str = "cosine"  # megatron's lr_decay_style: "cosine", "linear", "WSD", ...
     save_interval: int | None = None  # None: save only after the last iteration, so it follows --train-iters
+    # The model-parallel layout this scale's model needs on its GPUs (the plan's memory estimate checks it fits)
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
 
 
 @dataclass
@@ -59,8 +64,18 @@ class TrainingConfig(StepConfig):
     log_interval: int = 10
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
+    tensor_parallel: int | None = None
+    """Tensor-parallel ranks (default: the --scale preset's layout)."""
+    pipeline_parallel: int | None = None
+    """Pipeline stages (default: the --scale preset's layout)."""
+
+
+def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, int]:
+    """(tensor_parallel, pipeline_parallel): the Config's, else the ``--scale`` preset's."""
+    preset = presets[check_scale(config.scale)]
+    return _override_or_preset(config, preset, "tensor_parallel"), _override_or_preset(
+        config, preset, "pipeline_parallel"
+    )
 
 
 def resolve_settings(
@@ -85,18 +100,36 @@ def resolve_settings(
     )
 
 
-def check_training(config: Any, presets: dict[str, TrainPreset], placement: Placement) -> None:
+def check_training(
+    config: Any,
+    presets: dict[str, TrainPreset],
+    placement: Placement,
+    models: dict[str, ModelConfig] | None = None,
+    **sizing: int,
+) -> TrainingEstimate | None:
     """Every check of a training step's Config and placement, torch-free: what ``resolve_settings`` and the process
-    group setup would refuse, with the data-parallel size the placement gives.
+    group setup would refuse, with the data-parallel size the placement gives; with the recipe's ``models``, also
+    its memory per GPU against the placement's GPUs (``sizing``; ``frozen_copies``, ``sequences_per_sample`` for a
+    step like DPO). Returns that estimate (None without ``models``).
 
     A training step's ``validate`` calls it first thing in ``main`` (with the ranks torchrun/srun started) and the
-    launcher at plan time (with the job's nodes x ranks per node), so a batch that does not divide over the ranks is
-    refused before Slurm allocates a GPU.
+    launcher at plan time (with the job's nodes x ranks per node and its GPUs), so a batch that does not divide over
+    the ranks, or a model that does not fit, is refused before Slurm allocates a GPU.
     """
     preset = presets[check_scale(config.scale)]
-    tensor_parallel, pipeline_parallel = getattr(config, "tensor_parallel", 1), getattr(config, "pipeline_parallel", 1)
+    tensor_parallel, pipeline_parallel = training_layout(config, presets)
     data_parallel_size = check_parallelism(tensor_parallel, pipeline_parallel, placement)
-    check_settings(SimpleNamespace(**choose_settings(config, preset, data_parallel_size)), data_parallel_size)
+    settings = choose_settings(config, preset, data_parallel_size)
+    check_settings(SimpleNamespace(**settings), data_parallel_size)
+    if models is None:
+        return None
+    from nemotron.data.pretraining import VOCAB_SIZE_BY_SCALE  # the tokenizer the stage's data curation trains
+    from nemotron.training.memory import Layout
+    from nemotron.training.sizing import size_training
+
+    layout = Layout(tensor_parallel, pipeline_parallel, data_parallel_size)
+    vocab_size = VOCAB_SIZE_BY_SCALE[config.scale]
+    return size_training(models[config.scale], vocab_size, layout, settings, placement, **sizing)
 
 
 def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: Placement) -> int:

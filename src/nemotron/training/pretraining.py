@@ -19,7 +19,8 @@ from nemotron.data.artifacts import Dataset
 from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.model import ModelConfig
-from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings
+from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings, training_layout
+from nemotron.training.sizing import TrainingEstimate
 
 
 @dataclass
@@ -33,12 +34,18 @@ class PretrainConfig(TrainingConfig):
 
 
 def validate(
-    config: PretrainConfig, placement: Placement, carried: frozenset[str], presets: dict[str, TrainPreset]
-) -> None:
-    """Every check before work: at the start of ``pretrain``, and by the launcher at plan time with the job's ranks."""
-    check_training(config, presets, placement)
+    config: PretrainConfig,
+    placement: Placement,
+    carried: frozenset[str],
+    presets: dict[str, TrainPreset],
+    models: dict[str, ModelConfig],
+) -> TrainingEstimate | None:
+    """Every check before work: at the start of ``pretrain``, and by the launcher at plan time with the job's ranks
+    and GPUs; returns the job's memory and cost estimate (``sizing``)."""
+    estimate = check_training(config, presets, placement, models)
     check_input(config.dataset_path, Dataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
+    return estimate
 
 
 def pretrain(
@@ -51,7 +58,7 @@ def pretrain(
     carried = carried_by(Dataset, config.dataset_path, config.dataset_artifact) | carried_by(
         Checkpoint, config.init_checkpoint_path, piped=False
     )
-    validate(config, Placement.from_environment(), carried, presets)
+    validate(config, Placement.from_environment(), carried, presets, models)
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path) if config.init_checkpoint_path else None
     output_dir = step_output_dir(config, step_file)
@@ -63,9 +70,7 @@ def pretrain(
 
     for prefix, what in ((dataset.train_prefix, "train data"), (dataset.valid_prefix, "valid data")):
         data.check_prefix(prefix, what)
-    run = prepare_run(
-        config.scale, config.seed, dataset.vocab_size, config.tensor_parallel, config.pipeline_parallel, models=models
-    )
+    run = prepare_run(config.scale, config.seed, dataset.vocab_size, *training_layout(config, presets), models=models)
     settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     if init_from is not None:
         run.load_weights(init_from)
@@ -107,8 +112,8 @@ def step(presets: dict[str, TrainPreset], models: dict[str, ModelConfig], step_f
     ``presets`` (training settings per scale) and ``models`` (architecture per scale); ``step_file`` is the module's
     ``__file__`` (its default output directory is named after it)."""
 
-    def step_validate(config: PretrainConfig, placement: Placement, carried: frozenset[str]) -> None:
-        validate(config, placement, carried, presets)
+    def step_validate(config: PretrainConfig, placement: Placement, carried: frozenset[str]) -> TrainingEstimate | None:
+        return validate(config, placement, carried, presets, models)
 
     def step_main(config: PretrainConfig) -> Checkpoint:
         return pretrain(config, presets, models, step_file)

@@ -18,7 +18,9 @@ from nemotron.data.preference_artifacts import PreferenceDataset
 from nemotron.errors import UserError
 from nemotron.step import Placement, StepConfig, carried_by, check_input, run_step
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.presets import TrainPreset, check_training, resolve_settings
+from nemotron.training.model import MODEL_PRESETS
+from nemotron.training.presets import TrainPreset, check_training, resolve_settings, training_layout
+from nemotron.training.sizing import TrainingEstimate
 
 STEP = "training"
 
@@ -26,8 +28,8 @@ STEP = "training"
 PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(60, 16, 16, 3e-4, warmup_iters=5),
     "small": TrainPreset(1_000, 4, 64, 5e-6, warmup_iters=5),
-    "medium": TrainPreset(2_000, 2, 128, 2e-6, warmup_iters=5),
-    "full": TrainPreset(4_000, 1, 256, 1e-6, warmup_iters=5),
+    "medium": TrainPreset(2_000, 2, 128, 2e-6, warmup_iters=5, tensor_parallel=4),
+    "full": TrainPreset(4_000, 1, 256, 1e-6, warmup_iters=5, tensor_parallel=8),
 }
 
 
@@ -58,18 +60,20 @@ class Config(StepConfig):
     grad_clip: float = 1.0
 
 
-def validate(config: Config, placement: Placement, carried: frozenset[str]) -> None:
+def validate(config: Config, placement: Placement, carried: frozenset[str]) -> TrainingEstimate | None:
     """Every check before work: at the start of ``main``, and by the launcher at plan time with the job's ranks."""
     # ``not (x > 0)`` rather than ``x <= 0``: NaN fails every comparison and must not pass as a value
     if not (math.isfinite(config.sft_weight) and config.sft_weight >= 0):
         raise UserError(f"--sft-weight {config.sft_weight}: must be 0 (pure DPO) or positive, and finite")
     if not (math.isfinite(config.beta) and config.beta > 0):
         raise UserError(f"--beta {config.beta}: must be positive and finite (typical values 0.05-0.5)")
-    check_training(config, PRESETS, placement)
+    # DPO keeps a frozen reference model beside the policy and runs each pair's two sequences
+    estimate = check_training(config, PRESETS, placement, MODEL_PRESETS, frozen_copies=1, sequences_per_sample=2)
     check_input(config.dataset_path, PreferenceDataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
     if config.reference != "init":
         check_input(Path(config.reference), Checkpoint, "--reference")
+    return estimate
 
 
 def main(config: Config) -> Checkpoint:
@@ -93,7 +97,7 @@ def main(config: Config) -> Checkpoint:
 
     log = get_logger("nano2.stage2.training")
     pairs, held_out = load_tokenized_pairs(dataset.train_path), load_tokenized_pairs(dataset.heldout_path)
-    run = prepare_run(config.scale, config.seed, dataset.vocab_size)
+    run = prepare_run(config.scale, config.seed, dataset.vocab_size, *training_layout(config, PRESETS))
     settings = resolve_settings(config, PRESETS, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     pad_id = 0  # EOD; padded positions are masked out of every sum
     run.load_weights(reference)

@@ -17,10 +17,10 @@ from nemotron.training.pretraining import PretrainConfig as Config
 PRESETS: dict[str, TrainPreset] = {
     "tiny": TrainPreset(300, 16, 16, 3e-3, 3e-4, 20, "cosine", 100),
     "small": TrainPreset(20_000, 4, 256, 1e-3, 1e-5, 500, "cosine", 1_000),
-    "medium": TrainPreset(60_000, 2, 768, 6e-4, 6e-6, 2_000, "cosine", 2_000),
+    "medium": TrainPreset(60_000, 2, 768, 6e-4, 6e-6, 2_000, "cosine", 2_000, tensor_parallel=2),
     # Nemotron-4 15B: 8T tokens; the report ramps the batch 384 -> 768 -> 1152 sequences of 4096; this keeps the
     # last (1152 x 4096 = 4.7M tokens per step), so 1.7M steps; cosine decay to a tenth.
-    "full": TrainPreset(1_700_000, 1, 1152, 4.5e-4, 4.5e-5, 8_000, "cosine", 2_000),
+    "full": TrainPreset(1_700_000, 1, 1152, 4.5e-4, 4.5e-5, 8_000, "cosine", 2_000, tensor_parallel=8),
 }
 # layers, hidden, FFN, attention heads, KV heads (GQA), head size, sequence length. full is Nemotron-4 15B (arXiv
 # 2402.16819: 32 layers, hidden 6144, 48 heads with 8 KV heads, sequence 4096; FFN 24576, head size 128 and init std
