@@ -1,15 +1,16 @@
 """One-shot GPU check (issue 24): the GPU path of both recipes' models, in one prepared script under 8 minutes.
 
 On a CUDA machine it
-1. makes a tiny nano2 checkpoint on the CPU (a child process that sees no GPU: the plain-PyTorch Mamba-2 mixer,
-   megatron's local layers) and records its logits on a fixed batch;
+1. makes tiny nano2 and nemotron4 checkpoints on the CPU (a child process that sees no GPU: the plain-PyTorch Mamba-2
+   mixer, megatron's local layers) and records their logits on a fixed batch;
 2. builds nano2 (hybrid, ``small``: 14 layers ``M-M-M*-M-M-M*-``, hidden 1024) with whatever is installed
    (Transformer Engine + mamba_ssm/causal_conv1d kernels: the published spec; otherwise the plain-PyTorch stack),
    then, if the kernels are there, nano2 again with the plain-PyTorch mixer on the GPU, then nemotron4 (dense,
    ``small``: 8 layers, hidden 1024); trains each a few dozen steps in bf16 (the training loop the recipes run) on a
    learnable synthetic stream, checks that the loss falls, and prints tokens/s and MFU against the GPU's bf16 peak;
-3. loads the CPU-made checkpoint into the tiny nano2 model built on the GPU (with the kernels where installed: the
-   same parameter names, see ``nemotron.training.mamba``) and checks its logits against the CPU's.
+3. loads each CPU-made checkpoint into the same tiny model built on the GPU (Transformer Engine layers and the Mamba
+   kernels where installed: the same parameter names, see ``nemotron.training.mamba``) and checks its logits
+   against the CPU's.
 
 ``--dry-run`` runs the same code on the CPU at tiny size for a few steps, fp32 (tests run it, so it cannot rot).
 Exit status 0 if every check passed, 1 otherwise. Usage::
@@ -157,53 +158,64 @@ def train_one(label: str, config, steps: int, micro_batch: int, bf16: bool, plai
     }
 
 
-def make_cpu_checkpoint(directory: Path, steps: int) -> None:
-    """(In a child that sees no GPU.) Train tiny nano2 on the CPU, save it, and record its fp32 logits on a batch."""
+def tiny_models() -> dict:
+    """The two recipes' tiny models: what a laptop trains, whose checkpoints a GPU run must load."""
+    from nemotron.recipes.nemotron4.stage0_pretrain.training import MODELS as NEMOTRON4
+    from nemotron.training.model import MODEL_PRESETS
+
+    return {"nano2": MODEL_PRESETS["tiny"], "nemotron4": NEMOTRON4["tiny"]}
+
+
+def make_cpu_checkpoints(directory: Path, steps: int) -> None:
+    """(In a child that sees no GPU.) Train each tiny model on the CPU, save it, and record its fp32 logits on a
+    held-back batch."""
     import torch
 
     from nemotron.training.checkpointing import latest_checkpoint
     from nemotron.training.loop import train
-    from nemotron.training.model import MODEL_PRESETS, causal_mask
+    from nemotron.training.model import causal_mask
     from nemotron.training.run import prepare_model_run
 
-    config = MODEL_PRESETS["tiny"]
-    run = prepare_model_run(config, seed=0, vocab_size=VOCAB)
-    batches = learnable_batches(VOCAB, config.seq_length)
-    directory.mkdir(parents=True, exist_ok=True)
-    train(run.model, batches, settings(steps, 8, bf16=False), directory, run.ctx)
-    probe = batches(10**6, 2)
-    with torch.no_grad():
-        run.model.eval()
-        logits = run.model(probe["tokens"], probe["position_ids"], causal_mask(config.seq_length))
-    torch.save({"probe": probe, "logits": logits}, directory / "reference.pt")
-    (directory / "weights").write_text(str(latest_checkpoint(directory / "checkpoints")))
-    run.close()
+    for name, config in tiny_models().items():
+        run = prepare_model_run(config, seed=0, vocab_size=VOCAB)
+        batches = learnable_batches(VOCAB, config.seq_length)
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        train(run.model, batches, settings(steps, 8, bf16=False), directory / name, run.ctx)
+        probe = batches(10**6, 2)
+        with torch.no_grad():
+            run.model.eval()
+            logits = run.model(probe["tokens"], probe["position_ids"], causal_mask(config.seq_length))
+        torch.save({"probe": probe, "logits": logits}, directory / name / "reference.pt")
+        (directory / name / "weights").write_text(str(latest_checkpoint(directory / name / "checkpoints")))
+        run.close()
 
 
-def load_cpu_checkpoint(directory: Path) -> dict:
-    """Load the CPU-made tiny checkpoint into tiny nano2 built on this machine; compare logits (fp32, TF32 off)."""
+def load_cpu_checkpoint(directory: Path, name: str) -> dict:
+    """Load a CPU-made tiny checkpoint into the same model built on this machine; compare logits (fp32, TF32 off)."""
     import torch
 
     from nemotron.training.checkpointing import load_model_weights
-    from nemotron.training.model import MODEL_PRESETS, causal_mask
+    from nemotron.training.model import causal_mask
     from nemotron.training.run import prepare_model_run
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    config = MODEL_PRESETS["tiny"]
+    config = tiny_models()[name]
     run = prepare_model_run(config, seed=1, vocab_size=VOCAB)  # another seed: only loading makes the logits agree
-    load_model_weights(Path((directory / "weights").read_text()), run.model)
-    reference = torch.load(directory / "reference.pt")
+    load_model_weights(Path((directory / name / "weights").read_text()), run.model)
+    reference = torch.load(directory / name / "reference.pt")
     probe = {k: v.to(run.ctx.device) for k, v in reference["probe"].items()}
     with torch.no_grad():
         run.model.eval()
         logits = run.model(probe["tokens"], probe["position_ids"], causal_mask(config.seq_length, run.ctx.device))
-    mixers = sorted({type(m).__module__ for m in run.model.modules() if "Mixer" in type(m).__name__})
+    modules = sorted(
+        {type(m).__module__ for m in run.model.modules() if "Mixer" in type(m).__name__ or "Linear" in type(m).__name__}
+    )
     run.close()
     expected = reference["logits"]
     error = (logits.float().cpu() - expected).abs().max().item() / expected.abs().max().item()
     return {
-        "check": "CPU checkpoint loads",
-        "mixer": ", ".join(mixers),
+        "check": f"CPU checkpoint of {name} loads",
+        "modules": ", ".join(modules),
         "relative_error": error,
         "ok": error <= LOGIT_TOLERANCE,
     }
@@ -216,7 +228,7 @@ def main() -> int:
     parser.add_argument("--make-cpu-checkpoint", type=Path, help=argparse.SUPPRESS)  # the child of step 1
     args = parser.parse_args()
     if args.make_cpu_checkpoint:
-        make_cpu_checkpoint(args.make_cpu_checkpoint, args.steps or 10)
+        make_cpu_checkpoints(args.make_cpu_checkpoint, args.steps or 10)
         return 0
 
     import torch
@@ -245,11 +257,10 @@ def main() -> int:
                 train_one("nano2 (plain-PyTorch mixer)", MODEL_PRESETS[scale], steps, micro_batch, on_gpu, True)
             )
         rows.append(train_one("nemotron4", NEMOTRON4[scale], steps, micro_batch, on_gpu))
-        loaded = load_cpu_checkpoint(checkpoint)
-    for row in rows:
+        loaded = [load_cpu_checkpoint(checkpoint, name) for name in tiny_models()]
+    for row in [*rows, *loaded]:
         print(json.dumps(row))
-    print(json.dumps(loaded))
-    ok = all(row["loss_falls"] for row in rows) and loaded["ok"]
+    ok = all(row["loss_falls"] for row in rows) and all(row["ok"] for row in loaded)
     print(f"gpu_check: {'PASS' if ok else 'FAIL'} in {time.perf_counter() - started:.0f} s")
     return 0 if ok else 1
 

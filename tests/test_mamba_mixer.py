@@ -363,3 +363,12 @@ def test_the_stack_has_the_published_specs_structure_and_names(megatron_world):
         assert f"{prefix}layer_norm_weight" in names
     assert not any("input_layernorm" in name or "pre_mlp_layernorm" in name for name in names)
     assert not any(name.startswith("decoder.layers.0.norm") for name in names)
+
+    # The dense family (nemotron4) likewise: TE's LayerNorm-fused linears carry weight and bias.
+    from nemotron.recipes.nemotron4.stage0_pretrain.training import MODELS
+
+    dense = MODELS["tiny"]
+    names = {name for name, _ in build_model(dense, 256, transformer_config(dense)).named_parameters()}
+    for prefix in ("decoder.layers.0.self_attention.linear_qkv.", "decoder.layers.0.mlp.linear_fc1."):
+        assert {f"{prefix}layer_norm_weight", f"{prefix}layer_norm_bias"} <= names
+    assert not any("input_layernorm" in name or "pre_mlp_layernorm" in name for name in names)

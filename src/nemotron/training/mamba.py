@@ -12,7 +12,7 @@ The layer, per token t, head h (head dim p, state dim n, heads sharing B/C in gr
     xBC_t       = silu(causal depthwise conv1d over the last d_conv projected inputs + bias)
     dt_t        = softplus(dt_raw_t + dt_bias)                      (one step size per head)
     A           = -exp(A_log)                                        (one negative decay rate per head)
-    state_t     = exp(dt_t * A) * state_{t-1} + dt_t * x_t B_t^T     ([p, n]; zero-order-hold-like discretisation)
+    state_t     = exp(dt_t * A) * state_{t-1} + dt_t * x_t B_t^T     ([p, n]: exact zero-order hold for A, Euler for B)
     y_t         = state_t C_t + D * x_t
     out_t       = out_proj(RMSNorm_per_group(y_t * silu(z_t)) * norm.weight)
 

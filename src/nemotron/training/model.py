@@ -280,12 +280,20 @@ def _stack_spec(config: HybridConfig):
 
 
 def _gpt_layer_spec():
-    """Transformer Engine's layer spec (the published one) where it imports; megatron's local modules otherwise."""
+    """Transformer Engine's layer spec (the published one) where it imports; otherwise the same layer from
+    megatron's local modules, norms fused into ``linear_qkv`` / ``linear_fc1`` under TE's names (so checkpoints move
+    between the two, as the hybrid's do)."""
     from megatron.core.models.gpt import gpt_layer_specs
+    from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
 
     if transformer_engine_available():
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    return gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
+    attention, mlp = _fused_norm_layer_specs(gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm"))
+    layer = TransformerLayerSubmodules(
+        self_attention=attention.self_attention, self_attn_bda=attention.self_attn_bda, mlp=mlp.mlp, mlp_bda=mlp.mlp_bda
+    )
+    return ModuleSpec(module=TransformerLayer, submodules=layer)
 
 
 def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
