@@ -372,3 +372,69 @@ def test_the_stack_has_the_published_specs_structure_and_names(megatron_world):
     for prefix in ("decoder.layers.0.self_attention.linear_qkv.", "decoder.layers.0.mlp.linear_fc1."):
         assert {f"{prefix}layer_norm_weight", f"{prefix}layer_norm_bias"} <= names
     assert not any("input_layernorm" in name or "pre_mlp_layernorm" in name for name in names)
+
+
+TP2_SCRIPT = """
+import json, os, torch
+from nemotron.training.loop import language_model_loss
+from nemotron.training.model import HybridConfig
+from nemotron.training.run import prepare_model_run
+
+if __name__ == "__main__":
+    # 4 Mamba heads in 2 B/C groups: each of the 2 TP ranks holds 2 heads and 1 group, as megatron shards them.
+    config = HybridConfig("M-*-", 64, 256, 4, 2, 16, 32, 4, 16, 8, 2)
+    run = prepare_model_run(config, seed=0, vocab_size=128, tensor_parallel=2)
+    mixer = run.model.decoder.layers[0].mixer
+    shapes = {name: list(p.shape) for name, p in mixer.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randint(0, 16, (4, 33), generator=generator)  # 16 distinct tokens: learnable quickly
+    batch = {"tokens": text[:, :-1], "labels": text[:, 1:], "loss_mask": torch.ones(4, 32),
+             "position_ids": torch.arange(32).expand(4, 32)}
+    optimizer = torch.optim.AdamW(run.model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        total, count = language_model_loss(run.model, batch)
+        (total / count).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append((total / count).item())
+    print(json.dumps({"rank": int(os.environ["RANK"]), "losses": losses, "shapes": shapes}), flush=True)
+    run.close()
+"""
+
+
+@pytest.mark.slow
+def test_tensor_parallel_2_trains_on_two_gloo_ranks(tmp_path):
+    """The mixer inside the real model at TP=2 (torchrun, 2 CPU ranks over gloo): each rank holds half the heads,
+    groups, conv channels and projections, both ranks see the same loss (out_proj's all-reduce), and it falls."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "tp2.py"
+    script.write_text(TP2_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"], rel=1e-6)
+    assert ranks[0]["losses"][-1] < ranks[0]["losses"][0] - 0.5
+    shapes = ranks[0]["shapes"]  # d_inner 64 -> 32 per rank; in_proj rows (2*64 + 2*2*8 + 4) / 2 = 82
+    assert shapes["in_proj.weight"] == [82, 64] and shapes["conv1d.weight"] == [32 + 2 * 8, 1, 4]
+    assert shapes["A_log"] == shapes["dt_bias"] == shapes["D"] == [2] and shapes["norm.weight"] == [32]
+    assert shapes["out_proj.weight"] == [64, 32]
+
+
+def test_a_layout_that_splits_a_group_is_one_line(megatron_world):
+    """tiny's single B/C group cannot be split over 2 ranks (nor can megatron's mixer split it): a user error."""
+    from types import SimpleNamespace
+
+    from megatron.core.ssm.mamba_mixer import MambaMixerSubmodules
+
+    from nemotron.errors import UserError
+    from nemotron.training.mamba import MambaMixer
+
+    two_ranks = SimpleNamespace(tp=SimpleNamespace(size=lambda: 2), cp=SimpleNamespace(size=lambda: 1))
+    with pytest.raises(UserError, match=r"--tensor-parallel 2: .* 4 heads in 1 B/C groups"):
+        MambaMixer(tconfig(4, 1), MambaMixerSubmodules(), d_model=24, pg_collection=two_ranks)

@@ -33,6 +33,8 @@ from megatron.core.tensor_parallel import ColumnParallelLinear, get_cuda_rng_tra
 from megatron.core.transformer.module import MegatronModule
 from torch import nn
 
+from nemotron.errors import UserError
+
 # The result does not depend on the chunk size (beyond rounding); the cost does: quadratic work inside chunks
 # (L * chunk) against a recurrence over L / chunk boundaries. At the tiny model's L = 128 on 2 CPU cores the scan's
 # forward + backward took 14.1 / 10.4 / 9.7 ms at chunk 128 / 64 / 32 (batch 16, 4 heads of 32, state 16); 64 keeps
@@ -248,10 +250,12 @@ class MambaMixer(MegatronModule):
             self.nheads = self.d_inner // self.headdim
         self.tp_group = pg_collection.tp
         tp = self.tp_group.size()
-        if self.nheads % tp or self.ngroups % tp or self.nheads % self.ngroups:
-            raise ValueError(
-                f"Mamba heads ({self.nheads}) and groups ({self.ngroups}) must divide by tensor parallel size ({tp}), "
-                "and heads by groups"
+        if self.nheads % self.ngroups:
+            raise ValueError(f"Mamba heads ({self.nheads}) must be a multiple of B/C groups ({self.ngroups})")
+        if self.nheads % tp or self.ngroups % tp:  # a user's choice of layout, not a bug: one line, exit 2
+            raise UserError(
+                f"--tensor-parallel {tp}: this model's Mamba-2 layers have {self.nheads} heads in {self.ngroups} "
+                "B/C groups and each rank needs whole heads and groups (megatron's mixer shards them the same way)"
             )
         self.nheads_local_tp, self.ngroups_local_tp = self.nheads // tp, self.ngroups // tp
         self.d_inner_local_tp = self.d_inner // tp
