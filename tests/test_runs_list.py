@@ -11,6 +11,8 @@ import statistics
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from launcher_env import LauncherEnv
 
 RECORDS = 1000
@@ -183,3 +185,21 @@ def test_the_index_is_read_newest_first_across_blocks(tmp_path) -> None:
     outcomes = {run.run_id: run.outcome for run in found if run.outcome is not None}
     assert outcomes == {"r6": {"state": "completed"}}
     assert scan.skipped == [len(b"".join(lines[:100]))]
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    states=st.lists(st.one_of(st.sampled_from(["running", "failed,completed", " unknown", ""]), st.text(max_size=12))),
+    since=st.one_of(st.none(), st.sampled_from(["2d", "99999999999w", "2026-02-30", "2026-12-01T08:00"]), st.text()),
+    limit=st.one_of(st.none(), st.sampled_from(["1", "0", "-1", "1e3", "99999999999999999999"]), st.text(max_size=5)),
+)
+def test_filters_parse_or_are_refused_in_one_line(states, since, limit) -> None:
+    from nemotron.errors import UserError
+    from nemotron.launcher.run_list import RunFilter
+
+    try:
+        parsed = RunFilter.parse(states, None, since, limit)
+    except UserError as err:
+        assert "\n" not in str(err)
+        return
+    assert parsed.limit is None or parsed.limit >= 1

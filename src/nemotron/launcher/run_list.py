@@ -45,7 +45,7 @@ class RunFilter:
     @classmethod
     def parse(cls, states: Sequence[str], target: str | None, since: str | None, limit: str | None) -> RunFilter:
         """The filters as typed; a bad value is one line naming it and the valid ones."""
-        wanted = {s.strip() for text in states for s in text.split(",")}
+        wanted = {s.strip() for text in states for s in text.split(",") if s.strip()}
         for state in sorted(wanted):
             if state not in LIST_STATES:
                 raise FilterError(f"unknown run state {state!r} for --state: valid states are {', '.join(LIST_STATES)}")
@@ -81,7 +81,10 @@ def parse_since(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
     now = now or _dt.datetime.now(_dt.UTC)
     match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
     if match:
-        return now - _dt.timedelta(seconds=int(match.group(1)) * SINCE_UNITS[match.group(2)])
+        try:
+            return now - _dt.timedelta(seconds=int(match.group(1)) * SINCE_UNITS[match.group(2)])
+        except OverflowError:  # before the year 1: every run
+            return _dt.datetime.min.replace(tzinfo=_dt.UTC)
     moment = parse_time(text.strip()) if re.match(r"\d{4}-\d\d-\d\d", text.strip()) else None
     if moment is None:
         raise FilterError(f"--since {text!r}: expected {SINCE_FORMS}")
