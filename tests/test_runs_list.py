@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
-import statistics
+import subprocess
 import time
 
 import pytest
@@ -125,7 +126,7 @@ def test_a_thousand_runs_are_listed_from_the_index(launcher_env: LauncherEnv, mo
     for _ in range(3):
         every.append(_seconds(launcher_env))
         newest.append(_seconds(launcher_env, "-n", "1"))
-    assert statistics.median(every) <= 2 * statistics.median(newest), (every, newest)
+    assert min(every) <= 2 * min(newest), (every, newest)  # the least disturbed of each, on a shared machine
 
     newest, stderr = _rows(launcher_env, "-n", "3")
     assert [row["run_id"] for row in newest] == ["toy-00999", "toy-00998", "toy-00997"]
@@ -203,3 +204,35 @@ def test_filters_parse_or_are_refused_in_one_line(states, since, limit) -> None:
         assert "\n" not in str(err)
         return
     assert parsed.limit is None or parsed.limit >= 1
+
+
+def _on_a_terminal(env: LauncherEnv, answer: str, *args: str) -> tuple[int, str]:
+    """The CLI with a pseudo-terminal for stdin, stdout and stderr, ``answer`` typed in."""
+    primary, secondary = os.openpty()
+    process = subprocess.Popen(env.command(*args), env=env.env, stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    os.write(primary, answer.encode())
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the process ended and closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    return process.wait(timeout=60), output.decode(errors="replace")
+
+
+def test_cancel_by_filter_asks_on_a_terminal(launcher_env: LauncherEnv) -> None:
+    """A local detached run in flight: the table and the question on the terminal; "n" leaves it, "y" cancels it."""
+    launched = launcher_env.launch("toy.stage0", "--detach", "training.sleep_s=60")
+    assert launched.returncode == 0, launched.stderr
+    run_id = launched.document["run_id"]
+    code, shown = _on_a_terminal(launcher_env, "n\n", "cancel", "--target", "toy")
+    assert code == 1 and run_id in shown and "cancel these 1 run" in shown and "nothing cancelled" in shown, shown
+    assert launcher_env.launch("status", run_id).document["state"] == "running"
+    code, shown = _on_a_terminal(launcher_env, "y\n", "cancel", "--target", "toy")
+    assert code == 0 and f"{run_id}: cancelled" in shown, shown
+    assert launcher_env.launch("runs", "--state", "cancelled").document["runs"][0]["run_id"] == run_id

@@ -207,17 +207,21 @@ def _refresh(records: list[RunRecord]) -> list[str]:
     executor that cannot answer leaves its runs as last recorded, with one warning."""
     from nemotron.launcher.executors.base import get_executor
 
-    by_executor: dict[str, list[RunRecord]] = {}
-    for record in records:
-        if not record.finished:
-            by_executor.setdefault(record.executor, []).append(record)
     warnings = []
-    for name, runs in by_executor.items():
+    for name, runs in by_executor([record for record in records if not record.finished]).items():
         try:
             get_executor(name).refresh(runs)
         except UserError as err:
             warnings.append(f"warning: {len(runs)} {name} run(s) shown as last recorded: {err}")
     return warnings
+
+
+def by_executor(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """``runs`` grouped by executor, for the calls an executor makes for all its runs at once."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.executor, []).append(run)
+    return groups
 
 
 def unfinished(selection: Selection) -> list[RunRecord]:

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from nemotron.errors import UserError
-from nemotron.launcher.run_list import FilterError, RunFilter, Selection, print_warnings, select_runs, unfinished
+from nemotron.launcher.run_list import (
+    FilterError,
+    RunFilter,
+    Selection,
+    by_executor,
+    print_warnings,
+    select_runs,
+    unfinished,
+)
 
 IN_FLIGHT = frozenset({"planned", "running"})
 
@@ -57,11 +65,8 @@ def cancel_runs(runs: Sequence) -> list:
     """Every run's unfinished jobs cancelled, all the runs of an executor in one batch."""
     from nemotron.launcher.executors.base import get_executor
 
-    by_executor: dict[str, list] = {}
-    for run in runs:
-        by_executor.setdefault(run.executor, []).append(run)
     done = []
-    for name, group in by_executor.items():
+    for name, group in by_executor(runs).items():
         done += get_executor(name).cancel_runs(group)
     for run in done:
         print(f"{run.run_id}: {run.state}", file=sys.stderr)
