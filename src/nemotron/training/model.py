@@ -95,7 +95,8 @@ FAMILIES: dict[str, type[ModelConfig]] = {"hybrid": HybridConfig, "gpt": GPTConf
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # Trains on 2 CPU cores in about a minute; big enough to learn the embedded corpus's facts.
-    "tiny": HybridConfig("M-*-", 128, 512, 4, 2, 32, 128, 4, 32, 16, 1),
+    # Two B/C groups (as many as its KV heads), so it splits over 2 tensor-parallel ranks like the full model.
+    "tiny": HybridConfig("M-*-", 128, 512, 4, 2, 32, 128, 4, 32, 16, 2),
     "small": HybridConfig("M-M-M*-M-M-M*-", 1024, 4096, 16, 4, 64, 2048, 32, 64, 64, 4),
     # Nemotron-H-4B's stack.
     "medium": HybridConfig(
