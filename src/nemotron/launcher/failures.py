@@ -64,6 +64,11 @@ class Attempt(BaseModel):
     decision: Decision | None = None
     detail: str | None = None  # failed nodes, "no progress in this attempt", "all 3 attempts used"
 
+    @property
+    def is_segment(self) -> bool:
+        """A segment of a long run, not a failure: it reached its time limit after saving a newer checkpoint."""
+        return self.failure == "time_limit" and self.decision == "retry"
+
     def describe(self) -> str:
         """One line in words: ``attempt 2 (job 41 on n[1,3]): node failure (n2); retried``."""
         where = f" (job {self.job_id}{f' on {self.nodes}' if self.nodes else ''})" if self.job_id else ""

@@ -29,7 +29,8 @@ What this training loop keeps on each rank of the most loaded pipeline stage (``
   plus the logits ``sbV(e + 4) / tp`` (the loss is taken in fp32) and the embedding's output ``sbh e``. With pipeline
   parallelism the first stage holds ``pp`` micro-batches in flight (1F1B, Korthikanti section 4.2.3); without it,
   gradient accumulation keeps one micro-batch at a time. Full recompute keeps each layer's input only (``sbh e``)
-  plus one layer's activations while it is recomputed.
+  plus one layer's activations while it is recomputed. The backward pass adds its working set at its peak: the
+  gradient of the logits (``sbV 4 / tp``) and of the largest layer's saved tensors, alive beside the kept ones.
 - **Runtime**: the CUDA context, cuBLAS/NCCL workspaces and the caching allocator's fragmentation, taken as 2 GB plus
   10 % of the tensors above on a GPU (0 on CPU, where the figure is compared with a measured peak RSS instead).
 
@@ -121,6 +122,8 @@ def estimate_memory(
     if pp > 1:  # the last stage's logits, if it is the larger one, are counted on their own stage
         last = tokens * vocab_size * (element + 4) / tp + sum(per_layer[-per_stage:])
         activations = max(activations, last)
+    backward = tokens * vocab_size * 4 / tp + max(per_layer)  # gradients alive at the backward pass's peak
+    activations += backward
     tensors = model_state + activations
     runtime = RUNTIME_GB * GB + RUNTIME_SHARE * tensors if on_gpu else 0.0
     return MemoryEstimate(model_state, activations, runtime)

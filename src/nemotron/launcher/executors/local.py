@@ -234,7 +234,8 @@ def _run_one(
             raise
         record.progress = None
         failure = _failure_class(process.returncode, job, faults)
-        if failure in faults.retried_classes() and number < faults.max_attempts:
+        failures = number - sum(a.is_segment for a in record.attempts)  # this attempt and the failures before it
+        if failure in faults.retried_classes() and failures < faults.max_attempts:
             _end_attempt(attempt, failure, process.returncode, "retry")
             record.state, record.reason = "pending", f"attempt {number} ended by {failure}: resuming"
             save_run(run)

@@ -9,14 +9,17 @@ keep waiting). Each attempt appends a ``start`` line and an ``end`` line to the 
    (preemption); Slurm does not place the job on a down node, and ``status`` also puts the failed nodes in the
    pending job's ``ExcNodeList``;
 2. refuses to run once ``max_attempts`` are used, or after a node failure the policy does not retry (Slurm requeues
-   such a job whatever the profile says);
+   such a job whatever the profile says); an attempt that reached its time limit after saving a newer checkpoint is
+   a *segment* of a long run and does not count (``max_segments`` bounds those), so a run of many time-limit
+   segments goes on as long as each makes progress;
 3. runs the step in the background, forwarding the profile's signal to it (to the ranks alone under pyxis);
 4. classifies the end: 0 completed; SIGTERM node_failure when a node of the job is down (Slurm ends and requeues
    a job that lost a node), else terminated (scancel, or a preemption Slurm requeues itself); the stop code
    stopped; the watchdog's marker hang; the signal within its lead (+ ``TIMER_SLACK_S``) of the job's end time
    time_limit, else preempted (75 alike); anything else application_error;
 5. requeues the job when the class's policy is ``retry`` (a time limit only if the attempt saved a newer checkpoint)
-   and attempts are left; otherwise the job ends with the step's exit code (non-zero: dependents are cancelled).
+   and attempts (segments, for a time limit) are left; otherwise the job ends with the step's exit code (non-zero:
+   dependents are cancelled).
 
 Values written into JSON come from Slurm (job ids, hostlists, epoch seconds) or from the launcher (class words),
 never from a person, so ``printf`` writes them without escaping.
@@ -48,6 +51,7 @@ def attempt_lines(
     progress_file: str,
     hang_marker: str,
     max_attempts: int,
+    max_segments: int,
     retry: Sequence[str],
     stop_exit_code: int,
     exit_marker: str | None,
@@ -66,6 +70,10 @@ def attempt_lines(
         # the record is bookkeeping: a write that fails (a full or read-only filesystem) never fails the job
         'mkdir -p -- "$(dirname -- "$attempts_file")" 2>/dev/null || true',
         'retried() { case " $retried_classes " in *" $1 "*) return 0 ;; esac; return 1; }',
+        # attempts that were segments of a long run (a time limit after a newer checkpoint): not failures
+        'segments() { n=$(grep -c \'"class":"time_limit","exit_code":[0-9-]*,"decision":"retry"\' '
+        '"$attempts_file" 2>/dev/null); echo "${n:-0}"; }',
+        "used() { echo $(( attempt - $(segments) )); }  # this attempt and the failures before it",
         # the step of the newest checkpoint the step reported (progress.json is one line of JSON, ours)
         'saved_step() { sed -n \'s/.*"checkpoint_step": *\\([0-9][0-9]*\\).*/\\1/p\' "$progress_file" '
         "2>/dev/null | tail -n 1 || true; }",
@@ -89,7 +97,7 @@ def attempt_lines(
         '    before_nodes=$(printf \'%s\' "$last" | sed -n \'s/.*"nodes":"\\([^"]*\\)".*/\\1/p\')',
         '    failed=$(down_nodes "$before_nodes")',
         '    if [ -n "$failed" ]; then class=node_failure; else class=preempted; fi',
-        '    if retried "$class" && [ "$attempt" -le ' + str(max_attempts) + " ]; then decision=retry; "
+        '    if retried "$class" && [ "$(used)" -le ' + str(max_attempts) + " ]; then decision=retry; "
         "else decision=stop; fi",
         '    end_attempt "$before" "$class" null "$decision" "$failed"',
         '    if [ "$decision" = stop ]; then',
@@ -104,7 +112,7 @@ def attempt_lines(
         '    echo "attempt $((attempt - 1)) ended by a node failure the profile does not retry: not running again" >&2',
         "    finish 1 ;;",
         "esac",
-        f'if [ "$attempt" -gt {max_attempts} ]; then',
+        f'if [ "$(used)" -gt {max_attempts} ]; then',
         f'  echo "requeued by Slurm after all {max_attempts} attempts: not running the step again" >&2',
         "  finish 1",
         "fi",
@@ -164,7 +172,10 @@ def attempt_lines(
         'elif ! retried "$class"; then detail="the profile does not retry $class"',
         'elif [ "$class" = time_limit ] && [ "$(saved_step)" = "$start_step" ]; then '
         'detail="no newer checkpoint in this attempt"',
-        f'elif [ "$attempt" -ge {max_attempts} ]; then detail="all {max_attempts} attempts used"',
+        'elif [ "$class" = time_limit ] && [ "$(segments)" -ge ' + str(max_segments) + " ]; then "
+        f'detail="all {max_segments} time-limit segments used"',
+        f'elif [ "$class" != time_limit ] && [ "$(used)" -ge {max_attempts} ]; then '
+        f'detail="all {max_attempts} attempts used"',
         "else decision=retry",
         "fi",
         'end_attempt "$attempt" "$class" "$rc" "$decision" "$detail"',

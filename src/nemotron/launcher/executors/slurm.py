@@ -84,6 +84,7 @@ def sbatch_parameters(
         "dependencies": dependencies,
         "signal": slurm.signal,
         "max_attempts": faults.max_attempts,
+        "max_segments": faults.max_segments,
         "retry": faults.retried_classes(),
         "stop_exit_code": faults.stop_exit_code,
         "attempts_file": attempts_file(run_dir, job.name),
