@@ -307,10 +307,19 @@ def test_profiles_list_and_show_resolved(launcher_env: LauncherEnv) -> None:
     docker = launcher_env.launch("profiles", "docker").document
     assert docker["executor"] == "docker" and docker["extends"] == "local"
     assert docker["env"] == {"PYTHONUNBUFFERED": "1"}  # inherited from local
-    eos = launcher_env.launch("profiles", "eos", USER="alice").document
+    shown = launcher_env.launch("profiles", "eos", USER="alice")
+    eos = shown.document
     assert eos["slurm"]["partitions"] == {"gpu": "batch", "cpu": "cpu"}
     assert eos["steps"]["stage0.training"]["nodes"] == 8 and eos["steps"]["training"]["scale"]["tiny"]["nodes"] == 1
     assert eos["artifact_root"] == str(launcher_env.root)  # ${NEMOTRON_ARTIFACT_ROOT:-...} took the variable
+    # every training step of every recipe, at every scale: its layout and memory per GPU within eos's 80 GB
+    for recipe in ("nano2", "nemotron4"):
+        trainings = eos["estimates"][recipe]
+        assert {job.split(".")[1] for job in trainings} == {"training"} and len(trainings) >= 2
+        for per_scale in trainings.values():
+            assert set(per_scale) == {"tiny", "small", "medium", "full"}
+            assert all(0 < estimate["memory"]["total_gb"] <= 80 for estimate in per_scale.values()), per_scale
+    assert "stage0_pretrain.training full: layout tensor 8" in shown.stderr and "GB per GPU" in shown.stderr
 
 
 def test_dry_run_prints_plan_json_and_runs_nothing(launcher_env: LauncherEnv) -> None:
