@@ -236,3 +236,18 @@ def test_cancel_by_filter_asks_on_a_terminal(launcher_env: LauncherEnv) -> None:
     code, shown = _on_a_terminal(launcher_env, "y\n", "cancel", "--target", "toy")
     assert code == 0 and f"{run_id}: cancelled" in shown, shown
     assert launcher_env.launch("runs", "--state", "cancelled").document["runs"][0]["run_id"] == run_id
+
+
+def test_a_scheduler_that_does_not_answer_is_an_error_never_every_job_gone() -> None:
+    """slurmctld down or timing out under load: the listing warns and shows the runs as recorded (``run_list``);
+    reading "no answer" as "Slurm forgot these jobs" would end every step of every run listed for good."""
+    from nemotron.launcher.executors.slurm_state import SlurmUnanswered, query_jobs
+
+    def answer(returncode: int, stderr: str):
+        return lambda argv: subprocess.CompletedProcess(argv, returncode, stdout="", stderr=stderr)
+
+    timeout = answer(1, "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation\n")
+    with pytest.raises(SlurmUnanswered, match="Slurm does not answer about jobs 7,8: squeue: error: .* timed out"):
+        query_jobs(["7", "8"], timeout, accounting=False)
+    forgotten = answer(1, "slurm_load_jobs error: Invalid job id specified\n")  # past MinJobAge: the exit markers tell
+    assert query_jobs(["7", "8"], forgotten, accounting=False) == ({}, False)
