@@ -409,10 +409,13 @@ def test_a_chain_runs_in_containers_through_nemo_run_docker_and_lands_on_the_hos
 
 @pytest.mark.slow
 def test_nano2_stage0_runs_as_three_dependent_tasks_on_nemo_runs_local_backend(launcher_env, tmp_path):
-    launcher_env.env["NEMORUN_HOME"] = str(tmp_path / "nemorun-home")
-    write_profile(launcher_env, "nrlocal", 'executor = "nemo_run"\n[nemo_run]\nbackend = "local"\n')
+    home = tmp_path / "nemorun-home"
+    launcher_env.env["NEMORUN_HOME"] = str(home)
+    profile = 'executor = "nemo_run"\nsecrets = ["NEMOTRON_TEST_TOKEN"]\n[nemo_run]\nbackend = "local"\n'
+    write_profile(launcher_env, "nrlocal", profile)
     lean = ("training.train_iters=5", "training.warmup_iters=1", "evaluation.limit=8")
-    done = launcher_env.launch("nano2.stage0", "--profile", "nrlocal", *lean, timeout=900)
+    done = launcher_env.launch("nano2.stage0", "--profile", "nrlocal", *lean, timeout=900,
+                               NEMOTRON_TEST_TOKEN=SECRET_VALUE)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     status = launcher_env.launch("status", done.document["run_id"])
     assert status.returncode == 0
@@ -422,3 +425,7 @@ def test_nano2_stage0_runs_as_three_dependent_tasks_on_nemo_runs_local_backend(l
     steps = status.document["steps"]
     evaluation = json.loads((Path(steps["stage0_pretrain.evaluation"]["artifact"]) / "metadata.json").read_text())
     assert evaluation["lineage"][0]["path"] == steps["stage0_pretrain.training"]["artifact"]  # each after its input
+    # the jobs inherit the secret from the launching process; no file NeMo-Run or we wrote holds it
+    for path in [*home.rglob("*"), *launcher_env.files()]:
+        if path.is_file():
+            assert SECRET_VALUE.encode() not in _readable(path.read_bytes()), path
