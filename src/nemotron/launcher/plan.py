@@ -126,8 +126,7 @@ def build_plan(
     root = _artifact_root(artifact_root, profile)
     code = {pkg: source_hash(pkg) for pkg in _packages(target)}
     env = {**profile.env, ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
-    planner = _Planner(target, profile, scale, root, code_version(), env, force)
-    planner.files_here = files_here
+    planner = _Planner(target, profile, scale, root, code_version(), env, force, files_here)
     planner.source_hashes = code
     jobs = planner.plan(by_step)
     return Plan(
@@ -185,13 +184,12 @@ def _assign_overrides(parsed: list[Override], target: Target) -> dict[tuple[str,
 class _Planner:
     """Walks the recipe in order; steps outside the target only resolve their existing outputs as inputs."""
 
-    def __init__(self, target, profile, scale, root, code_version, env, force):
+    def __init__(self, target, profile, scale, root, code_version, env, force, files_here=True):
         self.target, self.profile, self.scale, self.root = target, profile, scale, root
-        self.code_version, self.env, self.force = code_version, env, force
+        self.code_version, self.env, self.force, self.files_here = code_version, env, force, files_here
         self.outputs: dict[tuple[str, str], ArtifactRef] = {}
         self.provides: dict[str, frozenset[str]] = {}  # planned job -> what its artifact will carry
         self.source_hashes: dict[str, str] = {}
-        self.files_here = True
 
     def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
         jobs: list[Job] = []
