@@ -81,8 +81,11 @@ def progress(document: dict, job: str = TRAINING) -> dict:
 
 
 def weights(step: dict) -> dict[str, bytes]:
+    """Every weight and optimizer moment of the step's final checkpoint, as bytes (compared bit for bit)."""
+    from nemotron.training.checkpointing import checkpoint_tensors
+
     checkpoint = Path(metadata(step["artifact"])["checkpoint_path"])
-    return {name: (checkpoint / name).read_bytes() for name in ("model_tp0_pp0.pt", "optim_tp0_pp0.pt")}
+    return {name: tensor.numpy().tobytes() for name, tensor in checkpoint_tensors(checkpoint).items()}
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def trained(curated_dataset, tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
-    import torch
+    from nemotron.training.checkpointing import checkpoint_tensors
 
     checkpoint, done = trained
     metrics = checkpoint.metrics
@@ -68,11 +68,13 @@ def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
     # The published layer kinds on CPU too: Mamba-2 layers run in plain PyTorch, nothing is substituted.
     assert checkpoint.substitutions == []
     assert checkpoint.model["hybrid_override_pattern"] == "M-*-"
-    weights = torch.load(Path(checkpoint.checkpoint_path) / "model_tp0_pp0.pt", map_location="cpu")
-    assert {"decoder.layers.0.mixer.A_log", "decoder.layers.0.mixer.conv1d.weight"} <= set(weights)
+    weights = checkpoint_tensors(Path(checkpoint.checkpoint_path))
+    # megatron's sharded names: the fused in_proj/conv1d split into their parts (z, x, B, C, dt), as TP splits them
+    assert {"decoder.layers.0.mixer.A_log", "decoder.layers.0.mixer.conv1d.weight.x"} <= set(weights)
+    assert "optimizer.state.exp_avg_sq.decoder.layers.0.mixer.A_log" in weights  # AdamW's moments too
     assert checkpoint.tokenizer_path == curated_dataset.tokenizer_path
     assert checkpoint.lineage[0].type == "Dataset" and checkpoint.lineage[0].path == Path(curated_dataset.path)
-    assert (Path(checkpoint.checkpoint_path) / "model_tp0_pp0.pt").is_file()
+    assert checkpoint.layout == {"tensor_parallel": 1, "pipeline_parallel": 1, "data_parallel": 1}
     lines = _metrics(Path(checkpoint.path))
     steps = [line for line in lines if "loss" in line]
     assert [s["step"] for s in steps] == list(range(10, TRAIN_ITERS + 1, 10))

@@ -1,14 +1,18 @@
-"""Resumable checkpoints: written to a temp directory and renamed, so a killed job never leaves half a checkpoint.
+"""Resumable checkpoints in megatron-core's ``dist_checkpointing`` format, so they load at another layout.
 
 Layout under ``<output_dir>/checkpoints``::
 
-    iter_0000200/model_tp0_pp0.pt   model state_dict of one model-parallel shard (written by data-parallel rank 0)
-                 optim_tp0_pp0.pt   optimizer state of that shard
-                 rng_rank00000.pt   every rank's torch (and CUDA) RNG state
-                 state.json         step, consumed samples, tokens seen, scheduler state, world size
-    latest                          text: the name of the newest complete iter_* directory (written atomically)
+    iter_0000200/dist/          model and optimizer state (megatron's torch_dist format: every tensor saved once
+                                with its place in the full tensor, whatever the tensor/pipeline/data-parallel layout)
+                 rng_rank00000.pt   every rank's torch (and CUDA) RNG state (used when resuming at the same layout)
+                 state.json     step, consumed samples, tokens seen, scheduler state, world size and layout
+    latest                      text: the name of the newest complete iter_* directory (written atomically)
 
-Resume = load everything ``latest`` names; the training loop then continues bit-for-bit where it stopped.
+Resume = load everything ``latest`` names; at the same layout the loop continues bit-for-bit where it stopped; at
+another layout (more nodes, another tensor-parallel size) megatron reshards the tensors as it loads them. The whole
+iteration directory is written under a temporary name and renamed, so a killed job never leaves half a checkpoint.
+Checkpoints of the earlier format (``model_tp0_pp0.pt`` per model-parallel shard) still load, at their own layout.
+
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from nemotron.errors import UserError
 from nemotron.fsutil import atomic_write_text, fsync_dir
 
 LATEST_FILE = "latest"
+DIST_DIR = "dist"  # megatron's dist_checkpointing directory inside an iteration directory
 
 
 @dataclass
@@ -39,18 +44,23 @@ class TrainingState:
     last_loss: float = float("nan")
 
 
-def _shard_suffix() -> str:
+def current_layout() -> dict[str, int]:
+    """This run's (tensor, pipeline, data)-parallel sizes: what a checkpoint records it was saved at."""
     from megatron.core import parallel_state
 
-    tp = parallel_state.get_tensor_model_parallel_rank()
-    pp = parallel_state.get_pipeline_model_parallel_rank()
-    return f"tp{tp}_pp{pp}"
+    return {
+        "tensor_parallel": parallel_state.get_tensor_model_parallel_world_size(),
+        "pipeline_parallel": parallel_state.get_pipeline_model_parallel_world_size(),
+        "data_parallel": parallel_state.get_data_parallel_world_size(),
+    }
 
 
-def _writes_shard() -> bool:
-    from megatron.core import parallel_state
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
-    return parallel_state.get_data_parallel_rank() == 0
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
 def _barrier() -> None:
@@ -81,23 +91,71 @@ def iteration_dir(checkpoints: Path, step: int) -> Path:
     return checkpoints / f"iter_{step:07d}"
 
 
+def _sharded_state(model, optimizer, *, loading: bool) -> dict[str, Any]:
+    """The model's sharded state dict (megatron's: each tensor with its offset in the full tensor and its replica
+    id, so one data-parallel replica writes it) and the optimizer's moments sharded exactly like their parameters
+    (megatron's own helpers, as its FP32Optimizer uses them). AdamW's per-parameter ``step`` is one number for every
+    parameter here, kept as a plain value."""
+    from megatron.core.dist_checkpointing.optimizer import (
+        get_param_id_to_sharded_param_map,
+        optim_state_to_sharding_state,
+    )
+
+    model_state = model.sharded_state_dict()
+    if optimizer is None:
+        return {"model": model_state}
+    if loading:
+        _init_adam_state(optimizer)  # tensors for the loader to fill (a fresh optimizer has none)
+    optim_state = optimizer.state_dict()
+    steps = {float(s["step"]) for s in optim_state["state"].values() if "step" in s}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optim_state_to_sharding_state(
+        optim_state, get_param_id_to_sharded_param_map(model_state, params), exclude_keys=("step",)
+    )
+    optim_state["adam_step"] = steps.pop() if len(steps) == 1 else 0.0
+    return {"model": model_state, "optimizer": optim_state}
+
+
+def _init_adam_state(optimizer) -> None:
+    """AdamW's state as its first ``step`` creates it (torch.optim.adamw, foreach off, not capturable)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if not optimizer.state[param]:
+                optimizer.state[param] = {
+                    "step": torch.tensor(0.0, dtype=torch.float32),
+                    "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
+                }
+
+
+def _restore_optimizer(optimizer, loaded: dict[str, Any]) -> None:
+    step = loaded.pop("adam_step")
+    for param_state in loaded["state"].values():
+        param_state["step"] = torch.tensor(step, dtype=torch.float32)
+    optimizer.load_state_dict(loaded)
+
+
 def save_checkpoint(checkpoints: Path, model, optimizer, scheduler, state: TrainingState) -> Path:
     """Collective: every rank calls it. Returns the final iteration directory."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    from megatron.core import dist_checkpointing
+
+    rank = _rank()
     final = iteration_dir(checkpoints, state.step)
     temp = checkpoints / f".tmp-{final.name}"
     if rank == 0:
         shutil.rmtree(temp, ignore_errors=True)  # leftovers of a run killed while saving
-        temp.mkdir(parents=True)
+        (temp / DIST_DIR).mkdir(parents=True)
     _barrier()
-    if _writes_shard():
-        torch.save(model.state_dict(), temp / f"model_{_shard_suffix()}.pt")
-        torch.save(optimizer.state_dict(), temp / f"optim_{_shard_suffix()}.pt")
+    dist_checkpointing.save(_sharded_state(model, optimizer, loading=False), str(temp / DIST_DIR))
     torch.save(_rng_states(), temp / f"rng_rank{rank:05d}.pt")
     _barrier()
     if rank == 0:
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        document = {**state.__dict__, "scheduler": scheduler.state_dict(), "world_size": world}
+        document = {
+            **state.__dict__,
+            "scheduler": scheduler.state_dict(),
+            "world_size": _world_size(),
+            "layout": current_layout(),
+        }
         atomic_write_text(temp / "state.json", json.dumps(document, indent=2) + "\n")
         if final.exists():  # same step saved before a crash: the new copy is identical in content
             shutil.rmtree(final)
@@ -117,32 +175,84 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def load_checkpoint(directory: Path, model, optimizer, scheduler) -> TrainingState:
-    """Restore model, optimizer, scheduler and this rank's RNG state from ``directory``; return the loop state."""
+    """Restore model, optimizer, scheduler and (at the same layout) this rank's RNG state from ``directory``; return
+    the loop state. A checkpoint of another layout is resharded as it loads."""
+    from megatron.core import dist_checkpointing
+
     document = json.loads((directory / "state.json").read_text())
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    if document["world_size"] != world:
-        raise UserError(
-            f"checkpoint {directory} was written by {document['world_size']} ranks, this run has {world}: "
-            "resume with the same world size or use a fresh output directory"
-        )
-    model.load_state_dict(torch.load(directory / f"model_{_shard_suffix()}.pt", map_location="cpu"))
-    optimizer.load_state_dict(torch.load(directory / f"optim_{_shard_suffix()}.pt", map_location="cpu"))
+    same_world = (
+        document["world_size"] == _world_size() and document.get("layout", current_layout()) == current_layout()
+    )
+    if not (directory / DIST_DIR).is_dir():
+        _load_legacy_shard(directory, model, optimizer, document)
+    else:
+        loaded = dist_checkpointing.load(_sharded_state(model, optimizer, loading=True), str(directory / DIST_DIR))
+        model.load_state_dict(loaded["model"])
+        _restore_optimizer(optimizer, loaded["optimizer"])
     scheduler.load_state_dict(document.pop("scheduler"))
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    _set_rng_states(torch.load(directory / f"rng_rank{rank:05d}.pt", weights_only=False))
+    rng_file = directory / f"rng_rank{_rank():05d}.pt"
+    if same_world and rng_file.is_file():  # another layout's ranks drew other numbers: nothing to continue
+        _set_rng_states(torch.load(rng_file, weights_only=False))
     return TrainingState(**{k: document[k] for k in TrainingState.__dataclass_fields__})
 
 
+def _legacy_shard_file(directory: Path, kind: str) -> Path:
+    from megatron.core import parallel_state
+
+    tp = parallel_state.get_tensor_model_parallel_rank()
+    pp = parallel_state.get_pipeline_model_parallel_rank()
+    return directory / f"{kind}_tp{tp}_pp{pp}.pt"
+
+
+def _load_legacy_shard(directory: Path, model, optimizer, document: dict[str, Any]) -> None:
+    """The format before dist_checkpointing: one torch.save per model-parallel shard, loadable at its own layout."""
+    if document["world_size"] != _world_size():
+        raise UserError(
+            f"checkpoint {directory} (per-shard format) was written by {document['world_size']} ranks, this run has "
+            f"{_world_size()}: resume it with the same world size (checkpoints saved since load at any layout)"
+        )
+    model.load_state_dict(torch.load(_legacy_shard_file(directory, "model"), map_location="cpu"))
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(_legacy_shard_file(directory, "optim"), map_location="cpu"))
+
+
 def load_model_weights(directory: Path, model) -> None:
-    """Only the weights (to start a new stage from another stage's checkpoint)."""
-    path = directory / f"model_{_shard_suffix()}.pt"
-    if not path.is_file():
-        raise UserError(f"no model weights at {path}: expected a checkpoint directory written by nemotron training")
-    state = torch.load(path, map_location="cpu")
-    # Not strict about ``_extra_state`` alone: Transformer Engine modules keep FP8 metadata under that key, megatron's
-    # own linears write None there, and attention has it only under TE, so a checkpoint made on a CPU lacks some of
-    # a GPU model's (and the reverse). Every parameter and buffer must still match.
+    """Only the weights (to start a new stage from another stage's checkpoint), at whatever layout they were saved.
+
+    Not strict about ``_extra_state`` alone: Transformer Engine modules keep FP8 metadata under that key, megatron's
+    own linears write None there, and attention has it only under TE, so a checkpoint made on a CPU lacks some of
+    a GPU model's (and the reverse). Every parameter and buffer must still match."""
+    from megatron.core import dist_checkpointing
+
+    if (directory / DIST_DIR).is_dir():
+        sharded = {k: v for k, v in model.sharded_state_dict().items() if not k.endswith("._extra_state")}
+        try:
+            state = dist_checkpointing.load({"model": sharded}, str(directory / DIST_DIR))["model"]
+        except dist_checkpointing.core.CheckpointingException as err:
+            raise UserError(f"model weights at {directory} do not fit this model: {str(err).splitlines()[0]}") from None
+        where = directory / DIST_DIR
+    else:
+        where = _legacy_shard_file(directory, "model")
+        if not where.is_file():
+            raise UserError(
+                f"no model weights at {where}: expected a checkpoint directory written by nemotron training"
+            )
+        state = torch.load(where, map_location="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     mismatched = [key for key in (*missing, *unexpected) if not key.endswith("._extra_state")]
     if mismatched:
-        raise UserError(f"model weights at {path} do not fit this model: {', '.join(mismatched[:6])}")
+        raise UserError(f"model weights at {where} do not fit this model: {', '.join(mismatched[:6])}")
+
+
+def checkpoint_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an iteration directory's dist checkpoint as one full tensor per key (model weights under
+    their names, optimizer moments under ``optimizer.state.<moment>.<name>``), read in this process without a
+    process group: to compare runs and inspect checkpoints."""
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as temp:
+        dcp_to_torch_save(directory / DIST_DIR, Path(temp) / "full.pt")
+        saved = torch.load(Path(temp) / "full.pt", weights_only=False)
+    return {key: value for key, value in saved.items() if isinstance(value, torch.Tensor)}

@@ -20,6 +20,7 @@ def apply_cpu_shim() -> bool:
     if _applied:
         return True
     _current_device_is_cpu()
+    _synchronize_is_a_no_op()
     _final_norm_without_transformer_engine()
     _applied = True
     return True
@@ -31,6 +32,15 @@ def _current_device_is_cpu() -> None:
     # ``models/common/embeddings/rotary_pos_embedding.py``). Without CUDA that call raises. Returning "cpu" makes
     # those allocations land where every other tensor is. Remove when upstream derives the device from its inputs.
     torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
+
+
+def _synchronize_is_a_no_op() -> None:
+    # Why: dist_checkpointing's filesystem writer calls ``torch.cuda.synchronize()`` unconditionally after copying
+    # the tensors it saves to host memory (``strategies/filesystem_async.py``: ``preload_tensors``); without CUDA
+    # that raises.
+    # On CPU every operation is already complete when it returns, so there is nothing to wait for. Remove when
+    # upstream synchronises only the device its tensors are on.
+    torch.cuda.synchronize = lambda device=None: None  # type: ignore[assignment]
 
 
 def _final_norm_without_transformer_engine() -> None:

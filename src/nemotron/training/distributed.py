@@ -113,6 +113,35 @@ def all_reduce_gradients(model: torch.nn.Module) -> None:
         offset += g.numel()
 
 
+def clip_gradients(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    """Scale gradients so their global L2 norm is at most ``max_norm``; return that norm (before clipping).
+
+    Global means the whole model's: a tensor-parallel shard counts once per shard, a parameter every tensor-parallel
+    rank holds a copy of (norms, replicated biases) once, and the sum is all-reduced over the model-parallel group —
+    megatron's ``get_grad_norm_fp32`` rule (its own function allocates on CUDA). ``clip_grad_norm_`` on one rank's
+    parameters would clip each tensor-parallel rank by another factor. With one model-parallel rank it computes
+    exactly what ``torch.nn.utils.clip_grad_norm_`` does.
+    """
+    from megatron.core import parallel_state
+    from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    norms = torch.stack(
+        [torch.linalg.vector_norm(p.grad.detach()) for p in params if param_is_not_tensor_parallel_duplicate(p)]
+    )
+    group = parallel_state.get_model_parallel_group()
+    if torch.distributed.get_world_size(group) == 1:
+        total = torch.linalg.vector_norm(norms)
+    else:
+        squares = norms.pow(2).sum()
+        torch.distributed.all_reduce(squares, group=group)
+        total = squares.sqrt()
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for p in params:
+        p.grad.detach().mul_(scale)
+    return total
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if ``flag`` is true on any rank (used so every rank stops at the same step after a signal)."""
     if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:

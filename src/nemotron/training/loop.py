@@ -1,5 +1,8 @@
 """The training loop, readable top to bottom: batch -> forward -> backward -> all-reduce -> clip -> step -> log -> save.
 
+The same code runs every layout: tensor-parallel layers reduce inside the model (megatron-core), gradients are
+averaged over the data-parallel group and clipped by the whole model's norm (``distributed.clip_gradients``).
+
 Reusable by later stages: ``train`` takes the model, a sample source and a ``loss_fn`` (SFT/DPO pass their own).
 Stopping early on SIGTERM/SIGUSR1 (preemption, Slurm time limit) saves a checkpoint and raises
 ``TrainingInterrupted``; the step turns that into exit code ``REQUEUE_EXIT_CODE`` (75).
@@ -20,7 +23,7 @@ import torch
 from nemotron.heartbeat import Heartbeat, hang_timeout_from_env
 from nemotron.log import get_logger
 from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
-from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank
+from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank, clip_gradients
 from nemotron.training.model import causal_mask
 
 log = get_logger("training.loop")
@@ -198,7 +201,7 @@ def train(
                 loss.backward()
                 loss_sum += loss.detach()
             all_reduce_gradients(model)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            clip_gradients(model, settings.grad_clip)
             optimizer.step()
             scheduler.step(1)
 

@@ -141,12 +141,9 @@ def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: P
         raise UserError(
             f"--pipeline-parallel {pipeline_parallel}: this training loop runs one pipeline stage; valid value is 1"
         )
+    # No GPU check: megatron's tensor-parallel layers run on CPU ranks over gloo (training/cpu_shim.py), the same
+    # code path a GPU job runs over NCCL.
     model_parallel = tensor_parallel * pipeline_parallel
-    if model_parallel > 1 and placement.gpus_per_node == 0:
-        raise UserError(
-            f"--tensor-parallel {tensor_parallel}, --pipeline-parallel {pipeline_parallel}: model parallelism needs "
-            "GPUs; on CPU use 1 and 1 (data parallel only)"
-        )
     if placement.world_size % model_parallel:
         raise UserError(
             f"--tensor-parallel {tensor_parallel}: the world size {placement.world_size} (nodes x ranks per node) is "

@@ -15,7 +15,7 @@ import torch
 from nemotron.errors import UserError
 from nemotron.log import get_logger
 from nemotron.training.artifacts import Checkpoint
-from nemotron.training.checkpointing import load_model_weights
+from nemotron.training.checkpointing import current_layout, load_model_weights
 from nemotron.training.cpu_shim import apply_cpu_shim, reset_rng_tracker
 from nemotron.training.distributed import DistributedContext, destroy_distributed, init_distributed
 from nemotron.training.loop import catch_stop_signals
@@ -118,6 +118,7 @@ def checkpoint_artifact(run: PreparedRun, state, output_dir: Path, **fields: Any
         tokens_seen=state.tokens_seen,
         model=run.model_config.as_dict() | {"vocab_size": run.vocab_size},
         world_size=run.ctx.world_size,
+        layout=current_layout(),
         substitutions=run.substitutions,
         **fields,
     )
