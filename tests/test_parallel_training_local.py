@@ -1,5 +1,6 @@
 """Data and tensor parallel training on CPU ranks through the launcher (local executor, torchrun, gloo), each run
-compared with one rank on the same data and seed: the loss after N steps agrees.
+compared with one rank on the same data and seed: the loss after N steps agrees; and stage1 SFT on one rank starts
+from the TP=2 stage0 checkpoint (another layout) and completes.
 
 Tolerance: 1e-4 relative on the loss at every logged step (5, 10, 15, 20) of AdamW at the tiny preset's learning
 rate. Every layout computes the same function in fp32 and differs only in the order of sums: DP=2 averages two
@@ -73,6 +74,19 @@ def test_nano2_at_dp2_and_tp2_trains_like_one_rank(two_ranks, curated_dataset):
                              ranks=2)  # fmt: skip
     _agree(again, tp2_losses, "nano2 DP=1 vs TP=2 (from the same TP=1 checkpoint)")
     assert tp2["layout"] == {"tensor_parallel": 2, "pipeline_parallel": 1, "data_parallel": 1}
+
+    # stage1 SFT on one rank starts from that TP=2 stage0 checkpoint and completes
+    env, root = two_ranks, str(two_ranks.root / "sft")
+    curated = env.launch("nano2.stage1.data_curation", f"data_curation.checkpoint_path={tp2['path']}",
+                         NEMOTRON_ARTIFACT_ROOT=root)  # fmt: skip
+    assert curated.returncode == 0, curated.stderr[-3000:]
+    sft_data = next(iter(curated.document["steps"].values()))["artifact"]
+    sft = env.launch("nano2.stage1.training", f"training.dataset_path={sft_data}", *SHORT, "training.train_iters=5",
+                     f"training.init_checkpoint_path={tp2['path']}", NEMOTRON_ARTIFACT_ROOT=root)  # fmt: skip
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    tuned = json.loads((Path(next(iter(sft.document["steps"].values()))["artifact"]) / "metadata.json").read_text())
+    assert tuned["num_steps"] == 5 and tuned["layout"]["tensor_parallel"] == 1
+    assert tuned["lineage"][-1]["path"] == tp2["path"]  # started from the TP=2 checkpoint
 
 
 @pytest.mark.slow
