@@ -148,6 +148,16 @@ def test_check_training_applies_the_same_rules_with_the_ranks_of_a_placement():
     check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
 
 
+def test_a_tensor_parallel_size_that_does_not_split_the_model_is_refused_at_plan_time():
+    from nemotron.training.model import MODEL_PRESETS
+
+    step = _step("stage0_pretrain")
+    placement = Placement(world_size=4, gpus_per_node=0)
+    check_training(step.Config(tensor_parallel=2), step.PRESETS, placement, MODEL_PRESETS)  # 2 groups, 2 KV heads
+    with pytest.raises(UserError, match="--tensor-parallel 4: this model's 2 query groups .* do not split over 4"):
+        check_training(step.Config(tensor_parallel=4), step.PRESETS, placement, MODEL_PRESETS)
+
+
 def test_bad_scale_from_python_is_a_user_error():
     with pytest.raises(UserError, match="unknown scale 'huge': valid scales are tiny, small, medium, full"):
         _settings("stage0_pretrain", scale="huge")

@@ -123,6 +123,7 @@ def check_training(
     check_settings(SimpleNamespace(**settings), data_parallel_size)
     if models is None:
         return None
+    check_model_split(models[config.scale], tensor_parallel)
     from nemotron.data.pretraining import VOCAB_SIZE_BY_SCALE  # the tokenizer the stage's data curation trains
     from nemotron.training.memory import Layout
     from nemotron.training.sizing import size_training
@@ -150,6 +151,25 @@ def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: P
             f"not a multiple of tensor_parallel x pipeline_parallel = {model_parallel}"
         )
     return placement.world_size // model_parallel
+
+
+def check_model_split(model: ModelConfig, tensor_parallel: int) -> None:
+    """Refuse a tensor-parallel size that does not split the model into whole pieces: megatron's layers assert it at
+    construction (attention heads and KV groups, the FFN), and its Mamba-2 mixer (ours too) shards whole heads and
+    B/C groups. Caught at plan time rather than after the job got its GPUs."""
+    parts = {
+        "attention heads": model.num_attention_heads,
+        "query groups (KV heads)": model.num_query_groups,
+        "FFN width": model.ffn_hidden_size,
+    }
+    if hasattr(model, "mamba_num_heads"):
+        parts |= {"Mamba-2 heads": model.mamba_num_heads, "Mamba-2 B/C groups": model.mamba_num_groups}
+    for what, count in parts.items():
+        if count % tensor_parallel:
+            raise UserError(
+                f"--tensor-parallel {tensor_parallel}: this model's {count} {what} do not split over "
+                f"{tensor_parallel} tensor-parallel ranks; use a size that divides {count}"
+            )
 
 
 def choose_settings(config: Any, preset: TrainPreset, data_parallel_size: int) -> dict[str, Any]:
