@@ -89,7 +89,7 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
         ),
         (
             ["nano2.stage0", "--executor", "docker", f"data_curation.tokenizer_path={tmp / 'none.json'}"],
-            "--tokenizer-path",
+            ("stage0_pretrain.data_curation: tokenizer", "none.json' does not exist"),
             {},
         ),
         (["nano2", "stage1.data_curation.sources=/nonexistent.jsonl"], "--sources '/nonexistent.jsonl'", {}),

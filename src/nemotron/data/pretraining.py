@@ -66,13 +66,15 @@ def validate(config: CorpusConfig, placement: Placement, carried: frozenset[str]
 
 
 def _check_paths(config: CorpusConfig) -> None:
-    """The files a person named exist and can be read as given (where the job's filesystem is this one)."""
+    """The files a person named exist and can be read as given (where the job's filesystem is this one): the same
+    checks, and the same one-line errors, as the job's own reading of them."""
     from nemotron.data.sources import resolve_sources
+    from nemotron.data.tokenizer import load_tokenizer
 
     if config.sources:
         resolve_sources(config.sources, config.text_field)
-    if config.tokenizer_path is not None and not Path(config.tokenizer_path).expanduser().is_file():
-        raise UserError(f"--tokenizer-path {str(config.tokenizer_path)!r} is not a file: give a tokenizer.json")
+    if config.tokenizer_path is not None:
+        load_tokenizer(config.tokenizer_path)
 
 
 def provides(config: CorpusConfig) -> frozenset[str]:
