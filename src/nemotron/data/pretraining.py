@@ -69,11 +69,12 @@ def _check_paths(config: CorpusConfig) -> None:
     """The files a person named exist and can be read as given (where the job's filesystem is this one): the same
     checks, and the same one-line errors, as the job's own reading of them."""
     from nemotron.data.sources import resolve_sources
-    from nemotron.data.tokenizer import load_tokenizer
 
     if config.sources:
         resolve_sources(config.sources, config.text_field)
-    if config.tokenizer_path is not None:
+    if config.tokenizer_path is not None:  # imported only then: the launcher plans without the tokenizers library
+        from nemotron.data.tokenizer import load_tokenizer
+
         load_tokenizer(config.tokenizer_path)
 
 
