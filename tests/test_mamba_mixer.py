@@ -398,7 +398,10 @@ if __name__ == "__main__":
         optimizer.step()
         optimizer.zero_grad()
         losses.append((total / count).item())
-    print(json.dumps({"rank": int(os.environ["RANK"]), "losses": losses, "shapes": shapes}), flush=True)
+    # One file per rank: two ranks printing to one pipe can interleave their lines.
+    rank = int(os.environ["RANK"])
+    with open(os.path.join(os.environ["RESULTS_DIR"], f"rank{rank}.json"), "w") as out:
+        json.dump({"rank": rank, "losses": losses, "shapes": shapes}, out)
     run.close()
 """
 
@@ -408,15 +411,17 @@ def test_tensor_parallel_2_trains_on_two_gloo_ranks(tmp_path):
     """The mixer inside the real model at TP=2 (torchrun, 2 CPU ranks over gloo): each rank holds half the heads,
     groups, conv channels and projections, both ranks see the same loss (out_proj's all-reduce), and it falls."""
     import json
+    import os
     import subprocess
     import sys
 
     script = tmp_path / "tp2.py"
     script.write_text(TP2_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "RESULTS_DIR": str(tmp_path)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    ranks = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(r["rank"] for r in ranks) == [0, 1]
     assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"], rel=1e-6)
     assert ranks[0]["losses"][-1] < ranks[0]["losses"][0] - 0.5
