@@ -74,9 +74,11 @@ class CurationStats:
 class _SplitWriter:
     """Writes each split one document late, so that a split left empty at the end can take the other's last one."""
 
-    def __init__(self, train_path: Path, valid_path: Path):
+    def __init__(self, train_path: Path, valid_path: Path, balance: bool = True):
         self.writers = {"train": ParquetTextWriter(train_path), "valid": ParquetTextWriter(valid_path)}
         self.pending: dict[str, str | None] = {"train": None, "valid": None}
+        # A shard does not balance: its documents stay in their hash's split, as in an unsharded run of the corpus.
+        self.balance = balance
 
     def add(self, split: str, text: str) -> None:
         if self.pending[split] is not None:
@@ -84,7 +86,7 @@ class _SplitWriter:
         self.pending[split] = text
 
     def close(self) -> dict[str, int]:
-        for split, other in (("train", "valid"), ("valid", "train")):
+        for split, other in (("train", "valid"), ("valid", "train")) if self.balance else ():
             empty = self.writers[split].rows == 0 and self.pending[split] is None
             if empty and self.pending[other] is not None and self.writers[other].rows > 0:
                 self.pending[split], self.pending[other] = self.pending[other], None
@@ -101,15 +103,22 @@ def curate_to_parquet(
     valid_path: Path,
     quality_threshold: float,
     valid_fraction: float,
+    shard: tuple[int, int] | None = None,
 ) -> CurationStats:
-    """Normalise, filter, dedup and split ``documents`` into ``train_path``/``valid_path`` (``text`` column)."""
+    """Normalise, filter, dedup and split ``documents`` into ``train_path``/``valid_path`` (``text`` column).
+
+    ``shard=(index, count)``: only the documents of that hash partition (``shard_of``), all others skipped unread
+    by the filters and uncounted. Duplicates share a hash, so each shard's dedup is exact for the whole corpus and
+    the shards' counts add up to an unsharded run's; a shard may hold no document of a split (no error here)."""
     stats = CurationStats()
     seen = HashSet()
-    splits = _SplitWriter(train_path, valid_path)
+    splits = _SplitWriter(train_path, valid_path, balance=shard is None)
     try:
         for raw in documents:
-            stats.documents_read += 1
             text = normalize_text(raw)
+            if shard is not None and shard_of(content_hash(text), shard[1]) != shard[0]:
+                continue
+            stats.documents_read += 1
             if not text:
                 stats.dropped["empty"] += 1
                 continue
@@ -126,10 +135,23 @@ def curate_to_parquet(
     finally:
         rows = splits.close()
     stats.train_documents, stats.valid_documents = rows["train"], rows["valid"]
+    if shard is None:
+        check_splits(stats)
+    return stats
+
+
+def shard_of(digest: int, count: int) -> int:
+    """The hash partition of a document (of ``count``). The content hash is mixed first (Fibonacci hashing): its low
+    bits index the dedup table and its high bits choose the split, and taking either directly would leave a shard
+    with fixed table slots, or with one split only."""
+    return (((digest * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> 32) % count
+
+
+def check_splits(stats: CurationStats) -> None:
+    """At least one document per split, for the whole corpus (every shard's counts summed, when sharded)."""
     if stats.train_documents == 0 or stats.valid_documents == 0:
         raise UserError(
             f"only {stats.documents_kept} of {stats.documents_read} documents survived curation "
             f"(dropped: {dict(stats.dropped)}); at least 2 are needed, one per split: add data or lower "
             "--quality-threshold"
         )
-    return stats
