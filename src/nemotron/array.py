@@ -5,7 +5,8 @@ The contract between a step and the launcher, light on both sides (no torch, no 
 - A step module that runs as an array defines ``array_tasks(config) -> int``: how many tasks its job is (1: not an
   array). The launcher plans one job for the step, with the task indices still to run.
 - Each task runs the step's ordinary command line; its index comes from the environment (``ARRAY_TASK_ENV``, which
-  the sbatch script sets from ``SLURM_ARRAY_TASK_ID`` and the local and docker runners set themselves).
+  the sbatch script sets from ``SLURM_ARRAY_TASK_ID`` and the local and docker runners set themselves), and so does
+  the number of tasks the launcher planned (``ARRAY_COUNT_ENV``).
 - A task records its completion as ``<output>/.tasks/<index>.done``, written last and atomically. A rerun plans only
   the tasks without one, ``status`` counts them (``done/total``), and a task that finds its own marker does nothing
   (``--force`` sets ``ARRAY_REDO_ENV`` so every task redoes its part).
@@ -22,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 ARRAY_TASK_ENV = "NEMOTRON_ARRAY_TASK"
+ARRAY_COUNT_ENV = "NEMOTRON_ARRAY_TASKS"
 ARRAY_REDO_ENV = "NEMOTRON_ARRAY_REDO"
 TASKS_DIR = ".tasks"
 
@@ -30,6 +32,13 @@ def array_task() -> int | None:
     """This process's task index, or None when the step does not run as an array task."""
     value = os.environ.get(ARRAY_TASK_ENV, "").strip()
     return int(value) if value.isdigit() else None
+
+
+def array_count(own: int) -> int:
+    """How many tasks this process's array has: what the launcher planned (``ARRAY_COUNT_ENV``, so a job planned
+    where the step could not count its inputs agrees with its plan), else the step's ``own`` reckoning."""
+    value = os.environ.get(ARRAY_COUNT_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else own
 
 
 def redo_requested() -> bool:

@@ -25,6 +25,9 @@ from nemotron.step import Placement, StepConfig
 
 STEP = "data_curation"
 VOCAB_SIZE_BY_SCALE = {"tiny": 1024, "small": 8192, "medium": 16384, "full": 32768}
+# Hash partitions of a --sources corpus, each an array task (nemotron.data.sharded). The embedded corpus is generated
+# in one process and stays one shard unless --shards says otherwise.
+SHARDS_BY_SCALE = {"tiny": 1, "small": 4, "medium": 16, "full": 256}
 
 
 @dataclass
@@ -47,6 +50,12 @@ class CorpusConfig(StepConfig):
     """BPE vocabulary size to train (default per scale: tiny 1024 ... full 32768)."""
     tokenizer_path: Path | None = None
     """Use this tokenizer.json (must define <|endoftext|>) instead of training one."""
+    shards: int | None = None
+    """Hash partitions of the corpus, curated as one job array (default with --sources: tiny 1, small 4, medium 16,
+    full 256, at most one per source file; the embedded corpus 1). Kept documents, duplicates and tokens are the
+    same however many."""
+    tokenizer_sample: int = 1_000_000
+    """A sharded run trains its tokenizer once, on the curated train documents among this many first documents."""
 
 
 def validate(config: CorpusConfig, placement: Placement, carried: frozenset[str]) -> None:
@@ -59,6 +68,10 @@ def validate(config: CorpusConfig, placement: Placement, carried: frozenset[str]
         raise UserError(f"--valid-fraction {config.valid_fraction} is out of range: use a value in (0, 1)")
     if config.max_documents is not None and config.max_documents < 1:
         raise UserError(f"--max-documents {config.max_documents} must be a positive number of documents")
+    if config.shards is not None and config.shards < 1:
+        raise UserError(f"--shards {config.shards} is not a number of shards: use 1 (unsharded) or more")
+    if config.tokenizer_sample < 1:
+        raise UserError(f"--tokenizer-sample {config.tokenizer_sample} must be a positive number of documents")
     if config.vocab_size is not None and config.vocab_size < 257:
         raise UserError(f"--vocab-size {config.vocab_size} is too small: a byte-level BPE needs at least 257")
     if placement.files_here:
@@ -76,6 +89,24 @@ def _check_paths(config: CorpusConfig) -> None:
         from nemotron.data.tokenizer import load_tokenizer
 
         load_tokenizer(config.tokenizer_path)
+
+
+def array_tasks(config: CorpusConfig) -> int:
+    """How many array tasks the step's job is (``nemotron.array``): one per shard. By default the scale's number,
+    never more than the source files (a few files are a small corpus); where the files cannot be listed (a cluster's
+    files, planned through SSH) the scale's number, which the launcher then gives its tasks (``array_count``)."""
+    if config.shards is not None:
+        return config.shards
+    if not config.sources:
+        return 1
+    from nemotron.data.sources import SourceError, resolve_sources
+
+    try:
+        files = len(resolve_sources(config.sources, config.text_field))
+    except SourceError:
+        files = None
+    by_scale = SHARDS_BY_SCALE[config.scale]
+    return by_scale if files is None else max(1, min(by_scale, files))
 
 
 def provides(config: CorpusConfig) -> frozenset[str]:
@@ -108,13 +139,22 @@ def curate(config: CorpusConfig, step_file: str) -> Dataset:
     world = None if files else World(config.seed)
     to_read = None  # documents this run will read, when known up front (its progress total)
     if files:
-        documents = iter_documents(files, config.text_field, config.txt_split)
         if config.max_documents is not None:
             to_read = apply_scale(config.max_documents, config.scale)
-            documents = islice(documents, to_read)
     else:
         to_read = apply_scale(config.max_documents or FULL_SCALE_DOCUMENTS, config.scale)
-        documents = world.documents(to_read)
+
+    def read_documents():  # a fresh stream of the corpus (a sharded run reads it twice: tokenizer sample, shard)
+        if not files:
+            return world.documents(to_read)
+        documents = iter_documents(files, config.text_field, config.txt_split)
+        return islice(documents, to_read) if to_read is not None else documents
+
+    from nemotron.array import array_count
+
+    if array_count(array_tasks(config)) > 1:
+        return _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, to_read, log)
+    documents = read_documents()
 
     # Progress in documents read, in the real output directory (not the staging one); the passes after the first
     # (tokenizer, token files) re-read the curated texts and only keep the hang watchdog fed.
@@ -170,5 +210,77 @@ def curate(config: CorpusConfig, step_file: str) -> Dataset:
 
 def _empty_eval_dir(eval_dir: Path) -> dict[str, float]:
     """User sources carry no held-out facts; the directory exists so the artifact's contract holds."""
-    eval_dir.mkdir()
+    eval_dir.mkdir(exist_ok=True)
     return {}
+
+
+def _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, to_read, log) -> Dataset | None:
+    """The shards this process is given (its array task's, else every one in turn), then the Dataset if they are
+    all done by now; None while other tasks' shards are still missing (``nemotron.data.sharded``)."""
+    from nemotron.array import array_count, array_task
+    from nemotron.data.sharded import curate_shard, finish_if_complete, tokenizer_sample
+    from nemotron.data.shared_tokenizer import shared_tokenizer
+    from nemotron.data.tokenizer import train_bpe_tokenizer
+    from nemotron.data.world import write_eval_items
+    from nemotron.step import config_snapshot
+
+    count = array_count(array_tasks(config))
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    def tokenizer():
+        if given_tokenizer is not None:
+            return given_tokenizer
+        vocab_size = config.vocab_size or VOCAB_SIZE_BY_SCALE[config.scale]
+
+        def train():
+            log.info("training the shards' byte-level BPE (vocab %d) on a sample of the corpus", vocab_size)
+            sample = tokenizer_sample(
+                read_documents(), config.tokenizer_sample, config.quality_threshold, config.valid_fraction
+            )
+            return train_bpe_tokenizer(sample, vocab_size)
+
+        return shared_tokenizer(output_dir, train)
+
+    task = array_task()
+    for index in [task] if task is not None else range(count):
+        if index >= count:
+            raise UserError(f"array task {index} is out of range: this curation has {count} shards (0-{count - 1})")
+        curate_shard(
+            index=index,
+            count=count,
+            output_dir=output_dir,
+            documents=read_documents,
+            quality_threshold=config.quality_threshold,
+            valid_fraction=config.valid_fraction,
+            tokenizer=tokenizer,
+            heartbeat_total=to_read,
+            log=log,
+        )
+
+    def make(shards, metrics) -> Dataset:
+        shared = tokenizer()
+        if given_tokenizer is not None and not (output_dir / "tokenizer.json").is_file():
+            from nemotron.fsutil import atomic_write_text
+
+            atomic_write_text(output_dir / "tokenizer.json", shared.to_str(pretty=True))
+        eval_metrics = write_eval_items(world, output_dir / "eval") if world else _empty_eval_dir(output_dir / "eval")
+        train = next(s for s in shards if s.train_documents)  # one exists: finish_if_complete checked the splits
+        valid = next(s for s in shards if s.valid_documents)
+        return Dataset(
+            path=output_dir,
+            num_examples=metrics["train_documents"],
+            num_tokens=metrics["tokens"],
+            train_path=output_dir / train.path / "train.parquet",
+            valid_path=output_dir / valid.path / "valid.parquet",
+            tokenizer_path=output_dir / "tokenizer.json",
+            train_prefix=output_dir / train.path / "train_text_document",
+            valid_prefix=output_dir / valid.path / "valid_text_document",
+            eval_dir=output_dir / "eval",
+            vocab_size=shared.get_vocab_size(),
+            provides=sorted(provides(config)),
+            metrics={**metrics, **eval_metrics},
+            config=config_snapshot(config),
+            shards=shards,
+        )
+
+    return finish_if_complete(output_dir, count, make)

@@ -1,0 +1,58 @@
+"""Sharded curation in one process (every shard in turn, or one array task's): the same corpus as an unsharded run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sharded_corpus import write_corpus
+
+from nemotron.array import ARRAY_TASK_ENV, done_tasks
+from nemotron.recipes.nano2.stage0_pretrain.data_curation import Config, main
+
+COUNTS = ("documents_read", "documents_kept", "dropped_duplicate", "dropped_quality", "dropped_empty")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def unsharded(corpus, tmp_path_factory):
+    return main(Config(sources=(str(corpus),), output_dir=tmp_path_factory.mktemp("one") / "data"))
+
+
+def test_four_shards_keep_the_documents_and_tokens_of_an_unsharded_run(corpus, unsharded, tmp_path) -> None:
+    sharded = main(Config(sources=(str(corpus),), shards=4, output_dir=tmp_path / "data"))
+
+    assert len(sharded.shards) == 4 and all(s.train_documents + s.valid_documents > 0 for s in sharded.shards)
+    assert unsharded.metrics["dropped_duplicate"] > 10  # duplicates across files: dedup had work across shards
+    for name in COUNTS:
+        assert sharded.metrics[name] == unsharded.metrics[name], name
+    assert (sharded.num_examples, sharded.num_tokens) == (unsharded.num_examples, unsharded.num_tokens)
+    assert sharded.metrics["valid_tokens"] == unsharded.metrics["valid_tokens"]
+    # one tokenizer, trained once on the same curated train documents as the unsharded run's
+    assert (tmp_path / "data" / "tokenizer.json").read_text() == Path(unsharded.tokenizer_path).read_text()
+    prefixes, weights = sharded.train_blend()
+    assert len(prefixes) == 4 and sum(weights) == sharded.num_tokens
+    assert all(Path(f"{p}.bin").is_file() for p in prefixes)
+
+
+def test_an_array_task_redoes_only_its_missing_shard(corpus, tmp_path, monkeypatch) -> None:
+    output = tmp_path / "data"
+    config = Config(sources=(str(corpus),), shards=3, output_dir=output)
+    for index in (0, 2):
+        monkeypatch.setenv(ARRAY_TASK_ENV, str(index))
+        assert main(config) is None  # its shard done; shard 1 still missing, so no Dataset yet
+    assert done_tasks(output, 3) == [0, 2] and not (output / "metadata.json").exists()
+    shard0 = output / "shards" / "00000" / "shard.json"
+    written = shard0.stat().st_mtime_ns
+
+    monkeypatch.setenv(ARRAY_TASK_ENV, "0")
+    assert main(config) is None  # a rerun of a done task does nothing
+    assert shard0.stat().st_mtime_ns == written
+    monkeypatch.setenv(ARRAY_TASK_ENV, "1")
+    dataset = main(config)  # the last shard: this task writes the Dataset
+    assert dataset is not None and [s.path for s in dataset.shards] == ["shards/00000", "shards/00001", "shards/00002"]
+    assert (output / "metadata.json").is_file()
