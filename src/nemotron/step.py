@@ -124,7 +124,7 @@ def carried_by(
 def validate_step(module: ModuleType, config: Any, placement: Placement, carried: frozenset[str]) -> Any:
     """A step module's own ``validate`` — the function its ``main`` calls first — for a planner or a stage that runs
     it ahead of the step. A module without one (a recipe of another kit) has only its Config's own checks. Returns
-    what it returns: what it computed (a training step's settings, layout and ``estimate``), or None."""
+    what it returns: an estimate with ``lines()`` and ``as_dict()`` (a training job's), or None."""
     validate = getattr(module, "validate", None)
     return validate(config, placement, carried) if validate is not None else None
 
@@ -208,15 +208,7 @@ def run_step(
     # None: an array task that did its part while others' are still to come (nemotron.array); no artifact to print
     if is_rank_zero() and artifact is not None:
         log_code_location(step_name)
-        record_step(step_name, artifact)
         print_complete({step_name: artifact})
-
-
-def record_step(step_name: str, artifact: Artifact) -> None:
-    """The finished step's artifact, with its lineage, in the experiment tracker the job asks for (if any)."""
-    from nemotron.tracking import record_step as record
-
-    record(step_name, artifact)
 
 
 def log_code_location(step_name: str) -> None:
