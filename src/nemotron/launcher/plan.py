@@ -54,6 +54,21 @@ from nemotron.step import GPUSpec, Placement, config_snapshot, validate_step, wi
 ARTIFACT_ROOT_ENV = "NEMOTRON_ARTIFACT_ROOT"
 
 
+class ArrayTasks(BaseModel):
+    """A job that is a job array (``nemotron.array``): its step runs as ``count`` tasks, ``indices`` of them still to
+    run (those without a completion marker, or all with ``--force``), at most ``max_parallel`` at once."""
+
+    count: int
+    indices: list[int]
+    max_parallel: int
+
+    def ranges(self) -> str:
+        """``indices`` in Slurm's ``--array`` syntax (``0-2,5``)."""
+        from nemotron.array import index_ranges
+
+        return index_ranges(self.indices)
+
+
 class Job(BaseModel):
     name: str  # "<stage>.<step>", unique in a plan
     stage: str
@@ -75,6 +90,7 @@ class Job(BaseModel):
     # What its step's validate estimated for it (a training job on GPUs: layout, memory per GPU, cost), as
     # ``{"lines": [...], **as_dict()}``; None for a step that estimates nothing.
     estimate: dict[str, Any] | None = None
+    array: ArrayTasks | None = None  # None: one task
 
     def command(self, python: str = "python") -> list[str]:
         return [python, "-m", self.module, *self.args]
@@ -234,6 +250,8 @@ class _Planner:
         estimate = _validate(step, config, self._placement(resources), carried, where)
         self._check_segments(estimate, resources, where)
         self.provides[where] = _provided(step, config, carried)
+        reuse = not self.force and is_complete(output, step.artifact_type)
+        array = self._array(step, config, output, reuse)
         return Job(
             name=where,
             stage=stage.name,
@@ -247,11 +265,24 @@ class _Planner:
             output=output,
             artifact_type=step.artifact_type,
             fingerprint=fingerprint,
-            env={**self.env, **self.profile.fault_tolerance.job_env(step.name)},
-            reuse=not self.force and is_complete(output, step.artifact_type),
+            env={**self.env, **self.profile.fault_tolerance.job_env(step.name), **_array_env(array, self.force)},
+            reuse=reuse,
+            array=array,
             carried=sorted(carried),
             estimate={"lines": estimate.lines(), **estimate.as_dict()} if estimate is not None else None,
         )
+
+    def _array(self, step: Step, config: Any, output: Path, reuse: bool) -> ArrayTasks | None:
+        """The job's array, if its step runs as several tasks: all of them with --force, else those without a
+        completion marker where the launcher sees the outputs (through SSH: all, and the done ones return at once).
+        All markers there but no artifact (the last task died writing it): task 0 again, which writes it."""
+        from nemotron.array import array_tasks, missing_tasks
+
+        count = array_tasks(importlib.import_module(step.module), config)
+        if count <= 1:
+            return None
+        todo = list(range(count)) if self.force or reuse or not self.files_here else missing_tasks(output, count)
+        return ArrayTasks(count=count, indices=todo or [0], max_parallel=self.profile.arrays.max_parallel)
 
     def _placement(self, resources: JobResources) -> Placement:
         """The job's placement at plan time: its ranks, whether its files are here, its GPUs as the profile states."""
@@ -406,6 +437,15 @@ def _validate(step: Step, config: Any, placement: Placement, carried: frozenset[
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 
 
+def _array_env(array: ArrayTasks | None, force: bool) -> dict[str, str]:
+    """What an array job's tasks are told besides their index: how many tasks there are, and to redo their part."""
+    from nemotron.array import ARRAY_COUNT_ENV, ARRAY_REDO_ENV
+
+    if array is None:
+        return {}
+    return {ARRAY_COUNT_ENV: str(array.count), **({ARRAY_REDO_ENV: "1"} if force else {})}
+
+
 def _provided(step: Step, config: Any, carried: frozenset[str]) -> frozenset[str]:
     """What the job's artifact will carry for the jobs downstream: what its inputs carry and its step ``provides``."""
     return will_carry(importlib.import_module(step.module), config, carried)
@@ -424,6 +464,10 @@ def describe(plan: Plan) -> str:
         )
         lines.append(f"  {job.name}  [{'reuse' if job.reuse else 'run'}]  {where}, time {r.time}")
         lines.append(f"    $ {shlex.join(job.command())}")
+        if job.array is not None:
+            a = job.array
+            todo = f"{len(a.indices)} of {a.count} task(s) to run ({a.ranges()})"
+            lines.append(f"    array: {todo}, {a.max_parallel} at once")
         if job.depends_on:
             lines.append(f"    after: {', '.join(job.depends_on)}")
         lines += [f"    {line}" for line in (job.estimate or {}).get("lines", [])]

@@ -113,6 +113,13 @@ class GPUOptions(StrictModel):
     mfu: float = Field(default=0.40, gt=0, le=1)
 
 
+class ArrayOptions(StrictModel):
+    """``[arrays]``: job arrays (a step run as many tasks, e.g. ``data_curation.shards=N``), whatever the executor."""
+
+    # tasks of one array running at once: Slurm's ``--array=...%M`` throttle, processes locally, containers in Docker
+    max_parallel: int = Field(default=4, ge=1)
+
+
 class ProfileBase(StrictModel):
     """What every profile has, whatever its executor; ``Profile`` adds the tables the registered executors own
     (``executors.registry``: ``[slurm]``, ``[ssh]``, ``[docker]``, ``[local]``, ``[nemo_run]``)."""
@@ -127,6 +134,7 @@ class ProfileBase(StrictModel):
     container: ContainerOptions = Field(default_factory=ContainerOptions)
     fault_tolerance: FaultTolerance = Field(default_factory=FaultTolerance)
     gpu: GPUOptions = Field(default_factory=GPUOptions)
+    arrays: ArrayOptions = Field(default_factory=ArrayOptions)
     steps: dict[str, StepOverrides] = Field(default_factory=dict)
 
     @field_validator("executor")

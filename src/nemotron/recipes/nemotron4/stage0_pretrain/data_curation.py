@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from nemotron.data.artifacts import Dataset
 from nemotron.data.pretraining import CorpusConfig as Config
-from nemotron.data.pretraining import curate, provides, validate
+from nemotron.data.pretraining import array_tasks, curate, provides, validate
 from nemotron.step import run_step
 
-__all__ = ["Config", "main", "provides", "validate"]
+__all__ = ["Config", "array_tasks", "main", "provides", "validate"]
 
 
 def main(config: Config) -> Dataset:
