@@ -79,8 +79,10 @@ def status_table(run: RunRecord) -> Table:
     # reason in words, job) is never wrapped, the artifact path folds instead.
     with_attempts = any(record.attempts for record in run.steps.values())
     with_progress = any(progress_text(record) for record in run.steps.values())
+    with_tasks = any(record.tasks for record in run.steps.values())  # an array job: its tasks done/total
     columns = ["step", "state", *(["attempt"] if with_attempts else []), "job (nodes)", "duration",
-               *(["progress"] if with_progress else []), "artifact", "metric"]  # fmt: skip
+               *(["tasks"] if with_tasks else []), *(["progress"] if with_progress else []), "artifact",
+               "metric"]  # fmt: skip
     for column in columns:
         table.add_column(column, overflow="fold", no_wrap=column in ("step", "state", "job (nodes)", "progress"))
     for name, record in run.steps.items():
@@ -94,6 +96,7 @@ def status_table(run: RunRecord) -> Table:
             "attempt": str(last.number) if last else "",
             "job (nodes)": (record.job_id or "") + (f" ({last.nodes})" if last and last.nodes else ""),
             "duration": duration(record),
+            "tasks": record.tasks.text() if record.tasks else "",
             "progress": progress_text(record),
             "artifact": _short(record.artifact, run.plan.artifact_root),
             "metric": metric,
@@ -150,7 +153,7 @@ class LiveView:
         now = time.monotonic()
         for name, record in self.run.steps.items():
             last = record.attempts[-1] if record.attempts else None
-            key = (record.state, record.reason, last.number if last else None)
+            key = (record.state, record.reason, last.number if last else None, record.tasks)
             progress = progress_text(record)
             if self.seen.get(name) != key:
                 self.seen[name] = key
@@ -159,6 +162,7 @@ class LiveView:
                 attempt = f" attempt {last.number}" if last and (last.number > 1 or last.nodes) else ""
                 nodes = f" on {last.nodes}" if last and last.nodes else ""
                 detail = f" ({record.reason})" if record.reason else ""
+                detail += f" tasks {record.tasks.text()}" if record.tasks else ""
                 sys.stderr.write(f"[{self.run.run_id}] {name}{job}{attempt}{nodes}: {record.state}{detail}\n")
             elif progress and now - self.progress_shown.get(name, 0.0) >= self.PROGRESS_LINE_S:
                 self.progress_shown[name] = now

@@ -51,6 +51,19 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+class TaskCounts(BaseModel):
+    """An array job's tasks (``nemotron.array``): how many are done of how many, and which failed (their indices)."""
+
+    done: int = 0
+    total: int
+    failed: list[int] = Field(default_factory=list)
+
+    def text(self) -> str:
+        """``3/4`` or ``3/4, failed 2``: what ``status`` shows of an array step."""
+        failed = f", failed {','.join(map(str, self.failed))}" if self.failed else ""
+        return f"{self.done}/{self.total}{failed}"
+
+
 class StepRecord(BaseModel):
     state: StepState = "planned"
     job_id: str | None = None  # pid, container id, Slurm job id: whatever the executor addresses it by
@@ -62,6 +75,7 @@ class StepRecord(BaseModel):
     artifact: Path
     attempts: list[Attempt] = Field(default_factory=list)  # every start of the step (failures.py), oldest first
     progress: dict[str, Any] | None = None  # the step's last progress record while it runs (nemotron.heartbeat)
+    tasks: TaskCounts | None = None  # an array job's tasks (None: one task)
 
 
 class RunRecord(BaseModel):
