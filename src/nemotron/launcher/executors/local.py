@@ -29,9 +29,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nemotron.array import ARRAY_TASK_ENV
 from nemotron.declaration import Resources
 from nemotron.errors import REQUEUE_EXIT_CODE
 from nemotron.heartbeat import ATTEMPT_ENV, HANG_MARKER, PROGRESS_FILE, read_progress
+from nemotron.launcher.executors.array_runner import run_array
 from nemotron.launcher.executors.base import Executor, ExecutorError, bind, follow_file, log_tail, secret_values
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
@@ -78,7 +80,7 @@ class LocalExecutor(Executor):
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**job.env, "NEMOTRON_RUN_ID": "{run_id}"}.items())
             secrets = f"  # + secrets from your shell: {', '.join(plan.secret_names)}" if plan.secret_names else ""
             after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
-            rendered[job.name] = f"{after}env {env} {shlex.join(job_command(job))}{secrets}\n"
+            rendered[job.name] = f"{after}{array_comment(job)}env {env} {shlex.join(job_command(job))}{secrets}\n"
         return rendered
 
     def rendered_for(self, plan: Plan, profile: Profile, run: RunRecord) -> dict[str, str]:
@@ -182,6 +184,9 @@ def run_jobs(run: RunRecord, prepare_retry: Callable[[RunRecord, Job], None] | N
                     _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
                     save_run(run)
                     continue
+                if job.array is not None:
+                    run_array(run, job, record, view, run.executor_data["commands"][job.name], _words)
+                    continue
                 _run_one(run, job, record, view, _command(run, job), prepare_retry)
     except (Cancelled, KeyboardInterrupt):
         for record in run.steps.values():
@@ -228,7 +233,7 @@ def _run_one(
                 view.refresh()
                 time.sleep(POLL_S)
         except BaseException:
-            _terminate(process)
+            terminate(process)
             _end_attempt(attempt, "terminated", process.returncode, "stop")
             _finish(record, "cancelled", exit_code=process.returncode, reason="cancelled")
             raise
@@ -254,7 +259,19 @@ def _run_one(
 
 def _command(run: RunRecord, job: Job) -> list[str]:
     """The words of the job's text as ``submit`` bound it; no shell runs them, so its ``#`` lines are comments."""
-    return shlex.split(run.executor_data["commands"][job.name], comments=True)
+    return _words(run.executor_data["commands"][job.name])
+
+
+def _words(text: str) -> list[str]:
+    return shlex.split(text, comments=True)
+
+
+def array_comment(job: Job) -> str:
+    """What a dry-run says of an array job: its tasks run as this command, each with its index in the environment."""
+    if job.array is None:
+        return ""
+    a = job.array
+    return f"# array: tasks {a.ranges()} of {a.count}, {a.max_parallel} at once, each with {ARRAY_TASK_ENV}=<index>\n"
 
 
 def _start(run: RunRecord, job: Job, record: StepRecord, command: list[str], attempt: int):
@@ -308,7 +325,7 @@ def _finish(record: StepRecord, state: str, exit_code: int | None = None, reason
         record.ended_at = _now()
 
 
-def _terminate(process: subprocess.Popen) -> None:
+def terminate(process: subprocess.Popen) -> None:
     """SIGTERM the step's process group (torchrun and its workers), then SIGKILL after a grace period."""
     for sig, wait_s in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
         try:
