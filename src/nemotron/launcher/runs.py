@@ -127,6 +127,7 @@ class RunRecord(BaseModel):
                     **({"reason": rec.reason} if rec.reason else {}),
                     **({"attempts": [a.model_dump(mode="json") for a in rec.attempts]} if rec.attempts else {}),
                     **({"progress": rec.progress} if rec.progress else {}),
+                    **({"tasks": rec.tasks.model_dump()} if rec.tasks else {}),
                 }
                 for name, rec in self.steps.items()
             },

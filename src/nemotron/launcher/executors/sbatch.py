@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nemotron.array import ARRAY_TASK_ENV
 from nemotron.errors import STOP_EXIT_CODE, UserError
 from nemotron.heartbeat import HANG_MARKER, PROGRESS_FILE
 from nemotron.launcher.executors.sbatch_attempts import attempt_lines
@@ -31,6 +32,7 @@ RANK_WRAPPER = (
     'LOCAL_WORLD_SIZE="$SLURM_NTASKS_PER_NODE"; exec "$@"'
 )
 SCRIPT_ENV = ("MASTER_ADDR", "MASTER_PORT", "NEMOTRON_ATTEMPT")  # set by the script itself (rendezvous, attempt)
+ARRAY_TASK_LINE = f'export {ARRAY_TASK_ENV}="$SLURM_ARRAY_TASK_ID"'
 RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", *SCRIPT_ENV)
 
 
@@ -85,10 +87,13 @@ def render_sbatch(
     container_mount_home: bool = False,
     container_args: Sequence[str] = (),
     exit_marker: str | None = None,
+    array: str | None = None,
 ) -> str:
     """The text of one sbatch script (pure). ``dependencies`` are job ids (or ``{job}`` placeholders in a dry-run);
     ``retry``: the failure classes the job is requeued after; ``output_dir``: the step's, where it reports progress;
-    ``attempts_file``: the job's attempt record (default: beside the log)."""
+    ``attempts_file``: the job's attempt record (default: beside the log); ``array``: a job array's ``--array``
+    value (``0-3%2``): each task runs the step with its index in ``NEMOTRON_ARRAY_TASK`` and records its own
+    attempts (``<attempts_file>.<index>``)."""
     if container_runtime not in CONTAINER_RUNTIMES:
         raise SbatchParameterError(
             f"container runtime {container_runtime!r} is not one of {', '.join(CONTAINER_RUNTIMES)}"
@@ -97,6 +102,7 @@ def render_sbatch(
         signal = f"B:{signal}"  # Slurm would signal every process of the step itself: see _signal_ranks
     directives = [
         f"--job-name={job_name}",
+        *([f"--array={array}"] if array else []),
         *([f"--account={account}"] if account else []),
         *([f"--partition={partition}"] if partition else []),
         f"--nodes={nodes}",
@@ -122,6 +128,8 @@ def render_sbatch(
         raise SbatchParameterError(f"sbatch option {broken!r} contains a line break, which #SBATCH cannot carry")
     lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), "", "set -euo pipefail"]
     lines += _environment(env or {}, secrets_file, workdir, pythonpath, container_runtime)
+    if array:
+        lines += ["# this array task's index: its part of the step (nemotron.array)", ARRAY_TASK_LINE]
     lines += [
         "",
         "# rendezvous of the ranks: the first node of the allocation, a port derived from the job id",
@@ -131,14 +139,15 @@ def render_sbatch(
         "",
     ]
     srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
+    script_env = [*SCRIPT_ENV, *([ARRAY_TASK_ENV] if array else [])]
     srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
-                             container_mount_home, container_args, [*(env or {}), *SCRIPT_ENV])  # fmt: skip
+                             container_mount_home, container_args, [*(env or {}), *script_env])  # fmt: skip
     # --norc: bash sources ~/.bashrc when it believes sshd started it (SSH_CLIENT in a job submitted over ssh),
     # which would put the user's interactive PATH before the job's own
     step = [*srun, "bash", "--norc", "--noprofile", "-c", RANK_WRAPPER, "nemotron-rank"]
     if container_runtime == "docker":
         step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
-                            secrets_file)  # fmt: skip
+                            secrets_file, [ARRAY_TASK_ENV] if array else [])  # fmt: skip
     step += list(command)
     lines += attempt_lines(
         step,
@@ -152,6 +161,7 @@ def render_sbatch(
         retry=retry,
         stop_exit_code=stop_exit_code,
         exit_marker=exit_marker,
+        per_task=bool(array),
     )
     return "\n".join(lines) + "\n"
 
@@ -209,7 +219,7 @@ def input_mounts(inputs: Sequence[str | Path], mounts: Sequence[str]) -> list[st
     return extra
 
 
-def _docker_run(image, mounts, workdir, extra, env, secrets_file) -> list[str]:
+def _docker_run(image, mounts, workdir, extra, env, secrets_file, task_env=()) -> list[str]:
     if not image:
         raise SbatchParameterError("container_runtime docker needs a container image (profile [container] image)")
     args = ["docker", "run", "--rm", "--network=host", "--ipc=host"]
@@ -218,7 +228,7 @@ def _docker_run(image, mounts, workdir, extra, env, secrets_file) -> list[str]:
     if workdir:
         args += ["-w", workdir]
     # by name only: docker copies the values from the task's environment, so nothing secret is on a command line
-    for name in [*env, *RANK_ENV]:
+    for name in [*env, *RANK_ENV, *task_env]:
         args += ["-e", name]
     if secrets_file:
         args += ["--env-file", secrets_file]

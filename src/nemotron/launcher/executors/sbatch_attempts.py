@@ -55,6 +55,7 @@ def attempt_lines(
     retry: Sequence[str],
     stop_exit_code: int,
     exit_marker: str | None,
+    per_task: bool = False,
 ) -> list[str]:
     forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
     lead = int(signal.split("@")[1]) if signal and "@" in signal else 0
@@ -62,6 +63,7 @@ def attempt_lines(
     lines = [
         "# attempts: a requeue runs this script again; each attempt appends its start and its end to the job's record",
         f"attempts_file={q(attempts_file)}",
+        *(['attempts_file="$attempts_file.$SLURM_ARRAY_TASK_ID"  # an array task: its own'] if per_task else []),
         f"progress_file={q(progress_file)}",
         f"hang_marker={q(hang_marker)}",
         f"retried_classes={q(policy)}",

@@ -65,10 +65,13 @@ def sbatch_parameters(
     mounts = [*profile.container.mounts, f"{plan.artifact_root}:{plan.artifact_root}"]
     mounts += input_mounts(list(job.inputs.values()), mounts)
     in_container = runtime in ("pyxis", "docker")
+    array = job.array
     return {
         "job_name": f"{run_id}.{job.name}",
         "command": job.command("python"),
-        "log_file": f"{run_dir}/logs/{job.name}.%j.log",
+        # an array's tasks: one log each, named by the array's id and the task's index
+        "log_file": f"{run_dir}/logs/{job.name}.{'%A_%a' if array else '%j'}.log",
+        "array": f"{array.ranges()}%{array.max_parallel}" if array else None,
         "nodes": res.nodes,
         "ntasks_per_node": res.nproc_per_node if res.distributed else 1,
         "gpus_per_node": res.gpus_per_node,
@@ -88,7 +91,7 @@ def sbatch_parameters(
         "retry": faults.retried_classes(),
         "stop_exit_code": faults.stop_exit_code,
         "attempts_file": attempts_file(run_dir, job.name),
-        "output_dir": str(job.output),
+        "output_dir": None if array else str(job.output),  # an array's tasks report progress in their own parts
         "sbatch_args": slurm.sbatch_args,
         "srun_args": slurm.srun_args,
         "env": {**job.env, "NEMOTRON_RUN_ID": run_id, **(image.env() if image else {})},
@@ -101,7 +104,7 @@ def sbatch_parameters(
         "container_workdir": slurm.pyxis.workdir if runtime == "pyxis" else None,
         "container_mount_home": slurm.pyxis.mount_home,
         "container_args": slurm.pyxis.extra_args if runtime == "pyxis" else profile.docker.extra_args,
-        "exit_marker": f"{run_dir}/logs/{job.name}.exit",
+        "exit_marker": None if array else f"{run_dir}/logs/{job.name}.exit",  # tasks: their completion markers
     }
 
 
@@ -156,7 +159,8 @@ class SlurmExecutor(Executor):
                 submitted[job.name] = job_id
                 record = run.steps[job.name]
                 record.job_id, record.state = job_id, "pending"
-                record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}.log")
+                task = f"_{job.array.indices[0]}" if job.array else ""  # an array's log: its first task's
+                record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}{task}.log")
                 print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
             if secrets:
                 cleanup = bind(scripts[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
@@ -185,7 +189,8 @@ class SlurmExecutor(Executor):
     def refresh(self, runs: Sequence[RunRecord]) -> None:
         """The unfinished jobs of all ``runs`` in one scheduler call per cluster, however many (``slurm_status``)."""
         for shell, group in _by_cluster(runs):
-            ids = [job_id for run in group for job_id in watched_jobs(run).values()]
+            # an array's tasks are asked for apart (``slurm_arrays``): its id alone names only one of them
+            ids = [i for run in group for name, i in watched_jobs(run).items() if run.plan.job(name).array is None]
             accounting = False if any(r.executor_data.get("accounting") is False for r in group) else None
             found, accounting = query_jobs(ids, shell.run, accounting)
             for run in group:

@@ -11,6 +11,7 @@ import sys
 
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.executors.base import explain_cancelled
+from nemotron.launcher.executors.slurm_arrays import array_state
 from nemotron.launcher.executors.slurm_state import SlurmJobState, down_nodes, map_state
 from nemotron.launcher.failures import attempts_file, last_failure, read_attempts
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord
@@ -26,6 +27,12 @@ def update_run(shell, run: RunRecord, found: dict[str, SlurmJobState]) -> None:
     now = _dt.datetime.now(_dt.UTC)
     for name, job_id in watched_jobs(run).items():
         record = run.steps[name]
+        if run.plan.job(name).array is not None:  # its tasks, asked for apart (``slurm_arrays``)
+            accounting = run.executor_data.get("accounting")
+            record.state, record.reason, record.tasks = array_state(shell, run.plan.job(name), job_id, accounting)
+            record.started_at = record.started_at or (now if record.state == "running" else None)
+            record.ended_at = record.ended_at or (now if record.state in FINISHED_STATES else None)
+            continue
         if job_id in found:
             state, reason = map_state(found[job_id])
             record.exit_code = found[job_id].exit_code if found[job_id].exit_code is not None else record.exit_code
