@@ -94,6 +94,13 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
         ),
         (["nano2", "stage1.data_curation.sources=/nonexistent.jsonl"], "--sources '/nonexistent.jsonl'", {}),
         (["nano2.stage0", "training.lr=nan"], "invalid config for stage0_pretrain.training: --lr nan: must be", {}),
+        # a weighted blend: every weight positive, every Dataset there (checked where the launcher sees the files)
+        (["nano2.stage0", f"training.blend={corpus}:0.7,{tmp}:0"], f"--blend entry '{tmp}:0': weight 0 must be", {}),
+        (
+            ["nano2.stage0", f"training.blend={tmp / 'absent'}:0.3"],
+            ("stage0_pretrain.training: --blend", "absent: no Dataset artifact there"),
+            {},
+        ),
         (["nano2.stage0", "training.lr=inf"], "invalid config for stage0_pretrain.training: --lr inf: must be", {}),
         (
             ["nano2.stage0", "data_curation.quality_threshold=7"],

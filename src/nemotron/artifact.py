@@ -80,6 +80,8 @@ class LineageEntry(BaseModel):
     name: str | None = None
     version: int | None = None
     step: str | None = None
+    # Its share of the training samples when the step read a weighted blend of inputs (None: not blended).
+    weight: float | None = None
 
 
 class Artifact(BaseModel):
@@ -124,14 +126,15 @@ class Artifact(BaseModel):
         atomic_write_text(self.metadata_path, self.model_dump_json(indent=2) + "\n")
         return self.metadata_path
 
-    def as_lineage(self, step: str | None = None) -> LineageEntry:
-        """How a downstream artifact records this one as an input."""
+    def as_lineage(self, step: str | None = None, weight: float | None = None) -> LineageEntry:
+        """How a downstream artifact records this one as an input (``weight``: its share of a blend)."""
         return LineageEntry(
             type=self.type,
             path=Path(self.path),
             name=self.tracked_name,
             version=self.tracked_version,
             step=step,
+            weight=weight,
         )
 
     def publish(self, name: str, root: Path | None = None) -> int:

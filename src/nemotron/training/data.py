@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from megatron.core.datasets.blended_dataset import BlendedDataset
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from nemotron.errors import UserError
+from nemotron.training.blend import MegatronBlend
 
 
 @dataclass(frozen=True)
@@ -46,22 +48,26 @@ def check_prefix(prefix: Path, what: str) -> None:
 
 
 def build_datasets(
-    train_prefix: Path,
-    valid_prefix: Path,
+    train: MegatronBlend,
+    valid: MegatronBlend,
     *,
     seq_length: int,
     seed: int,
     num_train_samples: int,
     vocab_size: int,
     cache_dir: Path,
-) -> tuple[GPTDataset, GPTDataset]:
-    """GPTDatasets over the train prefix (``num_train_samples`` samples, epochs repeated as needed) and over one
-    pass of the valid prefix."""
-    num_valid_samples = max(1, (count_tokens(valid_prefix) - 1) // seq_length)
+) -> tuple[GPTDataset | BlendedDataset, GPTDataset | BlendedDataset]:
+    """The train set (``num_train_samples`` samples, epochs repeated as needed) and about one pass of the valid set.
+
+    One prefix is a GPTDataset. Several (a weighted blend of Datasets, or a sharded Dataset's shards) are megatron's
+    BlendedDataset: a GPTDataset per prefix, and sample ``i`` drawn from dataset ``dataset_index[i]`` in the weights'
+    proportions (megatron's deterministic greedy interleave: every prefix of the sample order holds them to within
+    one sample)."""
+    num_valid_samples = max(1, (sum(count_tokens(p) for p in valid.prefixes) - 1) // seq_length)
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,
-        blend_per_split=[([str(train_prefix)], None), ([str(valid_prefix)], None), None],
+        blend_per_split=[_split(train), _split(valid), None],
         tokenizer=_VocabInfo(vocab_size),
         reset_position_ids=False,
         reset_attention_mask=False,
@@ -84,13 +90,40 @@ def get_batch(dataset: GPTDataset, first_sample: int, batch_size: int) -> dict[s
     return {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in keys}
 
 
-def unigram_loss(train_prefix: Path, valid: GPTDataset, vocab_size: int) -> float:
+def consumed_shares(train: GPTDataset | BlendedDataset, consumed_samples: int, blend: MegatronBlend) -> list[float]:
+    """Each blended Dataset's share of the samples ``0 .. consumed_samples-1`` (what the loop trained on), counted
+    from the BlendedDataset's own ``dataset_index`` (which prefix each sample came from) and ``blend.owners``."""
+    if not isinstance(train, BlendedDataset):
+        return [1.0]
+    drawn = np.bincount(train.dataset_index[:consumed_samples], minlength=len(blend.prefixes))
+    per_owner = np.bincount(np.asarray(blend.owners), weights=drawn, minlength=max(blend.owners) + 1)
+    return (per_owner / max(1, consumed_samples)).tolist()
+
+
+def unigram_loss(train: MegatronBlend, valid: GPTDataset | BlendedDataset, vocab_size: int) -> float:
     """Cross-entropy (nats/token) of the valid labels under the train set's add-one-smoothed unigram distribution:
-    the loss of a model that learned token frequencies and nothing else — the bar real learning must clear."""
-    index = IndexedDataset(str(train_prefix))
-    counts = np.zeros(vocab_size, dtype=np.float64)
-    for i in range(len(index)):
-        counts += np.bincount(index[i], minlength=vocab_size)[:vocab_size]
+    the loss of a model that learned token frequencies and nothing else — the bar real learning must clear. A blend's
+    distribution mixes its prefixes' by their weights (scaled to its total token count: one prefix's is unchanged)."""
+    per_prefix = [_token_counts(prefix, vocab_size) for prefix in train.prefixes]
+    if len(per_prefix) == 1:
+        counts = per_prefix[0]
+    else:
+        weights = np.asarray(train.weights, dtype=np.float64)
+        weights = weights / weights.sum()
+        total = sum(c.sum() for c in per_prefix)
+        counts = sum(w * c / c.sum() for w, c in zip(weights, per_prefix, strict=True)) * total
     log_probs = np.log((counts + 1.0) / (counts.sum() + vocab_size))
     labels = np.concatenate([np.asarray(valid[i]["labels"]) for i in range(len(valid))])
     return float(-log_probs[labels].mean())
+
+
+def _split(blend: MegatronBlend) -> tuple[list[str], list[float] | None]:
+    return [str(p) for p in blend.prefixes], blend.weights
+
+
+def _token_counts(prefix: Path, vocab_size: int) -> np.ndarray:
+    index = IndexedDataset(str(prefix))
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for i in range(len(index)):
+        counts += np.bincount(index[i], minlength=vocab_size)[:vocab_size]
+    return counts

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemotron.artifact import LineageEntry
 from nemotron.data.artifacts import Dataset
 from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
+from nemotron.training.blend import check_blend, megatron_blend, parse_blend, shares
 from nemotron.training.model import ModelConfig
 from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings, training_layout
 from nemotron.training.sizing import TrainingEstimate
@@ -31,6 +33,10 @@ class PretrainConfig(TrainingConfig):
     """Tracked Dataset name instead of a path, e.g. pretrain-data:latest."""
     init_checkpoint_path: Path | None = None
     """Start from these weights (a Checkpoint artifact directory), e.g. a previous stage's."""
+    blend: tuple[str, ...] = ()
+    """Train on these Dataset artifacts mixed by weight, DIR:WEIGHT each (absolute paths), e.g. /data/web:0.7
+    /data/math:0.3; none = the train split of --dataset-path alone. --dataset-path (which may be one of them) still
+    gives the tokenizer, the validation split and the held-out evaluation items."""
 
 
 def validate(
@@ -45,6 +51,9 @@ def validate(
     estimate = check_training(config, presets, placement, models)
     check_input(config.dataset_path, Dataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
+    blend = parse_blend(config.blend)
+    if blend and placement.files_here:
+        check_blend(blend, config.dataset_path)
     return estimate
 
 
@@ -68,16 +77,23 @@ def pretrain(
     from nemotron.training import data, loop
     from nemotron.training.run import checkpoint_artifact, prepare_run, train_or_requeue, write_outputs
 
-    for prefix, what in ((dataset.train_prefix, "train data"), (dataset.valid_prefix, "valid data")):
-        data.check_prefix(prefix, what)
+    blend = [(Dataset.load(path=e.path), e.weight) for e in parse_blend(config.blend)]
+    if blend:
+        train_data = megatron_blend([d for d, _ in blend], [w for _, w in blend], "train")
+    else:
+        train_data = megatron_blend([dataset], None, "train")
+    valid_data = megatron_blend([dataset], None, "valid")
+    for prefixes, what in ((train_data.prefixes, "train data"), (valid_data.prefixes, "valid data")):
+        for prefix in prefixes:
+            data.check_prefix(prefix, what)
     run = prepare_run(config.scale, config.seed, dataset.vocab_size, *training_layout(config, presets), models=models)
     settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     if init_from is not None:
         run.load_weights(init_from)
     output_dir.mkdir(parents=True, exist_ok=True)
     train_set, valid_set = data.build_datasets(
-        dataset.train_prefix,
-        dataset.valid_prefix,
+        train_data,
+        valid_data,
         seq_length=run.model_config.seq_length,
         seed=config.seed,
         num_train_samples=settings.train_iters * settings.global_batch_size,
@@ -96,15 +112,28 @@ def pretrain(
         tokenizer_path=dataset.tokenizer_path,
         dataset_path=Path(dataset.path),
         config=config_snapshot(config),
-        lineage=[dataset.as_lineage(step="data_curation")]
-        + ([init_from.as_lineage(step="init_checkpoint")] if init_from else []),
+        lineage=_data_lineage(dataset, blend) + ([init_from.as_lineage(step="init_checkpoint")] if init_from else []),
     )
     if run.ctx.is_rank_zero:
-        unigram = data.unigram_loss(dataset.train_prefix, valid_set, dataset.vocab_size)
-        artifact.metrics = write_outputs(output_dir, state.last_loss, valid_loss, unigram)
+        unigram = data.unigram_loss(train_data, valid_set, dataset.vocab_size)
+        drawn = data.consumed_shares(train_set, state.consumed_samples, train_data) if blend else []
+        artifact.metrics = write_outputs(output_dir, state.last_loss, valid_loss, unigram) | {
+            f"blend_share_{i}": share for i, share in enumerate(drawn)
+        }
         artifact.save()
     run.close()
     return artifact
+
+
+def _data_lineage(dataset: Dataset, blend: list[tuple[Dataset, float]]) -> list[LineageEntry]:
+    """The data inputs as the checkpoint records them: --dataset-path (step data_curation), then every other blended
+    Dataset (step blend); each blended one with its share of the samples."""
+    share_of = dict(zip([Path(d.path).resolve() for d, _ in blend], shares([w for _, w in blend]), strict=True))
+    recorded = [dataset.as_lineage(step="data_curation", weight=share_of.pop(Path(dataset.path).resolve(), None))]
+    for blended, _ in blend:
+        if (path := Path(blended.path).resolve()) in share_of:
+            recorded.append(blended.as_lineage(step="blend", weight=share_of[path]))
+    return recorded
 
 
 def step(presets: dict[str, TrainPreset], models: dict[str, ModelConfig], step_file: str) -> tuple[Callable, Callable]:
