@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nemotron.array import ARRAY_TASK_ENV
 from nemotron.heartbeat import ATTEMPT_ENV
 from nemotron.launcher.code_identity import (
     DOCKER_INSPECT,
@@ -35,8 +36,9 @@ from nemotron.launcher.code_identity import (
     check_image_code,
     parse_docker_inspect,
 )
+from nemotron.launcher.executors.array_runner import TASK_PLACEHOLDER
 from nemotron.launcher.executors.base import ExecutorError, secret_values, write_env_file
-from nemotron.launcher.executors.local import LocalExecutor, job_command
+from nemotron.launcher.executors.local import LocalExecutor, array_comment, job_command
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.profiles import Profile
@@ -67,7 +69,9 @@ def docker_run_command(
     """The ``docker run`` words for one job. Pure: the same inputs give the same words (golden-tested)."""
     docker = profile.docker
     root = str(plan.artifact_root)
-    command = ["docker", "run", "--name", container_name(run_id, job.name)]
+    # an array's tasks run at once: each its own container, named with its index (bound by the array runner)
+    task = f"-{{{TASK_PLACEHOLDER}}}" if job.array else ""
+    command = ["docker", "run", "--name", container_name(run_id, job.name) + task]
     command += ["--label", f"{RUN_LABEL}={run_id}", "--label", f"{JOB_LABEL}={job.name}", "--init"]
     if user:
         command += ["--user", user]  # files written on the mounted artifact root belong to whoever launched
@@ -86,6 +90,7 @@ def docker_run_command(
     for key, value in {**job.env, "NEMOTRON_RUN_ID": run_id, **identity}.items():
         command += ["-e", f"{key}={value}"]  # non-secret by construction: profiles name secrets, never hold them
     command += ["-e", ATTEMPT_ENV]  # by name: the runner sets it for each attempt of the step
+    command += ["-e", ARRAY_TASK_ENV] if job.array else []  # and for each task of an array
     step = job_command(job, python="python")
     if plan.secret_names:
         command += ["-v", f"{Path(run_dir) / SECRETS_FILE}:{SECRETS_IN_CONTAINER}:ro"]
@@ -237,7 +242,8 @@ def _render(plan: Plan, profile: Profile, image: str) -> dict[str, str]:
         words = docker_run_command(job, plan, profile, image, "{run_id}", run_dir, _current_user())
         after = f"# after: {', '.join(job.depends_on)}\n" if job.depends_on else ""
         secrets = f"# {run_dir}/{SECRETS_FILE} (0600): {', '.join(plan.secret_names)} from your shell\n"
-        rendered[job.name] = after + (secrets if plan.secret_names else "") + shlex.join(words) + "\n"
+        notes = after + array_comment(job) + (secrets if plan.secret_names else "")
+        rendered[job.name] = notes + shlex.join(words) + "\n"
     return rendered
 
 
