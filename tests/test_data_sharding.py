@@ -56,3 +56,30 @@ def test_an_array_task_redoes_only_its_missing_shard(corpus, tmp_path, monkeypat
     dataset = main(config)  # the last shard: this task writes the Dataset
     assert dataset is not None and [s.path for s in dataset.shards] == ["shards/00000", "shards/00001", "shards/00002"]
     assert (output / "metadata.json").is_file()
+
+
+def test_the_shared_tokenizer_is_trained_once_and_a_dead_claimants_claim_is_taken_over(tmp_path) -> None:
+    import threading
+
+    from nemotron.data.shared_tokenizer import CLAIM_FILE, shared_tokenizer
+    from nemotron.data.tokenizer import train_bpe_tokenizer
+
+    trained = []
+
+    def train():
+        trained.append(threading.get_ident())
+        return train_bpe_tokenizer(["a small sample of text to train on"] * 20, 300)
+
+    (tmp_path / CLAIM_FILE).write_text("a task that was killed while it trained\n")  # nobody touches it any more
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(shared_tokenizer(tmp_path, train, stale_s=0.5)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(trained) == 1 and len(results) == 3  # one waiter took the stale claim over; the others waited
+    assert len({r.to_str() for r in results}) == 1 and not (tmp_path / CLAIM_FILE).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]
