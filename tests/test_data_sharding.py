@@ -46,6 +46,8 @@ def test_an_array_task_redoes_only_its_missing_shard(corpus, tmp_path, monkeypat
         monkeypatch.setenv(ARRAY_TASK_ENV, str(index))
         assert main(config) is None  # its shard done; shard 1 still missing, so no Dataset yet
     assert done_tasks(output, 3) == [0, 2] and not (output / "metadata.json").exists()
+    # the corpus was partitioned once, by the first task (3 slices of the 4 files), for every shard to read its part
+    assert sorted(p.name for p in (output / "partitions").glob("*.parquet")) == [f"0000{i}.parquet" for i in range(3)]
     shard0 = output / "shards" / "00000" / "shard.json"
     written = shard0.stat().st_mtime_ns
 
@@ -56,6 +58,20 @@ def test_an_array_task_redoes_only_its_missing_shard(corpus, tmp_path, monkeypat
     dataset = main(config)  # the last shard: this task writes the Dataset
     assert dataset is not None and [s.path for s in dataset.shards] == ["shards/00000", "shards/00001", "shards/00002"]
     assert (output / "metadata.json").is_file()
+    assert not (output / "partitions").exists()  # the partitioned copy goes once every shard is done
+
+
+def test_the_embedded_corpus_in_two_shards_is_the_unsharded_one(curated_dataset, tmp_path) -> None:
+    from data_curated import CURATED_SEED
+
+    sharded = main(Config(seed=CURATED_SEED, shards=2, output_dir=tmp_path / "data"))
+    for name in COUNTS:
+        assert sharded.metrics[name] == curated_dataset.metrics[name], name
+    assert (sharded.num_examples, sharded.num_tokens) == (curated_dataset.num_examples, curated_dataset.num_tokens)
+    assert sorted(sharded.provides) == sorted(curated_dataset.provides)  # the held-out facts, written once
+    assert (tmp_path / "data" / "eval" / "facts_mc.jsonl").read_text() == (
+        Path(curated_dataset.eval_dir) / "facts_mc.jsonl"
+    ).read_text()
 
 
 def test_the_shared_tokenizer_is_trained_once_and_a_dead_claimants_claim_is_taken_over(tmp_path) -> None:

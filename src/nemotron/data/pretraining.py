@@ -144,7 +144,7 @@ def curate(config: CorpusConfig, step_file: str) -> Dataset:
     else:
         to_read = apply_scale(config.max_documents or FULL_SCALE_DOCUMENTS, config.scale)
 
-    def read_documents():  # a fresh stream of the corpus (a sharded run reads it twice: tokenizer sample, shard)
+    def read_documents():  # a fresh stream of the corpus (a sharded run: only its tokenizer sample)
         if not files:
             return world.documents(to_read)
         documents = iter_documents(files, config.text_field, config.txt_split)
@@ -153,7 +153,8 @@ def curate(config: CorpusConfig, step_file: str) -> Dataset:
     from nemotron.array import array_count
 
     if array_count(array_tasks(config)) > 1:
-        return _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, to_read, log)
+        slices = _slices(config, files, to_read, world)
+        return _curate_sharded(config, output_dir, read_documents, slices, given_tokenizer, world, to_read, log)
     documents = read_documents()
 
     # Progress in documents read, in the real output directory (not the staging one); the passes after the first
@@ -214,10 +215,33 @@ def _empty_eval_dir(eval_dir: Path) -> dict[str, float]:
     return {}
 
 
-def _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, to_read, log) -> Dataset | None:
+def _slices(config, files, to_read, world):
+    """How the sources are cut for partitioning (``nemotron.data.partition``): ``(count, read_slice)``. Source files
+    round-robin, one slice per shard at most; the embedded corpus by document index; one slice when a document limit
+    applies to files (the first K documents are an order over all of them)."""
+    from nemotron.array import array_count
+    from nemotron.data.sources import iter_documents
+
+    count = array_count(array_tasks(config))
+    if world is not None:
+
+        def world_slice(index: int):
+            return (world.document(i) for i in range(index * to_read // count, (index + 1) * to_read // count))
+
+        return count, world_slice
+    if to_read is not None:
+        from itertools import islice
+
+        return 1, lambda _index: islice(iter_documents(files, config.text_field, config.txt_split), to_read)
+    slices = min(count, len(files))
+    return slices, lambda index: iter_documents(files[index::slices], config.text_field, config.txt_split)
+
+
+def _curate_sharded(config, output_dir, read_documents, slices, given_tokenizer, world, to_read, log):
     """The shards this process is given (its array task's, else every one in turn), then the Dataset if they are
     all done by now; None while other tasks' shards are still missing (``nemotron.data.sharded``)."""
     from nemotron.array import array_count, array_task
+    from nemotron.data.partition import partition_sources, shard_documents
     from nemotron.data.sharded import curate_shard, finish_if_complete, tokenizer_sample
     from nemotron.data.shared_tokenizer import shared_tokenizer
     from nemotron.data.tokenizer import train_bpe_tokenizer
@@ -241,6 +265,10 @@ def _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, 
 
         return shared_tokenizer(output_dir, train)
 
+    def shard(index: int):  # the corpus read once, by the running tasks together; then this shard's part of it
+        partition_sources(output_dir, slices[0], slices[1], count)
+        return shard_documents(output_dir, slices[0], index)
+
     task = array_task()
     for index in [task] if task is not None else range(count):
         if index >= count:
@@ -249,7 +277,7 @@ def _curate_sharded(config, output_dir, read_documents, given_tokenizer, world, 
             index=index,
             count=count,
             output_dir=output_dir,
-            documents=read_documents,
+            documents=lambda index=index: shard(index),
             quality_threshold=config.quality_threshold,
             valid_fraction=config.valid_fraction,
             tokenizer=tokenizer,

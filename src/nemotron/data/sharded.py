@@ -1,10 +1,9 @@
 """Sharded pretraining curation: one array task per hash partition of the corpus, one Dataset listing them all.
 
-Task ``i`` of ``N`` streams the sources and keeps the documents whose content hash falls in partition ``i``
-(``curate.shard_of``): duplicates share a hash, so exact dedup within a shard is exact dedup of the whole corpus,
-and the kept documents, the duplicates removed and (with one tokenizer) the tokens add up to an unsharded run's.
-The costly per-document work (quality scoring, dedup, Parquet, tokenization) is split N ways; reading and
-normalising the sources to hash them is what every task repeats.
+Task ``i`` of ``N`` curates the documents whose content hash falls in partition ``i`` (``curate.shard_of``):
+duplicates share a hash, so exact dedup within a shard is exact dedup of the whole corpus, and the kept documents,
+the duplicates removed and (with one tokenizer) the tokens add up to an unsharded run's. The running tasks first
+partition the sources together, reading them once (``partition``); each then curates its shard's part.
 
 Each task writes ``shards/<i>/`` (``train``/``valid`` Parquet and indexed datasets, ``shard.json`` with its counts)
 through a staging directory, then its ``.done`` marker (``nemotron.array``); a killed task leaves nothing half
@@ -26,6 +25,7 @@ from typing import Any
 
 from nemotron.array import done_tasks, mark_done, marker, redo_requested
 from nemotron.data.artifacts import Dataset, DatasetShard
+from nemotron.data.partition import PARTITIONS_DIR
 from nemotron.fsutil import atomic_write_text, output_staging_dir, publish_staged
 
 SHARDS_DIR = "shards"
@@ -142,4 +142,6 @@ def finish_if_complete(output_dir: Path, count: int, make: Callable[[list[Datase
     summed["valid_tokens"] = sum(s.valid_tokens for s in shards)
     dataset = make(shards, summed)
     dataset.save()
+    # the partitioned copy of the corpus served the shards, all done now: it would double the Dataset's size
+    shutil.rmtree(output_dir / PARTITIONS_DIR, ignore_errors=True)
     return dataset
