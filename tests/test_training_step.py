@@ -45,6 +45,23 @@ def _metrics(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _curve(output_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """One TensorBoard curve of a step's output directory, as TensorBoard itself reads it (every events file, a
+    restart's purge applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(output_dir))
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def _float32(values: list[float]) -> list[float]:
+    """What an events file stores of a Python float."""
+    import numpy as np
+
+    return [float(np.float32(value)) for value in values]
+
+
 @pytest.fixture(scope="session")
 def trained(curated_dataset, tmp_path_factory):
     """One uninterrupted tiny training run (real subprocess): (Checkpoint, completed process)."""
@@ -83,6 +100,35 @@ def test_tiny_training_learns_and_records_everything(trained, curated_dataset):
     assert (Path(checkpoint.path) / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     document = json.loads(done.stdout)  # stdout carries exactly one JSON document
     assert document["artifacts"]["training"]["type"] == "Checkpoint"
+
+
+def test_training_writes_tensorboard_curves(trained):
+    checkpoint, _ = trained
+    output = Path(checkpoint.path)
+    assert list(output.glob("events.out.tfevents.*"))
+    logged = [m for m in _metrics(output) if "loss" in m]
+    loss = _curve(output)
+    assert [step for step, _ in loss] == [m["step"] for m in logged] == list(range(10, TRAIN_ITERS + 1, 10))
+    assert [value for _, value in loss] == _float32([m["loss"] for m in logged])
+    assert [value for _, value in _curve(output, "train/lr")] == _float32([m["lr"] for m in logged])
+    for tag in ("train/grad_norm", "train/tokens_per_second"):
+        assert [step for step, _ in _curve(output, tag)] == [m["step"] for m in logged]
+        assert all(value > 0 for _, value in _curve(output, tag))
+    assert _curve(output, "valid/loss") == [(TRAIN_ITERS, *_float32([checkpoint.metrics["valid_loss"]]))]
+
+
+def test_resumed_curves_drop_what_a_killed_attempt_logged_past_its_checkpoint(tmp_path):
+    """SIGKILL leaves iterations after the last checkpoint in the events file; the resumed attempt trains them again
+    and its curve replaces them, so TensorBoard shows each iteration once."""
+    from nemotron.training.curves import Curves
+
+    with Curves(tmp_path, "training") as killed:  # checkpoint at 20, logged up to 30 before the kill
+        for step in (10, 20, 30):
+            killed.log(step, {"train/loss": 100.0 + step})
+    with Curves(tmp_path, "training", resumed_at=20) as resumed:
+        for step in (30, 40):
+            resumed.log(step, {"train/loss": float(step)})
+    assert _curve(tmp_path) == [(10, 110.0), (20, 120.0), (30, 30.0), (40, 40.0)]
 
 
 def test_training_reports_its_progress(trained):
@@ -134,6 +180,10 @@ def test_sigterm_saves_exits_75_and_resume_matches_uninterrupted_run(trained, cu
     assert [m["loss"] for m in _metrics(output) if "loss" in m] == [
         m["loss"] for m in _metrics(Path(reference.path)) if "loss" in m
     ]
+    # TensorBoard: one continuous curve over both attempts (two events files), equal to the uninterrupted run's
+    assert len(list(output.glob("events.out.tfevents.*"))) >= 3  # attempt 1, attempt 2, the final valid loss
+    assert _curve(output) == _curve(Path(reference.path))
+    assert [step for step, _ in _curve(output)] == list(range(10, TRAIN_ITERS + 1, 10))
 
 
 @pytest.mark.slow

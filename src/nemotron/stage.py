@@ -23,7 +23,7 @@ from typing import Any
 from nemotron.artifact import Artifact, load_typed, recorded_provides
 from nemotron.declaration import Recipe, Stage, Step, check_input_fields
 from nemotron.scale import Scale
-from nemotron.step import Placement, resolve_output_dir, validate_step, will_carry
+from nemotron.step import Placement, is_rank_zero, record_step, resolve_output_dir, validate_step, will_carry
 
 BASELINE_INPUT = "baseline"  # an evaluation's Results of the model the stage started from (``three_step_stage``)
 
@@ -130,6 +130,8 @@ def chain_steps(stage: Any, recipe: Recipe, stage_name: str) -> dict[str, Artifa
     for step in declared.steps:
         inputs = {(None, name): Path(artifact.path) for name, artifact in made.items()}
         made[step.name] = modules[step.name].main(wire(configs[step.name], step, inputs))
+        if is_rank_zero():
+            record_step(step.name, made[step.name])
     return made
 
 

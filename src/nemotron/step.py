@@ -208,7 +208,15 @@ def run_step(
     # None: an array task that did its part while others' are still to come (nemotron.array); no artifact to print
     if is_rank_zero() and artifact is not None:
         log_code_location(step_name)
+        record_step(step_name, artifact)
         print_complete({step_name: artifact})
+
+
+def record_step(step_name: str, artifact: Artifact) -> None:
+    """The finished step's artifact, with its lineage, in the experiment tracker the job asks for (if any)."""
+    from nemotron.tracking import record_step as record
+
+    record(step_name, artifact)
 
 
 def log_code_location(step_name: str) -> None:

@@ -63,7 +63,7 @@ def save_results(
     baseline: Results | None = None,
 ) -> Results:
     """Every evaluation step's Results, saved: the ``checkpoint`` it scored on ``dataset``, and with a ``baseline``
-    its ``vs_baseline/*`` comparison and lineage entry too."""
+    its ``vs_baseline/*`` comparison and lineage entry too; its metrics also go to a TensorBoard events file."""
     if baseline is not None:
         metrics = metrics | compare(metrics, baseline)
         lineage = [*lineage, baseline.as_lineage(step=LINEAGE_STEP)]
@@ -78,6 +78,11 @@ def save_results(
         lineage=lineage,
     )
     results.save()
+    from nemotron.training.curves import write_scalars
+
+    # beside the training curves in TensorBoard, at the iteration of the checkpoint it scored
+    scalars = {f"eval/{name}": value for name, value in metrics.items()}
+    write_scalars(output_dir, checkpoint.num_steps, scalars, "evaluation")
     return results
 
 

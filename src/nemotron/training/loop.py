@@ -23,6 +23,7 @@ import torch
 from nemotron.heartbeat import Heartbeat, hang_timeout_from_env
 from nemotron.log import get_logger
 from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from nemotron.training.curves import Curves
 from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank, clip_gradients
 from nemotron.training.model import causal_mask
 
@@ -180,9 +181,10 @@ def train(
             hang_timeout=hang_timeout_from_env(None),
         )
     checkpoint_step = state.step if resume_from is not None else None
+    curves = Curves(output_dir, "training", resumed_at=state.step, writer=ctx.is_rank_zero, config=vars(settings))
 
     model.train()
-    with heartbeat:  # the watchdog watches from this first beat until training ends or raises
+    with heartbeat, curves:  # the watchdog watches from this first beat until training ends or raises
         # the same keys as every later record; a fresh run's loss is NaN, written as null
         heartbeat.beat(state.step, loss=state.last_loss, tokens_per_second=None, checkpoint_step=checkpoint_step)
         while state.step < settings.train_iters:
@@ -201,7 +203,7 @@ def train(
                 loss.backward()
                 loss_sum += loss.detach()
             all_reduce_gradients(model)
-            clip_gradients(model, settings.grad_clip)
+            grad_norm = clip_gradients(model, settings.grad_clip)
             optimizer.step()
             scheduler.step(1)
 
@@ -214,7 +216,8 @@ def train(
                 raise FloatingPointError(f"training loss is {state.last_loss} at step {state.step}")
             tokens_per_second = tokens / (time.perf_counter() - started)
             if ctx.is_rank_zero and (state.step % settings.log_interval == 0 or state.step == settings.train_iters):
-                _log_step(metrics_path, state, optimizer.param_groups[0]["lr"], tokens_per_second)
+                lr = optimizer.param_groups[0]["lr"]
+                _log_step(metrics_path, curves, state, lr, float(grad_norm), tokens_per_second)
 
             stopping = any_rank(_stop.name is not None, ctx.device)
             progress = {"loss": state.last_loss, "tokens_per_second": round(tokens_per_second, 1)}
@@ -241,10 +244,14 @@ def _data_parallel_mean(value: torch.Tensor) -> float:
     return float(value.item())
 
 
-def _log_step(metrics_path: Path, state: TrainingState, lr: float, tokens_per_second: float) -> None:
+def _log_step(
+    metrics_path: Path, curves: Curves, state: TrainingState, lr: float, grad_norm: float, tokens_per_second: float
+) -> None:
     record = {"step": state.step, "loss": state.last_loss, "lr": lr, "tokens_per_second": round(tokens_per_second, 1)}
     with metrics_path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+    scalars = {"loss": state.last_loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_second": tokens_per_second}
+    curves.log(state.step, {f"train/{name}": value for name, value in scalars.items()})
     log.info("step %d loss %.4f lr %.2e %.0f tok/s", state.step, state.last_loss, lr, tokens_per_second)
 
 

@@ -144,6 +144,10 @@ def write_outputs(
     with metrics_path.open("a") as f:
         f.write(json.dumps({"step": steps[-1]["step"], **metrics}) + "\n")
     _plot_loss(steps, valid_loss, unigram_loss, output_dir / "loss.png", baseline)
+    from nemotron.training.curves import write_scalars
+
+    final = {"valid/loss": valid_loss, f"valid/{baseline}_loss": unigram_loss}
+    write_scalars(output_dir, steps[-1]["step"], final, "training")  # TensorBoard: beside the training loss
     log.info("valid loss %.4f (%s baseline %.4f)", valid_loss, baseline, unigram_loss)
     return metrics
 
