@@ -41,6 +41,9 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
     _profile(env, "three-ranks", 'extends = "local"\n[local]\nnproc_per_node = 3\n')
     _profile(env, "old-release", 'extends = "slurm-test"\n[slurm]\nmax_requeues = 2\n')  # a key that moved
     _profile(env, "short-runs", 'extends = "eos"\n[fault_tolerance]\nmax_segments = 100\n')
+    _profile(env, "tracking-typo", '[tracking]\nproject = "p"\nentiy = "team"\n')
+    _profile(env, "tracking-mode", '[tracking]\nproject = "p"\nmode = "sometimes"\n')
+    _profile(env, "tracked-online", '[tracking]\nproject = "p"\n')  # online: W&B's key is a secret
     corpus = tmp / "corpus"  # a user's own text: a validation split, no held-out facts
     corpus.mkdir()
     (corpus / "notes.txt").write_text("The old baker crosses the bridge near the station every morning.\n")
@@ -146,6 +149,21 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
         (["status", "toy-20000101-000000-ffff"], "unknown run", {}),
         (["logs"], "run", {}),
         (["profiles", "nope"], "unknown profile", {}),
+        (["toy", "--profile", "tracking-typo"], "unknown key 'tracking.entiy': did you mean 'tracking.entity'?", {}),
+        (["toy", "--profile", "tracking-mode"], ("tracking.mode", "'online', 'offline' or 'disabled'"), {}),
+        (["toy", "--profile", "tracked-online"], "secret WANDB_API_KEY is not set", {"WANDB_API_KEY": ""}),
+        (["lineage", "toy-20000101-000000-ffff"], "unknown run 'toy-20000101-000000-ffff'", {}),
+        (["lineage", str(corpus)], ("has no metadata.json (not an artifact)", "no run.json (not a run)"), {}),
+        (["lineage", str(corrupt)], "corrupt", {}),
+        (["lineage", str(results), "--format", "svg"], "--format svg is not one of auto, text, json, dot", {}),
+        (["lineage", str(results), "--png", str(tmp / "absent" / "x.png")], "absent does not exist", {}),
+        (["plot", "toy-20000101-000000-ffff"], "unknown run 'toy-20000101-000000-ffff'", {}),
+        # Graphviz's dot not on PATH (the venv's own bin only): one line saying what to install
+        (
+            ["lineage", str(results), "--png", str(tmp / "x.png")],
+            "needs Graphviz's dot",
+            {"PATH": str(Path(sys.executable).parent)},
+        ),
         *_unreadable_inputs(env, tmp),
     ]
 
@@ -357,8 +375,8 @@ def test_importing_cli_and_rendering_a_plan_stays_light(launcher_env: LauncherEn
             plan = build_plan(target, profile_for(profile, None), "tiny", ["training.lr=0.5"])
             describe(plan)
         get_executor("local").render(plan, profile_for("local", None))
-        heavy = sorted(m for m in ("torch", "megatron", "lm_eval", "pyarrow", "tokenizers", "matplotlib")
-                       if m in sys.modules)
+        heavy = sorted(m for m in ("torch", "megatron", "lm_eval", "pyarrow", "tokenizers", "matplotlib",
+                                   "tensorboard", "wandb") if m in sys.modules)
         print(",".join(heavy))
         """
     )
@@ -400,3 +418,18 @@ def test_nano2_eos_dry_run_without_a_cluster(launcher_env: LauncherEnv, target: 
     assert document["jobs"]["stage0_pretrain.data_curation"]["resources"]["partition"] == "cpu"
     assert training["command"].startswith("python -m nemotron.recipes.nano2.stage0_pretrain.training --scale full")
     assert training["depends_on"] == ["stage0_pretrain.data_curation"]
+
+
+def test_tracking_reaches_every_job_as_environment_and_the_api_key_only_by_name(launcher_env: LauncherEnv) -> None:
+    _profile(launcher_env, "team", '[tracking]\nproject = "nano"\nentity = "llm-team"\n')
+    key = "wandb-key-value-0d9e8f7a"
+    result = launcher_env.launch("toy", "--profile", "team", "--dry-run", WANDB_API_KEY=key)
+    assert result.returncode == 0, result.stderr
+    rendered = result.document["rendered"]
+    assert rendered and all(
+        "NEMOTRON_WANDB_PROJECT=nano" in script and "NEMOTRON_WANDB_ENTITY=llm-team" in script
+        for script in rendered.values()
+    )
+    assert "NEMOTRON_WANDB_MODE=online" in next(iter(rendered.values()))
+    assert "secrets from your shell: WANDB_API_KEY" in next(iter(rendered.values()))
+    assert key not in result.stdout + result.stderr

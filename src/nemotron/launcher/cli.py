@@ -7,6 +7,8 @@
     nemotron-launch runs [--state running] [--target nano2] [--since 2d] [-n 50]   # every run, newest first
     nemotron-launch cancel --state running --target nano2 [--yes]               # every run a filter selects
     nemotron-launch new-recipe NAME                               # a new recipe from the template (docs/)
+    nemotron-launch lineage ARTIFACT_DIR|RUN [--format dot] [--png FILE]   # what an artifact was made from
+    nemotron-launch plot [RUN] [--out FILE.png]                   # loss curves and evaluations of a run, one PNG
 
 stdout carries exactly one JSON document (run id, per-step state and artifact path); everything meant for people goes
 to stderr. Bad input is one line on stderr and exit code 2. Shell completion: ``nemotron-launch
@@ -33,7 +35,7 @@ from tyro.conf import Positional, arg, subcommand
 from nemotron.errors import UserError
 from nemotron.launcher.executors.registry import EXECUTORS
 
-SUBCOMMANDS = ("run", "status", "runs", "logs", "cancel", "list", "profiles", "build", "new-recipe")
+SUBCOMMANDS = ("run", "status", "runs", "logs", "cancel", "list", "profiles", "build", "new-recipe", "lineage", "plot")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/nemotron: an OSError about these files is a bug
 EXIT_FOR_STATE = {"completed": 0, "running": 0, "planned": 0, "failed": 1, "cancelled": 130}
 
@@ -304,6 +306,39 @@ class Cancel(RunFilters):
 
 
 @dataclasses.dataclass
+class Lineage:
+    """What an artifact was made from, back to its raw sources: each artifact's type, step, scale, headline metric,
+    code digest and image. A tree on a terminal, JSON on stdout otherwise; --format dot for Graphviz."""
+
+    reference: Positional[Annotated[str, arg(metavar="ARTIFACT_DIR|RUN")]]
+    """an artifact directory, or a run id / run directory (its last artifacts)"""
+    format: Annotated[str, arg(metavar="{auto,text,json,dot}")] = "auto"
+    """auto: a tree on a terminal, JSON when stdout is not one"""
+    png: Annotated[Path | None, arg(metavar="FILE")] = None
+    """also draw the graph into this PNG (needs Graphviz's dot)"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.lineage import show
+
+        return show(self.reference, self.format, self.png)
+
+
+@dataclasses.dataclass
+class Plot:
+    """One PNG of a run: the loss curve of each training step, each evaluation's figures beside its baseline."""
+
+    run: Positional[Annotated[str | None, arg(metavar="[RUN]")]] = None
+    """run id or run directory (default: the newest)"""
+    out: Annotated[Path | None, arg(metavar="FILE.png")] = None
+    """where to write it (default: plot.png in the run's directory)"""
+
+    def execute(self) -> int:
+        from nemotron.launcher.plot import show
+
+        return show(self.run, self.out)
+
+
+@dataclasses.dataclass
 class List:
     """Recipes, their stages and steps (with each step's module and default resources per scale), every target."""
 
@@ -442,6 +477,8 @@ Command = (
     | Annotated[Profiles, subcommand("profiles")]
     | Annotated[Build, subcommand("build")]
     | Annotated[NewRecipe, subcommand("new-recipe")]
+    | Annotated[Lineage, subcommand("lineage")]
+    | Annotated[Plot, subcommand("plot")]
 )
 
 _BOX_RE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+")

@@ -141,7 +141,7 @@ def build_plan(
     by_step = _assign_overrides(parsed, target)
     root = _artifact_root(artifact_root, profile)
     code = {pkg: source_hash(pkg) for pkg in _packages(target)}
-    env = {**profile.env, ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
+    env = {**profile.job_env(), ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
     planner = _Planner(target, profile, scale, root, code_version(), env, force, files_here)
     planner.source_hashes = code
     jobs = planner.plan(by_step)
@@ -154,7 +154,7 @@ def build_plan(
         artifact_root=root,
         code_version=planner.code_version,
         code=code,
-        secret_names=list(profile.secrets),
+        secret_names=profile.secret_names(),
         jobs=jobs,
     )
 

@@ -120,6 +120,29 @@ class ArrayOptions(StrictModel):
     max_parallel: int = Field(default=4, ge=1)
 
 
+class TrackingOptions(StrictModel):
+    """``[tracking]``: Weights & Biases for every step of a run (``uv sync --extra tracking`` where jobs run). Each step
+    is a W&B run of ``project`` (``entity``: a team, else the API key's user) with its curves, summary and artifact
+    logged with its lineage; TensorBoard event files are written whatever this says. Online, W&B's API key
+    ``WANDB_API_KEY`` is one of the profile's secrets (added here when missing): forwarded from the submitting shell,
+    never written."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] = "online"  # offline: a run directory in each step's output
+
+    def job_env(self) -> dict[str, str]:
+        from nemotron import tracking
+
+        env = {tracking.PROJECT_ENV: self.project, tracking.MODE_ENV: self.mode}
+        return env | ({tracking.ENTITY_ENV: self.entity} if self.entity else {})
+
+    def secret_names(self) -> list[str]:
+        from nemotron.tracking import API_KEY_SECRET
+
+        return [API_KEY_SECRET] if self.mode == "online" else []
+
+
 class ProfileBase(StrictModel):
     """What every profile has, whatever its executor; ``Profile`` adds the tables the registered executors own
     (``executors.registry``: ``[slurm]``, ``[ssh]``, ``[docker]``, ``[local]``, ``[nemo_run]``)."""
@@ -136,6 +159,7 @@ class ProfileBase(StrictModel):
     gpu: GPUOptions = Field(default_factory=GPUOptions)
     arrays: ArrayOptions = Field(default_factory=ArrayOptions)
     steps: dict[str, StepOverrides] = Field(default_factory=dict)
+    tracking: TrackingOptions | None = None  # None: TensorBoard event files only
 
     @field_validator("executor")
     @classmethod
@@ -159,6 +183,15 @@ class ProfileBase(StrictModel):
         if isinstance(value, str) and not value.strip():
             raise ValueError("empty: give a directory, or leave the key out for the default")
         return value
+
+    def job_env(self) -> dict[str, str]:
+        """The environment every job of this profile gets: ``[env]`` and what ``[tracking]`` tells the steps."""
+        return {**self.env, **(self.tracking.job_env() if self.tracking else {})}
+
+    def secret_names(self) -> list[str]:
+        """``secrets`` and the ones ``[tracking]`` needs, each once."""
+        needed = self.tracking.secret_names() if self.tracking else []
+        return [*self.secrets, *(name for name in needed if name not in self.secrets)]
 
     def resolved_artifact_root(self) -> Path:
         from nemotron.artifact import default_artifact_root
