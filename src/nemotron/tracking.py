@@ -59,7 +59,15 @@ def wandb_run(output_dir: Path, job_type: str, config: dict[str, Any] | None = N
     settings = WandbSettings.from_env()
     if settings is None:
         return None
-    import wandb
+    try:
+        import wandb
+    except ModuleNotFoundError:
+        from nemotron.errors import UserError
+
+        raise UserError(
+            f"{PROJECT_ENV} is set (the profile's [tracking]) but wandb is not installed where this step runs: "
+            "install the tracking extra (uv sync --extra tracking), or drop [tracking]"
+        ) from None
 
     wanted = run_id(output_dir)
     if wandb.run is not None:
