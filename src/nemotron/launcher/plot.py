@@ -3,7 +3,7 @@
 Left column: the loss curve of each training step (its ``metrics.jsonl``, one point per logged iteration), with its
 validation loss and baseline when the step recorded them. Right column: each evaluation's figures beside its
 baseline — the earlier stage's Results it was compared with (lineage ``baseline``), else its own ``input_model/``
-figures (stage2 scores the model it started from). Rates in [0, 1] (accuracies, exact match) are bars; other figures
+figures (stage2 scores the model it started from), else the chance level of its multiple-choice accuracies. Rates in [0, 1] (accuracies, exact match) are bars; other figures
 (perplexities, margins) are written under the bars, since one axis cannot show both. The PNG's ``Description`` text
 chunk lists the axes, so a reader (or a test) knows what was drawn without looking.
 """
@@ -94,7 +94,17 @@ def _scores(step: str, directory: Path) -> Scores:
         theirs = Results.load(path=baseline_path).metrics
         return Scores(step, own, {k: theirs[k] for k in own if k in theirs}, "baseline")
     inputs = {k: results.metrics[f"input_model/{k}"] for k in own if f"input_model/{k}" in results.metrics}
-    return Scores(step, own, inputs, "input model" if inputs else None)
+    if inputs:
+        return Scores(step, own, inputs, "input model")
+    # a first stage has no earlier model to compare with: its multiple-choice accuracies stand beside chance
+    chance = {k: results.metrics[_chance(k)] for k in own if _chance(k) in results.metrics}
+    return Scores(step, own, chance, "chance" if chance else None)
+
+
+def _chance(name: str) -> str:
+    """The chance level recorded beside a multiple-choice accuracy (``facts_mc/acc`` -> ``facts_mc/chance_acc``)."""
+    task, _, metric = name.rpartition("/")
+    return f"{task}/chance_acc" if metric in ("acc", "acc_norm") else ""
 
 
 def _draw(title: str, curves: list[Curve], scores: list[Scores], target: Path) -> dict[str, list[str]]:
