@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nemotron.data.curate import curate_to_parquet
-from nemotron.data.filters import HashSet, content_hash, is_valid_split, normalize_text, quality_score
+from nemotron.data.filters import (
+    HashSet,
+    content_hash,
+    count_letters,
+    is_valid_split,
+    normalize_text,
+    quality_score,
+)
 from nemotron.errors import UserError
 
 PROSE = "The river runs past the old mill, where the baker sells fresh bread every morning before sunrise."
@@ -111,3 +121,26 @@ def test_curation_gives_each_split_a_document_when_the_hash_would_not(tmp_path):
 def test_curation_with_nothing_left_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="survived curation"):
         curate_to_parquet(["x", "y"], tmp_path / "t.parquet", tmp_path / "v.parquet", 0.5, 0.05)
+
+
+# The document-at-a-time regex versions these functions replaced, kept as the reference they must equal.
+def _reference_normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [re.sub(r"[^\S\n]+", " ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _reference_letters(text: str) -> int:
+    return len(re.sub(r"[\W\d_]+", "", text))
+
+
+# Every whitespace code point, line breaks of all kinds, letters, digits of other scripts, numeric symbols, "_",
+# compatibility forms NFKC folds, a combining mark and a lone surrogate (JSON can carry one).
+AWKWARD_CHARS = [chr(c) for c in range(0x3000 + 1) if chr(c).isspace()] + list("\n\r\t aZé_0٣²½ⅣＡﬁ\u0301\ud800.😀")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(AWKWARD_CHARS) | st.text(max_size=3), max_size=60).map("".join))
+def test_normalize_and_letter_count_equal_the_regex_reference(text):
+    assert normalize_text(text) == _reference_normalize(text)
+    assert count_letters(text) == _reference_letters(text)
