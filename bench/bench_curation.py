@@ -1,21 +1,29 @@
 """Curation throughput and memory at two corpus sizes: MB/s, docs/s and peak RSS, and the RSS ratio large/small.
 
+MB/s is wall time; "MB per CPU-s" divides by the process's CPU time (all its threads), the figure that stays
+comparable on a machine shared with other work (and, for one thread, what one idle core would do).
+
 Generates two synthetic JSONL corpora (prose-like documents of 0.5-4 KB from a 20k-word vocabulary, with ~5 %
 exact duplicates and ~3 % junk documents) into a temporary directory, deleted afterwards. Each curation runs the
 real data_curation step in a fresh child process that reports its own peak RSS (``getrusage``) and its RSS right
-after imports, so the memory the curation itself adds is visible apart from torch/megatron's import footprint.
+after imports, so the memory the curation itself adds is visible apart from what its modules import.
 
 The size runs reuse a tokenizer trained once on the small corpus (``--tokenizer-path``), so they measure curation
 (read, normalise, score, dedup, split, Parquet, tokenize, indexed write); BPE training is timed separately.
+The child imports only the step, as a curation job does, so "after imports" is a curation process's own footprint.
+
+``--shards N`` also curates the large corpus as N shards (the step's ``shards``), one process per shard running at
+once as an array's tasks do, and reports their throughput against the one-process run.
 
     uv run python bench/bench_curation.py                 # 20 MB and 200 MB
-    uv run python bench/bench_curation.py --small-mb 5 --large-mb 50
+    uv run python bench/bench_curation.py --small-mb 5 --large-mb 50 --shards 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -72,16 +80,17 @@ def generate_corpus(path: Path, megabytes: float, seed: int = 0) -> dict[str, in
 
 def child(args: list[str]) -> None:
     """Run the step in this process and print its timing and memory (kilobytes from getrusage are Linux's unit)."""
-    from nemotron.data.indexed import load_token_documents  # noqa: F401 - import megatron before the baseline
     from nemotron.recipes.nano2.stage0_pretrain.data_curation import Config, main
 
     import_rss_mb = _current_rss_mb()
     config = Config(**json.loads(args[0]))
-    start = time.perf_counter()
-    dataset = main(config)
-    seconds = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    dataset = main(config)  # an array task whose Dataset another task completes returns None
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "import_rss_mb": import_rss_mb, **dataset.metrics}))
+    metrics = dataset.metrics if dataset is not None else {}
+    figures = {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_mb, "import_rss_mb": import_rss_mb}
+    print(json.dumps({**figures, **metrics}))
 
 
 def _current_rss_mb() -> float:
@@ -92,18 +101,41 @@ def _current_rss_mb() -> float:
 
 
 def run_child(config: dict) -> dict:
+    return run_children(config, 1)[0]
+
+
+def _array_env(index: int, tasks: int) -> dict[str, str]:
+    return {"NEMOTRON_ARRAY_TASK": str(index), "NEMOTRON_ARRAY_TASKS": str(tasks)} if tasks > 1 else {}
+
+
+def run_children(config: dict, tasks: int) -> list[dict]:
+    """``tasks`` children at once: one plain run, or the array tasks 0..tasks-1 of a ``shards=tasks`` curation."""
     command = [sys.executable, __file__, "--child", json.dumps(config)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"curation failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    started = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one pipe each, read to the end: a few log lines, then the JSON line
+            text=True,
+            env={**os.environ, **_array_env(i, tasks)},
+        )
+        for i in range(tasks)
+    ]
+    results = []
+    for child in started:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise SystemExit(f"curation failed:\n{out[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def report(label: str, corpus: dict, run: dict) -> None:
     mb = corpus["bytes"] / 1e6
     print(
         f"{label:<22} {mb:8.1f} MB {corpus['documents']:>9,} docs  {run['seconds']:7.1f} s  "
-        f"{mb / run['seconds']:6.2f} MB/s  {corpus['documents'] / run['seconds']:8,.0f} docs/s  "
+        f"{mb / run['seconds']:6.2f} MB/s ({mb / run['cpu_seconds']:5.2f} MB per CPU-s)  "
+        f"{corpus['documents'] / run['seconds']:8,.0f} docs/s  "
         f"peak RSS {run['peak_rss_mb']:6.0f} MB (after imports {run['import_rss_mb']:4.0f} MB, "
         f"curation adds {run['peak_rss_mb'] - run['import_rss_mb']:5.0f} MB)  "
         f"kept {run['documents_kept']:,.0f}, duplicates {run['duplicate_rate']:.1%}"
@@ -115,6 +147,7 @@ def main() -> None:
     parser.add_argument("--small-mb", type=float, default=20)
     parser.add_argument("--large-mb", type=float, default=200)
     parser.add_argument("--vocab-size", type=int, default=8192)
+    parser.add_argument("--shards", type=int, default=0, help="also curate the large corpus as this many shards")
     options = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-curation-"))
@@ -140,6 +173,22 @@ def main() -> None:
             results[label] = run_child({**config, "tokenizer_path": tokenizer})
             report(f"{label} (given tokenizer)", corpus, results[label])
             shutil.rmtree(work / f"out-{label}")
+        if options.shards > 1:
+            source, corpus = runs["large"]
+            config = {
+                **base,
+                "sources": [str(source)],
+                "output_dir": str(work / "out-shards"),
+                "tokenizer_path": tokenizer,
+            }
+            tasks = run_children({**config, "shards": options.shards}, options.shards)
+            wall = max(t["seconds"] for t in tasks)  # the tasks' curation, as the one-process run is timed
+            one = corpus["bytes"] / 1e6 / results["large"]["seconds"]
+            print(
+                f"large as {options.shards} shards at once: {wall:.1f} s, {corpus['bytes'] / 1e6 / wall:.2f} MB/s "
+                f"({corpus['bytes'] / 1e6 / wall / one:.2f}x one process; peak RSS per task "
+                f"{max(t['peak_rss_mb'] for t in tasks):.0f} MB)"
+            )
         bpe_share = (bpe["seconds"] - results["small"]["seconds"]) / bpe["seconds"]
         print(f"BPE training share of the small run: {bpe_share:.0%}")
         size_ratio = runs["large"][1]["bytes"] / runs["small"][1]["bytes"]
