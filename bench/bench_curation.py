@@ -186,7 +186,8 @@ def main() -> None:
             one = corpus["bytes"] / 1e6 / results["large"]["seconds"]
             print(
                 f"large as {options.shards} shards at once: {wall:.1f} s, {corpus['bytes'] / 1e6 / wall:.2f} MB/s "
-                f"({corpus['bytes'] / 1e6 / wall / one:.2f}x one process; peak RSS per task "
+                f"({corpus['bytes'] / 1e6 / wall / one:.2f}x one process; CPU time of all tasks "
+                f"{sum(t['cpu_seconds'] for t in tasks) / results['large']['cpu_seconds']:.2f}x its; peak RSS per task "
                 f"{max(t['peak_rss_mb'] for t in tasks):.0f} MB)"
             )
         bpe_share = (bpe["seconds"] - results["small"]["seconds"]) / bpe["seconds"]
