@@ -157,3 +157,20 @@ def test_every_step_of_every_recipe_offers_what_the_launcher_reads() -> None:
                 module = importlib.import_module(step.module)
                 missing = [n for n in ("Config", "main", "validate") if not callable(getattr(module, n, None))]
                 assert not missing, f"{step.module} lacks {missing}"
+
+
+def test_every_step_module_of_the_shipped_recipes_is_a_thin_binding_of_the_kit() -> None:
+    """The kit holds the work (pretraining, SFT and DPO blocks): a recipe's step module states its Config and what it
+    chooses (presets, models) in a few lines, so a second recipe gets a stage without copying one."""
+    from nemotron.launcher.targets import builtin_recipes, load_recipe
+
+    too_long = {}
+    for name in builtin_recipes():
+        recipe = load_recipe(name)
+        assert [stage.alias for stage in recipe.stages] == ["stage0", "stage1", "stage2"], name
+        for stage in recipe.stages:
+            for step in stage.steps:
+                path = SRC.parent / Path(*step.module.split(".")).with_suffix(".py")
+                if (lines := len(path.read_text().splitlines())) > 45:
+                    too_long[step.module] = lines
+    assert too_long == {}

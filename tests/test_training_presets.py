@@ -12,7 +12,7 @@ import pytest
 from nemotron.errors import UserError
 from nemotron.scale import SCALES
 from nemotron.step import Placement
-from nemotron.training.presets import TrainPreset, check_training, resolve_settings
+from nemotron.training.presets import TrainPreset, check_training, training_layout
 
 STAGES = ("stage0_pretrain", "stage1_instruction_tuning", "stage2_alignment")
 
@@ -23,7 +23,10 @@ def _step(stage: str):
 
 def _settings(stage: str, data_parallel_size: int = 1, **overrides):
     step = _step(stage)
-    return resolve_settings(step.Config(**overrides), step.PRESETS, data_parallel_size, bf16=False)
+    config = step.Config(**overrides)
+    tensor_parallel, pipeline_parallel = training_layout(config, step.PRESETS)  # the scale's own model-parallel layout
+    ranks = Placement(world_size=data_parallel_size * tensor_parallel * pipeline_parallel)
+    return check_training(config, step.PRESETS, ranks).settings
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -69,7 +72,7 @@ def test_a_table_of_its_own_resolves_without_a_step():
         scale, weight_decay, grad_clip, log_interval, lr = "medium", 0.0, 0.5, 1, None
 
     presets = {scale: TrainPreset(10, 2, 8, 1e-3, warmup_iters=1, decay_style="linear") for scale in SCALES}
-    settings = resolve_settings(Flags(), presets, data_parallel_size=2, bf16=True)
+    settings = check_training(Flags(), presets, Placement(world_size=2)).for_run(data_parallel_size=2, bf16=True)
     assert (settings.train_iters, settings.min_lr, settings.save_interval, settings.bf16) == (10, 1e-4, 10, True)
     assert (settings.decay_style, settings.grad_clip) == ("linear", 0.5)
 

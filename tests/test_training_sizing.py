@@ -80,7 +80,7 @@ def test_flops_follow_the_parameters_and_the_attention_layers():
 
 def test_a_layout_that_does_not_fit_is_refused_naming_one_that_does():
     eos_full = Placement(world_size=64, gpus_per_node=8, gpu=H100, time_limit_s=4 * 3600)
-    estimate = check_training(nano2.Config(scale="full"), nano2.PRESETS, eos_full, MODEL_PRESETS)
+    estimate = check_training(nano2.Config(scale="full"), nano2.PRESETS, eos_full, MODEL_PRESETS).estimate
     assert estimate.layout == Layout(8, 1, 8) and estimate.memory.total <= 80e9
     assert estimate.segments == estimate.cost.segments > 1000  # a 20T-token run on 64 GPUs: years of 4 h segments
     with pytest.raises(UserError) as refused:
@@ -89,9 +89,11 @@ def test_a_layout_that_does_not_fit_is_refused_naming_one_that_does():
     assert message.startswith("--tensor-parallel 1, --pipeline-parallel 1: about ") and "80 GB" in message
     suggested = int(message.split("a layout that fits: --tensor-parallel ")[1].split()[0])
     fits = check_training(nano2.Config(scale="full", tensor_parallel=suggested), nano2.PRESETS, eos_full, MODEL_PRESETS)
+    fits = fits.estimate
     assert fits.memory.total <= 80e9  # what it suggests does fit
     # no GPU memory stated (a CPU run, a profile without [gpu] memory_gb): estimated, never refused
     cpu = check_training(nano2.Config(scale="full", tensor_parallel=1), nano2.PRESETS, Placement(64, 8), MODEL_PRESETS)
+    cpu = cpu.estimate
     assert cpu.cost is None and cpu.memory.total > 80e9
 
 

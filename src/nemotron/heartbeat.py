@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -144,6 +145,25 @@ class Heartbeat:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
         rank_zero = _rank_from_env(os.environ) == 0
         return cls(output_dir, kind, total, writer=rank_zero, hang_timeout=hang_timeout_from_env(None))
+
+    @classmethod
+    @contextlib.contextmanager
+    def staged_step(cls, output_dir: Path, kind: str, total: int) -> Iterator[Path]:
+        """A step that writes its files at once (curation of pairs, conversations): they go into a staging directory
+        beside ``output_dir`` (yielded), published whole when the block ends without error, so nothing half-written
+        is ever visible there; its heartbeat beats at 0 first and at ``total`` once published."""
+        from nemotron.fsutil import output_staging_dir, publish_staged
+
+        heartbeat = cls.for_step(output_dir, kind, total)
+        staging = output_staging_dir(output_dir)
+        try:
+            heartbeat.beat(0)
+            yield staging
+            publish_staged(staging, output_dir)
+            heartbeat.beat(total, force=True)
+        finally:
+            heartbeat.close()
+            shutil.rmtree(staging, ignore_errors=True)
 
     def __enter__(self) -> Heartbeat:
         return self

@@ -124,7 +124,7 @@ def carried_by(
 def validate_step(module: ModuleType, config: Any, placement: Placement, carried: frozenset[str]) -> Any:
     """A step module's own ``validate`` — the function its ``main`` calls first — for a planner or a stage that runs
     it ahead of the step. A module without one (a recipe of another kit) has only its Config's own checks. Returns
-    what it returns: an estimate with ``lines()`` and ``as_dict()`` (a training job's), or None."""
+    what it returns: what it computed (a training step's settings, layout and ``estimate``), or None."""
     validate = getattr(module, "validate", None)
     return validate(config, placement, carried) if validate is not None else None
 

@@ -82,19 +82,10 @@ def curate(config: ChatCurationConfig, step_file: str) -> Dataset:
     train, valid, held_out = _conversations(config, _world_seed(checkpoint, config.seed))
     log.info("%d train / %d valid conversations, %d held-out instructions", len(train), len(valid), len(held_out))
 
-    from nemotron.fsutil import output_staging_dir, publish_staged  # staged: nothing half-written is visible
-
-    heartbeat = Heartbeat.for_step(output_dir, STEP, len(train) + len(valid))  # coarse: conversations written
-    staging = output_staging_dir(output_dir)
-    try:
-        heartbeat.beat(0)
+    # coarse progress: conversations written
+    with Heartbeat.staged_step(output_dir, STEP, len(train) + len(valid)) as staging:
         stats = _write_files(staging, train, valid, held_out, tokenizer, seq_length)
         shutil.copyfile(checkpoint.tokenizer_path, staging / "tokenizer.json")
-        publish_staged(staging, output_dir)
-        heartbeat.beat(len(train) + len(valid), force=True)
-    finally:
-        heartbeat.close()
-        shutil.rmtree(staging, ignore_errors=True)
 
     dataset = Dataset(
         path=output_dir,

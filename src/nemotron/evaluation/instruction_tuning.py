@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
-from nemotron.evaluation.settings import check_sizes
+from nemotron.evaluation.settings import ComparedEvalConfig, check_inputs, check_sizes
 from nemotron.evaluation.tasks import VALID_PPL, check_supported, split_task_names, supported_tasks
-from nemotron.step import Placement, StepConfig, carried_by, check_input, config_snapshot, step_output_dir
+from nemotron.step import Placement, carried_by, config_snapshot, step_output_dir
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
@@ -28,17 +28,9 @@ INPUT_PREFIX = "input_model/"
 
 
 @dataclass
-class InstructEvalConfig(StepConfig):
+class InstructEvalConfig(ComparedEvalConfig):
     """Evaluate a stage1 Checkpoint (and the model it was tuned from) on held-out instructions."""
 
-    checkpoint_path: Path | None = None
-    """stage1 Checkpoint directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
-    checkpoint_artifact: str | None = None
-    """Tracked checkpoint, e.g. sft-checkpoint:latest."""
-    baseline_path: Path | None = None
-    """stage0's Results of the input model: compared with (vs_baseline/*) and recorded in lineage."""
-    baseline_artifact: str | None = None
-    """Tracked baseline Results, e.g. pretrain-results:latest."""
     regression_tasks: tuple[str, ...] | None = None
     """stage0 tasks re-run on both models (facts_mc, facts_gen, valid_ppl); empty to skip; none = the held-out facts
     stage0's dataset carries, else valid_ppl."""
@@ -55,8 +47,7 @@ def validate(config: InstructEvalConfig, placement: Placement, carried: frozense
     check_sizes(config.limit, config.batch_size, config.max_new_tokens)
     if config.regression_tasks:
         split_task_names(list(config.regression_tasks))
-    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
-    check_input(config.baseline_path, Results, "--baseline-path")
+    check_inputs(config)
     if config.regression_tasks:
         check_supported(config.regression_tasks, carried, "--regression-tasks")
 

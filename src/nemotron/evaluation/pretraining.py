@@ -22,22 +22,18 @@ from pathlib import Path
 
 from nemotron.evaluation.artifacts import Results
 from nemotron.evaluation.baseline import save_results
-from nemotron.evaluation.settings import check_sizes
+from nemotron.evaluation.settings import CheckpointEvalConfig, check_inputs, check_sizes
 from nemotron.evaluation.tasks import check_supported, split_task_names, supported_tasks
-from nemotron.step import Placement, StepConfig, carried_by, check_input, config_snapshot, step_output_dir
+from nemotron.step import Placement, carried_by, config_snapshot, step_output_dir
 from nemotron.training.artifacts import Checkpoint
 
 STEP = "evaluation"
 
 
 @dataclass
-class PretrainEvalConfig(StepConfig):
+class PretrainEvalConfig(CheckpointEvalConfig):
     """Evaluate a pretrained Checkpoint on lm-eval tasks."""
 
-    checkpoint_path: Path | None = None
-    """Checkpoint artifact directory (else --checkpoint-artifact, else the training step's JSON on stdin)."""
-    checkpoint_artifact: str | None = None
-    """Tracked checkpoint, e.g. pretrain-checkpoint:latest."""
     tasks: tuple[str, ...] | None = None
     """Local tasks (facts_mc, facts_gen, valid_ppl) and/or lm-eval benchmark names cached on this machine; none =
     every local task the checkpoint's dataset can feed."""
@@ -53,7 +49,7 @@ def validate(config: PretrainEvalConfig, placement: Placement, carried: frozense
     check_sizes(config.limit, config.batch_size)
     if config.tasks is not None:
         split_task_names(list(config.tasks))
-    check_input(config.checkpoint_path, Checkpoint, "--checkpoint-path")
+    check_inputs(config)
     if config.tasks is not None:
         check_supported(config.tasks, carried)
 

@@ -430,9 +430,11 @@ def job_placement(resources: JobResources, files_here: bool = True, gpu: GPUSpec
 def _validate(step: Step, config: Any, placement: Placement, carried: frozenset[str], where: str) -> Any:
     """The step's own ``validate(config, placement, carried)`` — the function its ``main`` calls first — with the job's
     placement and what its inputs will carry: a batch that does not divide over the planned ranks, or a task whose data
-    the planned dataset lacks, fails here, not after Slurm allocated them."""
+    the planned dataset lacks, fails here, not after Slurm allocated them. Returns what it estimated for the job (an
+    ``estimate`` with ``lines()``, ``as_dict()`` and ``segments``: a training job's), or None."""
     try:
-        return validate_step(importlib.import_module(step.module), config, placement, carried)
+        checked = validate_step(importlib.import_module(step.module), config, placement, carried)
+        return getattr(checked, "estimate", None)
     except UserError as exc:
         raise OverrideError(f"invalid config for {where}: {exc}") from None
 

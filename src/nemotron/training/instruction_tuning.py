@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from nemotron.data.artifacts import Dataset
 from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.model import ModelConfig
-from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings, training_layout
-from nemotron.training.sizing import TrainingEstimate
+from nemotron.training.presets import CheckedTraining, TrainingConfig, TrainPreset, check_training
 
 
 @dataclass
@@ -44,24 +44,25 @@ def validate(
     carried: frozenset[str],
     presets: dict[str, TrainPreset],
     models: dict[str, ModelConfig] | None = None,
-) -> TrainingEstimate | None:
+) -> CheckedTraining:
     """Every check before work: at the start of ``finetune``, and by the launcher at plan time with the job's ranks
-    and GPUs; with ``models`` (what the init checkpoint is expected to hold), the job's memory and cost estimate."""
-    estimate = check_training(config, presets, placement, models)
+    and GPUs; returns the settings and layout ``finetune`` trains with and, with ``models`` (what the init
+    checkpoint is expected to hold), the job's memory and cost estimate."""
+    checked = check_training(config, presets, placement, models)
     check_input(config.dataset_path, Dataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
-    return estimate
+    return checked
 
 
 def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str) -> Checkpoint:
     """The step: fine-tune the init checkpoint's model on the dataset's packed rows with ``presets[config.scale]``
     (flags override it) into the step's output directory (``step_file``: the calling step module's ``__file__``)."""
-    from nemotron.step import config_snapshot, step_output_dir
+    from nemotron.step import step_output_dir
 
     carried = carried_by(Dataset, config.dataset_path, config.dataset_artifact) | carried_by(
         Checkpoint, config.init_checkpoint_path, config.init_checkpoint_artifact, piped=False
     )
-    validate(config, Placement.from_environment(), carried, presets)
+    checked = validate(config, Placement.from_environment(), carried, presets)
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = _init_checkpoint(config, dataset)
     output_dir = step_output_dir(config, step_file)
@@ -70,12 +71,13 @@ def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str)
 
     from nemotron.data.chat import load_packed
     from nemotron.training import loop
-    from nemotron.training.run import checkpoint_artifact, train_or_requeue, write_outputs
+    from nemotron.training.run import checkpoint_artifact, prepare_run_from, train_or_requeue, write_outputs
     from nemotron.training.sft import PackedSFTSamples
 
     train_rows, valid_rows = load_packed(dataset.train_prefix), load_packed(dataset.valid_prefix)
-    run = _prepare_run_from(init_from, config, dataset.vocab_size, training_layout(config, presets))
-    settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    layout = (checked.tensor_parallel, checked.pipeline_parallel)
+    run = prepare_run_from(init_from, config.seed, dataset.vocab_size, *layout)
+    settings = checked.for_run(run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     run.load_weights(init_from)
     seq_length = run.model_config.seq_length
     train_set = PackedSFTSamples(*train_rows, seq_length=seq_length, seed=config.seed)
@@ -86,15 +88,8 @@ def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str)
     state = train_or_requeue(run, train_set.batch, settings, output_dir)
 
     valid_loss = loop.evaluate(run.model, valid_set.in_order, len(valid_set), settings.micro_batch_size, run.ctx)
-    artifact = checkpoint_artifact(
-        run,
-        state,
-        output_dir,
-        tokenizer_path=dataset.tokenizer_path,
-        dataset_path=Path(dataset.path),
-        config=config_snapshot(config),
-        lineage=[dataset.as_lineage(step="data_curation"), init_from.as_lineage(step="init_checkpoint")],
-    )
+    lineage = [dataset.as_lineage(step="data_curation"), init_from.as_lineage(step="init_checkpoint")]
+    artifact = checkpoint_artifact(run, state, output_dir, config, dataset, lineage=lineage)
     if run.ctx.is_rank_zero:
         artifact.metrics = write_outputs(output_dir, state.last_loss, valid_loss, init_valid_loss, baseline="init")
         artifact.save()
@@ -114,20 +109,6 @@ def _init_checkpoint(config: SFTConfig, dataset) -> Checkpoint:
     return Checkpoint.load(path=upstream[0].path)
 
 
-def _prepare_run_from(init_from: Checkpoint, config: SFTConfig, vocab_size: int, layout: tuple[int, int]):
-    """``prepare_run`` for the model the init checkpoint holds rather than a recipe's scale table: from here on
-    SIGTERM/SIGUSR1 end in a checkpoint and exit 75. Its substitutions stay recorded (the tuned model keeps them)."""
-    from nemotron.training.loop import catch_stop_signals
-    from nemotron.training.model import ModelConfig
-    from nemotron.training.run import prepare_model_run
-
-    catch_stop_signals()
-    model = ModelConfig.from_dict(init_from.model)
-    run = prepare_model_run(model, config.seed, vocab_size, *layout)
-    run.substitutions = [*init_from.substitutions, *(s for s in run.substitutions if s not in init_from.substitutions)]
-    return run
-
-
 def step(
     presets: dict[str, TrainPreset], step_file: str, models: dict[str, ModelConfig] | None = None
 ) -> tuple[Callable, Callable]:
@@ -135,11 +116,4 @@ def step(
     ``presets`` (training settings per scale; the model is the init checkpoint's own, ``models`` what it is expected
     to be per scale, for the plan's estimate); ``step_file`` is the module's ``__file__`` (its default output
     directory is named after it)."""
-
-    def step_validate(config: SFTConfig, placement: Placement, carried: frozenset[str]) -> TrainingEstimate | None:
-        return validate(config, placement, carried, presets, models)
-
-    def step_main(config: SFTConfig) -> Checkpoint:
-        return finetune(config, presets, step_file)
-
-    return step_validate, step_main
+    return partial(validate, presets=presets, models=models), partial(finetune, presets=presets, step_file=step_file)

@@ -15,7 +15,6 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from nemotron.training.checkpointing import TrainingState, latest_checkpoint, lo
 from nemotron.training.curves import Curves
 from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank, clip_gradients
 from nemotron.training.model import causal_mask
+from nemotron.training.presets import TrainSettings  # torch-free: the launcher checks them at plan time
 
 log = get_logger("training.loop")
 
@@ -47,24 +47,6 @@ class TrainingInterrupted(Exception):
             message = f"stopped by {signal_name} while preparing to train from step {step}; nothing new to save"
         super().__init__(message)
         self.step = step
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    train_iters: int
-    micro_batch_size: int
-    global_batch_size: int
-    lr: float
-    min_lr: float
-    warmup_iters: int
-    decay_style: str  # megatron's: "cosine", "linear", "WSD", ...
-    wsd_decay_iters: int
-    weight_decay: float
-    grad_clip: float
-    adam_betas: tuple[float, float]
-    save_interval: int
-    log_interval: int
-    bf16: bool
 
 
 def language_model_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,20 +1,21 @@
-"""Per-scale training presets: a stage declares a table, ``resolve_settings`` turns it plus the CLI into TrainSettings.
+"""Per-scale training presets: a stage declares a table, ``check_training`` turns it plus the CLI into TrainSettings.
 
 Every training step has the same knobs (``--train-iters``, ``--micro-batch-size``, ``--global-batch-size``, ``--lr``,
 ``--min-lr``, ``--warmup-iters``, ``--save-interval``); a flag left unset (``None``) takes the value of the ``--scale``
 preset. What differs per stage is data — its ``PRESETS`` table — so the rules (what an override replaces, what
 follows from what, which values are refused) live here once: ``check_training`` is every training step's validation
-(the launcher runs it at plan time with the job's ranks), ``resolve_settings`` the same choice once the run is set up.
+(the launcher runs it at plan time with the job's ranks) and computes the settings once: a step's ``validate``
+returns them (``CheckedTraining``) and its ``main`` trains with them.
 
-Light on purpose: step modules import this at top, so torch (via ``nemotron.training.loop``) is imported only inside
-``resolve_settings``.
+Torch-free on purpose: step modules import this at top and the launcher imports them to plan (the training loop
+imports ``TrainSettings`` from here, never the reverse).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from nemotron.errors import UserError
@@ -23,13 +24,53 @@ from nemotron.step import StepConfig
 
 if TYPE_CHECKING:
     from nemotron.step import Placement
-    from nemotron.training.loop import TrainSettings
     from nemotron.training.model import ModelConfig
     from nemotron.training.sizing import TrainingEstimate
 
 # The Config fields that, when None or absent, take the preset's value.
 OVERRIDABLE = ("train_iters", "micro_batch_size", "global_batch_size", "lr", "min_lr", "warmup_iters", "save_interval")
 ADAM_BETAS = (0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the training loop runs with: a preset, the Config's overrides and the data-parallel size, checked."""
+
+    train_iters: int
+    micro_batch_size: int
+    global_batch_size: int
+    lr: float
+    min_lr: float
+    warmup_iters: int
+    decay_style: str  # megatron's: "cosine", "linear", "WSD", ...
+    wsd_decay_iters: int
+    weight_decay: float
+    grad_clip: float
+    adam_betas: tuple[float, float]
+    save_interval: int
+    log_interval: int
+    bf16: bool
+
+
+@dataclass(frozen=True)
+class CheckedTraining:
+    """What a training step's ``validate`` computed: the settings and layout its ``main`` trains with, and the plan's
+    memory and cost estimate (None when the recipe's model table was not given)."""
+
+    settings: TrainSettings  # bf16 off: the process that trains turns it on where it has a GPU
+    tensor_parallel: int
+    pipeline_parallel: int
+    data_parallel: int
+    estimate: TrainingEstimate | None = None
+
+    def for_run(self, data_parallel_size: int, bf16: bool) -> TrainSettings:
+        """The settings for the process group the run set up, which must be the one they were checked against."""
+        if data_parallel_size != self.data_parallel:
+            raise RuntimeError(
+                f"the run's data-parallel size {data_parallel_size} is not the {self.data_parallel} its settings were "
+                "checked for: the placement (WORLD_SIZE / SLURM_STEP_NUM_TASKS) and the process group disagree"
+            )
+        return dataclasses.replace(self.settings, bf16=bf16)
 
 
 @dataclass(frozen=True)
@@ -78,39 +119,20 @@ def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, 
     )
 
 
-def resolve_settings(
-    config: Any, presets: dict[str, TrainPreset], data_parallel_size: int, bf16: bool
-) -> TrainSettings:
-    """TrainSettings from ``presets[config.scale]`` and the Config's overrides; bad values raise UserError.
-
-    ``config`` is a step Config: ``scale``, ``weight_decay``, ``grad_clip``, ``log_interval``, and any of
-    ``OVERRIDABLE`` (a step without a field, e.g. no ``--min-lr``, always gets the preset's value).
-    """
-    from nemotron.training.loop import TrainSettings
-
-    preset = presets[check_scale(config.scale)]
-    chosen = choose_settings(config, preset, data_parallel_size)
-    check_settings(SimpleNamespace(**chosen), data_parallel_size)
-    return TrainSettings(
-        **chosen,
-        decay_style=preset.decay_style,
-        wsd_decay_iters=max(1, chosen["train_iters"] // 5),  # "WSD" decays over the last fifth; unused otherwise
-        adam_betas=ADAM_BETAS,
-        bf16=bf16,
-    )
-
-
 def check_training(
     config: Any,
     presets: dict[str, TrainPreset],
     placement: Placement,
     models: dict[str, ModelConfig] | None = None,
     **sizing: int,
-) -> TrainingEstimate | None:
-    """Every check of a training step's Config and placement, torch-free: what ``resolve_settings`` and the process
-    group setup would refuse, with the data-parallel size the placement gives; with the recipe's ``models``, also
-    its memory per GPU against the placement's GPUs (``sizing``; ``frozen_copies``, ``sequences_per_sample`` for a
-    step like DPO). Returns that estimate (None without ``models``).
+) -> CheckedTraining:
+    """Every check of a training step's Config and placement, torch-free, and the settings they choose: the preset of
+    ``config.scale`` with the Config's overrides (a flag left unset takes the preset's value), refused where the loop
+    or the process group setup would refuse them, with the data-parallel size the placement gives; with the recipe's
+    ``models``, also its memory per GPU against the placement's GPUs (``sizing``; ``frozen_copies``,
+    ``sequences_per_sample`` for a step like DPO), the estimate. ``config`` is a step Config: ``scale``,
+    ``weight_decay``, ``grad_clip``, ``log_interval``, and any of ``OVERRIDABLE`` (a step without a field always gets
+    the preset's value).
 
     A training step's ``validate`` calls it first thing in ``main`` (with the ranks torchrun/srun started) and the
     launcher at plan time (with the job's nodes x ranks per node and its GPUs), so a batch that does not divide over
@@ -119,10 +141,18 @@ def check_training(
     preset = presets[check_scale(config.scale)]
     tensor_parallel, pipeline_parallel = training_layout(config, presets)
     data_parallel_size = check_parallelism(tensor_parallel, pipeline_parallel, placement)
-    settings = choose_settings(config, preset, data_parallel_size)
-    check_settings(SimpleNamespace(**settings), data_parallel_size)
+    chosen = choose_settings(config, preset, data_parallel_size)
+    settings = TrainSettings(
+        **chosen,
+        decay_style=preset.decay_style,
+        wsd_decay_iters=max(1, chosen["train_iters"] // 5),  # "WSD" decays over the last fifth; unused otherwise
+        adam_betas=ADAM_BETAS,
+        bf16=False,
+    )
+    check_settings(settings, data_parallel_size)
+    checked = CheckedTraining(settings, tensor_parallel, pipeline_parallel, data_parallel_size)
     if models is None:
-        return None
+        return checked
     check_model_split(models[config.scale], tensor_parallel)
     from nemotron.data.pretraining import VOCAB_SIZE_BY_SCALE  # the tokenizer the stage's data curation trains
     from nemotron.training.memory import Layout
@@ -130,7 +160,8 @@ def check_training(
 
     layout = Layout(tensor_parallel, pipeline_parallel, data_parallel_size)
     vocab_size = VOCAB_SIZE_BY_SCALE[config.scale]
-    return size_training(models[config.scale], vocab_size, layout, settings, placement, **sizing)
+    estimate = size_training(models[config.scale], vocab_size, layout, chosen, placement, **sizing)
+    return dataclasses.replace(checked, estimate=estimate)
 
 
 def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: Placement) -> int:
@@ -204,7 +235,7 @@ def _override_or_preset(config: Any, preset: TrainPreset, name: str) -> Any:
     return getattr(preset, name) if value is None else value
 
 
-def check_settings(settings: TrainSettings | SimpleNamespace, data_parallel_size: int) -> None:
+def check_settings(settings: TrainSettings, data_parallel_size: int) -> None:
     """Refuse settings the loop cannot run, naming the CLI flag and what would be valid (NaN and inf included)."""
     for name in ("train_iters", "micro_batch_size", "global_batch_size", "save_interval", "log_interval"):
         if getattr(settings, name) < 1:

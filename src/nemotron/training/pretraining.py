@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from nemotron.artifact import LineageEntry
@@ -21,8 +22,7 @@ from nemotron.step import Placement, carried_by, check_input
 from nemotron.training.artifacts import Checkpoint
 from nemotron.training.blend import check_blend, megatron_blend, parse_blend, shares
 from nemotron.training.model import ModelConfig
-from nemotron.training.presets import TrainingConfig, TrainPreset, check_training, resolve_settings, training_layout
-from nemotron.training.sizing import TrainingEstimate
+from nemotron.training.presets import CheckedTraining, TrainingConfig, TrainPreset, check_training
 
 
 @dataclass
@@ -45,16 +45,17 @@ def validate(
     carried: frozenset[str],
     presets: dict[str, TrainPreset],
     models: dict[str, ModelConfig],
-) -> TrainingEstimate | None:
+) -> CheckedTraining:
     """Every check before work: at the start of ``pretrain``, and by the launcher at plan time with the job's ranks
-    and GPUs; returns the job's memory and cost estimate (``sizing``)."""
-    estimate = check_training(config, presets, placement, models)
+    and GPUs; returns what it computed: the settings and layout ``pretrain`` trains with, the job's memory and cost
+    estimate."""
+    checked = check_training(config, presets, placement, models)
     check_input(config.dataset_path, Dataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
     blend = parse_blend(config.blend)
     if blend and placement.files_here:
         check_blend(blend, config.dataset_path)
-    return estimate
+    return checked
 
 
 def pretrain(
@@ -62,12 +63,12 @@ def pretrain(
 ) -> Checkpoint:
     """The step: ``presets[scale]`` schedules ``models[scale]``; ``step_file`` is the calling step module's
     ``__file__`` (its default output directory)."""
-    from nemotron.step import config_snapshot, step_output_dir
+    from nemotron.step import step_output_dir
 
     carried = carried_by(Dataset, config.dataset_path, config.dataset_artifact) | carried_by(
         Checkpoint, config.init_checkpoint_path, piped=False
     )
-    validate(config, Placement.from_environment(), carried, presets, models)
+    checked = validate(config, Placement.from_environment(), carried, presets, models)
     dataset = Dataset.load(path=config.dataset_path, tracked_artifact=config.dataset_artifact)
     init_from = Checkpoint.load(path=config.init_checkpoint_path) if config.init_checkpoint_path else None
     output_dir = step_output_dir(config, step_file)
@@ -86,8 +87,9 @@ def pretrain(
     for prefixes, what in ((train_data.prefixes, "train data"), (valid_data.prefixes, "valid data")):
         for prefix in prefixes:
             data.check_prefix(prefix, what)
-    run = prepare_run(config.scale, config.seed, dataset.vocab_size, *training_layout(config, presets), models=models)
-    settings = resolve_settings(config, presets, run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
+    layout = (checked.tensor_parallel, checked.pipeline_parallel)
+    run = prepare_run(config.scale, config.seed, dataset.vocab_size, *layout, models=models)
+    settings = checked.for_run(run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     if init_from is not None:
         run.load_weights(init_from)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -105,15 +107,8 @@ def pretrain(
     valid_loss = loop.evaluate(
         run.model, lambda i, n: data.get_batch(valid_set, i, n), len(valid_set), settings.micro_batch_size, run.ctx
     )
-    artifact = checkpoint_artifact(
-        run,
-        state,
-        output_dir,
-        tokenizer_path=dataset.tokenizer_path,
-        dataset_path=Path(dataset.path),
-        config=config_snapshot(config),
-        lineage=_data_lineage(dataset, blend) + ([init_from.as_lineage(step="init_checkpoint")] if init_from else []),
-    )
+    lineage = _data_lineage(dataset, blend) + ([init_from.as_lineage(step="init_checkpoint")] if init_from else [])
+    artifact = checkpoint_artifact(run, state, output_dir, config, dataset, lineage=lineage)
     if run.ctx.is_rank_zero:
         unigram = data.unigram_loss(train_data, valid_set, dataset.vocab_size)
         drawn = data.consumed_shares(train_set, state.consumed_samples, train_data) if blend else []
@@ -140,11 +135,6 @@ def step(presets: dict[str, TrainPreset], models: dict[str, ModelConfig], step_f
     """A recipe's pretraining step module in one line: its ``validate`` and ``main``, bound to the recipe's
     ``presets`` (training settings per scale) and ``models`` (architecture per scale); ``step_file`` is the module's
     ``__file__`` (its default output directory is named after it)."""
-
-    def step_validate(config: PretrainConfig, placement: Placement, carried: frozenset[str]) -> TrainingEstimate | None:
-        return validate(config, placement, carried, presets, models)
-
-    def step_main(config: PretrainConfig) -> Checkpoint:
-        return pretrain(config, presets, models, step_file)
-
-    return step_validate, step_main
+    return partial(validate, presets=presets, models=models), partial(
+        pretrain, presets=presets, models=models, step_file=step_file
+    )

@@ -67,6 +67,18 @@ def prepare_run(
     return prepare_model_run(models[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
 
 
+def prepare_run_from(
+    init_from: Checkpoint, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
+) -> PreparedRun:
+    """``prepare_run`` for the model a Checkpoint holds rather than a recipe's scale table, so one fine-tuning block
+    (SFT, DPO) tunes any model family. Its substitutions stay recorded: the tuned model keeps them."""
+    catch_stop_signals()
+    model = ModelConfig.from_dict(init_from.model)
+    run = prepare_model_run(model, seed, vocab_size, tensor_parallel, pipeline_parallel)
+    run.substitutions = [*init_from.substitutions, *(s for s in run.substitutions if s not in init_from.substitutions)]
+    return run
+
+
 def prepare_model_run(
     config: ModelConfig, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
 ) -> PreparedRun:
@@ -107,9 +119,18 @@ def train_or_requeue(run: PreparedRun, batches, settings, output_dir: Path, **lo
         raise UserError(f"{err}: lower --lr (now {settings.lr})") from None
 
 
-def checkpoint_artifact(run: PreparedRun, state, output_dir: Path, **fields: Any) -> Checkpoint:
+def checkpoint_artifact(run: PreparedRun, state, output_dir: Path, config: Any, data: Any, **fields: Any) -> Checkpoint:
     """The Checkpoint of a finished ``train_or_requeue``: the weights of its last step, the model they fit and
-    the world that trained them; ``fields`` are the step's own (tokenizer, dataset, config, lineage, metrics)."""
+    the world that trained them, the step's ``config`` (a Config, or its snapshot with more) and the Dataset whose
+    tokenizer and corpus it read (``data``);
+    ``fields`` are the step's own (lineage, metrics), or replace those (a fine-tuning that keeps its input's)."""
+    from nemotron.step import config_snapshot
+
+    fields = {
+        "tokenizer_path": data.tokenizer_path,
+        "dataset_path": Path(data.path),
+        "config": config_snapshot(config),
+    } | fields
     return Checkpoint(
         path=output_dir,
         num_steps=state.step,
