@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 
+from nemotron.launcher.code_identity import pinned_container_image
 from nemotron.launcher.containers import (
     REPO,
     BuildContext,
@@ -18,7 +19,6 @@ from nemotron.launcher.containers import (
     enroot_import_command,
     enroot_source,
     import_sbatch_script,
-    pinned_container_image,
     read_index,
     recipe_context,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -11,10 +12,14 @@ import tyro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nemotron.launcher.claims import claim_outputs
+from nemotron.launcher.executors.base import still_producing
 from nemotron.launcher.overrides import cli_flags
 from nemotron.launcher.plan import Plan, build_plan
 from nemotron.launcher.profiles import ProfileError, expand, load_profile, profile_for
 from nemotron.launcher.runs import create_run, find_run, read_run
+
+CLAIM = functools.partial(claim_outputs, still_producing=still_producing)  # as the launch command claims
 
 
 @pytest.fixture
@@ -84,7 +89,8 @@ def test_secrets_are_names_never_values(toy: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_API_KEY", "wandb_super_secret_value")
     profile = profile_for("eos", None)
     plan = build_plan("toy.stage0", profile, "full")
-    run = create_run(plan.model_copy(update={"artifact_root": toy / "artifacts"}), profile.model_dump(mode="json"))
+    snapshot = profile.model_dump(mode="json")
+    run = create_run(plan.model_copy(update={"artifact_root": toy / "artifacts"}), snapshot, CLAIM)
     from nemotron.launcher.executors.local import LocalExecutor
 
     rendered = json.dumps(LocalExecutor().render(plan, profile))
@@ -205,9 +211,9 @@ def test_a_later_stage_is_compared_with_the_evaluation_of_the_checkpoint_it_star
 
 def test_run_records_are_found_by_id_directory_or_newest(toy: Path) -> None:
     plan = build_plan("toy.stage0", profile_for(None, None))
-    first = create_run(plan, {})
+    first = create_run(plan, {}, CLAIM)
     other = build_plan("toy.stage0", profile_for(None, None), overrides=["data_curation.num_examples=11"])
-    second = create_run(other, {})  # other outputs: the same plan's are claimed by `first`
+    second = create_run(other, {}, CLAIM)  # other outputs: the same plan's are claimed by `first`
     assert first.run_id.startswith("toy-") and first.run_id != second.run_id
     with open(toy / "state" / "runs.jsonl", "ab") as index:  # lines the index skips, the newest naming `first`
         index.write(b'not json\n[1]\n"x"\n\xff\xfe\n{"run_id": "%s", "run_dir": 5}\n' % first.run_id.encode())

@@ -21,6 +21,7 @@ command that needs them, so ``--help`` stays fast and nothing here pulls torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import re
@@ -70,8 +71,8 @@ class Run:
     """re-run steps whose output already exists"""
 
     def execute(self) -> int:
-        from nemotron.launcher.claims import abandon
-        from nemotron.launcher.executors.base import ExecutorError, get_executor
+        from nemotron.launcher.claims import abandon, claim_outputs
+        from nemotron.launcher.executors.base import ExecutorError, get_executor, still_producing
         from nemotron.launcher.plan import build_plan, describe
         from nemotron.launcher.profiles import profile_for
         from nemotron.launcher.report import print_status
@@ -99,7 +100,8 @@ class Run:
             executor.check(plan, profile)  # secrets set, docker installed...: fail before anything is recorded
         else:
             executor = None
-        run = create_run(plan, profile.model_dump(mode="json"), detached=self.detach)  # checks the run index first
+        claim = functools.partial(claim_outputs, still_producing=still_producing)
+        run = create_run(plan, profile.model_dump(mode="json"), claim, detached=self.detach)  # checks the index first
         print(describe(plan), file=sys.stderr)  # after: a bad input above stays the one line on stderr
         if executor is not None:
             try:

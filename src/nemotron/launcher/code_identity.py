@@ -116,11 +116,17 @@ def inspect_docker_image(name: str, run: Runner) -> PinnedImage | None:
     return parse_docker_inspect(name, done.stdout) if done.returncode == 0 else None
 
 
+def pinned_container_image(image: str | None) -> str | None:
+    """For submitters: the squashfs a profile's ``.sqsh`` symlink points at now, so a whole run uses one image even
+    if a build moves the link while its jobs wait in the queue. Other references are returned unchanged."""
+    if image and image.endswith(".sqsh") and Path(image).is_symlink():
+        return os.path.realpath(image)
+    return image
+
+
 def resolve_squashfs(path: str, shell) -> PinnedImage | None:
     """The squashfs file a ``.sqsh`` path (usually build's symlink) points at now, with what ``index.json`` beside it
     says of it (matched by file name, which carries the image id); None if the path does not exist."""
-    from nemotron.launcher.containers import pinned_container_image
-
     if getattr(shell, "host", None) is None:
         target = pinned_container_image(path) or path
         if not os.path.exists(target):

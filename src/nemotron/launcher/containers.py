@@ -328,14 +328,6 @@ def point_profile_at(profile, squashfs: Path) -> None:
     os.replace(tmp, link)
 
 
-def pinned_container_image(image: str | None) -> str | None:
-    """For submitters: the squashfs a profile's ``.sqsh`` symlink points at now, so a whole run uses one image even
-    if a build moves the link while its jobs wait in the queue. Other references are returned unchanged."""
-    if image and image.endswith(".sqsh") and Path(image).is_symlink():
-        return os.path.realpath(image)
-    return image
-
-
 def convert_to_squashfs(profile, recipe: str, image: BuiltImage, pushed: str | None) -> Path:
     directory = squashfs_dir(profile)
     target = squashfs_path(directory, recipe, image.image_id)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nemotron.launcher.run_states import SUCCESS_STATES
+
 if TYPE_CHECKING:
     from nemotron.launcher.runs import RunRecord
 
@@ -127,8 +129,6 @@ def parse_time(text: Any) -> _dt.datetime | None:
 # ------------------------------------------------------------------------------------------------ rows
 def run_row(run: RunRecord) -> dict[str, Any]:
     """What a list of runs shows of one run (the outcome line of a finished run holds exactly this)."""
-    from nemotron.launcher.runs import SUCCESS_STATES
-
     steps = run.steps.values()
     started = min((s.started_at for s in steps if s.started_at), default=None)
     ended = max((s.ended_at for s in steps if s.ended_at), default=None) if run.finished else None
@@ -155,7 +155,6 @@ def run_row(run: RunRecord) -> dict[str, Any]:
 def last_metric(run: RunRecord) -> tuple[str | None, str | None]:
     """The headline metric of the last finished step (plan order) that has one: (its step, ``name=value``)."""
     from nemotron.launcher.inputs import headline_metric
-    from nemotron.launcher.runs import SUCCESS_STATES
 
     for job in reversed(run.plan.jobs):
         record = run.steps.get(job.name)

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from nemotron.fsutil import atomic_write_text
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.plan import Plan
 from nemotron.launcher.run_index import append_outcome, ended_state
+from nemotron.launcher.run_states import FINISHED_STATES, SUCCESS_STATES
 
 StepState = Literal[
     "planned",  # not yet handed to the executor
@@ -37,8 +39,6 @@ StepState = Literal[
     "unknown",  # the executor can no longer tell (e.g. its runner died)
 ]
 RunState = Literal["planned", "running", "completed", "failed", "cancelled"]
-FINISHED_STATES = frozenset({"reused", "completed", "failed", "cancelled", "timeout", "unknown"})
-SUCCESS_STATES = frozenset({"reused", "completed"})
 STATE_DIR_ENV = "NEMOTRON_STATE_DIR"
 RUN_FILE = "run.json"
 
@@ -157,8 +157,11 @@ def new_run_id(recipe: str) -> str:
     return f"{recipe}-{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = False) -> RunRecord:
-    """A new record for ``plan`` (reused jobs already marked), saved and indexed."""
+def create_run(
+    plan: Plan, profile_snapshot: dict[str, Any], claim: Callable[[RunRecord], None], detached: bool = False
+) -> RunRecord:
+    """A new record for ``plan`` (reused jobs already marked), saved, its outputs claimed (``claim``: refuses outputs
+    another live run is producing, see ``claims.claim_outputs``), then indexed."""
     check_index_writable()
     run_id = new_run_id(plan.recipe)
     run_dir = Path(plan.artifact_root) / "runs" / run_id
@@ -184,10 +187,8 @@ def create_run(plan: Plan, profile_snapshot: dict[str, Any], detached: bool = Fa
         steps=steps,
     )
     save_run(run, indexed=False)
-    from nemotron.launcher.claims import claim_outputs
-
     try:
-        claim_outputs(run)  # the record exists first: a claim always names a run that can be read
+        claim(run)  # the record exists first: a claim always names a run that can be read
     except RunError:
         shutil.rmtree(run_dir, ignore_errors=True)  # refused: no trace of this launch
         raise

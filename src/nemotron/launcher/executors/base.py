@@ -118,6 +118,14 @@ def get_executor(name: str) -> Executor:
 
 
 # ------------------------------------------------------------------------------------- helpers for backends
+def still_producing(run: RunRecord, job_name: str) -> bool:
+    """Whether ``run``'s job may still write its output, as its executor tells (what a claim on an output needs)."""
+    from nemotron.launcher.run_states import FINISHED_STATES
+
+    record = get_executor(run.executor).status(run).get(job_name)
+    return record is not None and record.state not in FINISHED_STATES
+
+
 def bind(text: str, values: Mapping[str, str]) -> str:
     """``text`` with each ``{name}`` of ``values`` replaced by its value, in one pass: nothing else in it is touched
     (``${VAR}``, awk's ``{print}``, a placeholder's value that itself looks like one).
