@@ -1,13 +1,16 @@
 """Step overrides (``training.train_iters=50``, ``stage0.training.lr=1e-3``) checked against the step's Config.
 
-Values are converted by the field's annotation (int, float, bool, str, Path, Literal, ``X | None``, ``list[X]``),
-and a Config is turned back into the step's own CLI flags with only its non-default values, in tyro's spelling.
+Values are parsed by the step's own CLI parser (tyro), the one the job parses its flags with, from a syntax made
+for one line: ``true``/``false`` for a bool, ``none`` for an unset optional, ``a,b,c`` for a list. A Config is turned
+back into the step's own CLI flags with only its non-default values, in tyro's spelling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import types
 import typing
 from pathlib import Path
@@ -65,50 +68,58 @@ def check_field(config_cls: type, name: str, where: str) -> None:
         raise OverrideError(f"unknown field {name!r} for step {where}: {hint}")
 
 
-def convert(raw: str, annotation: Any, what: str) -> Any:
-    """``raw`` as a value of ``annotation``, or an ``OverrideError`` naming ``what`` and the expected type."""
+def parse_values(config_cls: type, overrides: list[Override], where: str) -> dict[str, Any]:
+    """The overridden fields' values, parsed by the step's own CLI (tyro, as the job will parse its flags): one
+    parser, so the plan and the job cannot read a value differently. A value it refuses is an ``OverrideError``
+    naming the field and the type it expects. Paths are made absolute: jobs run elsewhere."""
+    hints = typing.get_type_hints(config_cls)
+    for override in overrides:
+        check_field(config_cls, override.field, where)
     try:
-        return _convert(raw.strip(), annotation)
-    except (ValueError, TypeError):
-        raise OverrideError(f"invalid value {raw!r} for {what}: expected {type_name(annotation)}") from None
+        parsed = _parse(config_cls, [flag for o in overrides for flag in _flags(o, hints[o.field])])
+    except OverrideError:  # which one: each alone (the error path only; one parse when all are good)
+        for override in overrides:
+            _parse(config_cls, _flags(override, hints[override.field]), override, f"{where}.{override.field}")
+        raise
+    return {o.field: _absolute(getattr(parsed, o.field)) for o in overrides}
 
 
-def _convert(raw: str, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if annotation in (Any, str):
-        return raw
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if type(None) in options and raw.lower() in NONE_WORDS:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(raw, option)
-            except (ValueError, TypeError):
-                continue
-        raise ValueError(raw)
-    if origin is Literal:
-        for choice in typing.get_args(annotation):
-            if str(choice) == raw:
-                return choice
-        raise ValueError(raw)
-    if annotation is bool:
-        if raw.lower() in TRUE_WORDS | FALSE_WORDS:
-            return raw.lower() in TRUE_WORDS
-        raise ValueError(raw)
-    if annotation in (int, float):
-        return annotation(raw)
-    if annotation is Path or (isinstance(annotation, type) and issubclass(annotation, Path)):
-        if not raw:
-            raise ValueError(raw)
-        return Path(raw).expanduser().absolute()  # jobs run elsewhere: relative paths must not change meaning
-    if origin in (list, tuple):
-        item_type = (typing.get_args(annotation) or (str,))[0]
-        items = [_convert(item, item_type) for item in raw.split(",") if item.strip()] if raw else []
-        return items if origin is list else tuple(items)
-    raise TypeError(f"unsupported field type {annotation!r}")
+def _flags(override: Override, annotation: Any) -> list[str]:
+    """``FIELD=VALUE`` as the step's flags: ``--field=VALUE`` (a value starting with '-' stays the value), a bool's
+    words as ``--field`` / ``--no-field``, a list's comma-separated items as separate arguments."""
+    flag, raw = "--" + override.field.replace("_", "-"), override.value.strip()
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and raw.lower() in NONE_WORDS:
+        return [f"{flag}=None"]
+    if options[0] is bool and raw.lower() in TRUE_WORDS | FALSE_WORDS:
+        return [flag if raw.lower() in TRUE_WORDS else f"--no-{flag[2:]}"]
+    if typing.get_origin(options[0]) in (list, tuple):
+        return [flag, *(_list_item(override.field, item.strip()) for item in raw.split(",") if item.strip())]
+    if options[0] is Path and not raw:
+        return [flag]  # no value: refused by the parser like any value it cannot read
+    return [f"{flag}={raw}"]
+
+
+def _parse(config_cls: type, flags: list[str], override: Override | None = None, what: str = "") -> Any:
+    import tyro
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(errors):
+            return tyro.cli(config_cls, args=flags)
+    except SystemExit:
+        if override is None:
+            raise OverrideError("an override was refused") from None
+        annotation = typing.get_type_hints(config_cls)[override.field]
+        raise OverrideError(f"invalid value {override.value!r} for {what}: expected {type_name(annotation)}") from None
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, Path):
+        return value.expanduser().absolute()
+    if isinstance(value, list | tuple):
+        return type(value)(_absolute(item) for item in value)
+    return value
 
 
 def type_name(annotation: Any) -> str:

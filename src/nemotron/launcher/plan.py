@@ -37,14 +37,7 @@ from nemotron.declaration import Input, Recipe, Stage, Step, check_input_fields
 from nemotron.errors import UserError
 from nemotron.launcher.code_identity import CODE_DIGEST_ENV, code_digest, package_digest
 from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_given_input
-from nemotron.launcher.overrides import (
-    Override,
-    OverrideError,
-    check_field,
-    cli_flags,
-    convert,
-    parse_override,
-)
+from nemotron.launcher.overrides import Override, OverrideError, cli_flags, parse_override, parse_values
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.resources import JobResources, check_step_tables, resolve_resources
 from nemotron.launcher.targets import Target, TargetError, resolve_target
@@ -230,13 +223,10 @@ class _Planner:
     def _job(self, stage: Stage, step: Step, overrides: list[Override]) -> Job:
         config_cls = _config_class(step)
         where = f"{stage.name}.{step.name}"
-        hints = typing.get_type_hints(config_cls)
-        values: dict[str, Any] = {"scale": self.scale}
         for override in overrides:
-            check_field(config_cls, override.field, where)
             if override.field == "output_dir":
                 raise OverrideError(f"{override.text!r}: output_dir is planned by the launcher; use --artifact-root")
-            values[override.field] = convert(override.value, hints[override.field], f"{where}.{override.field}")
+        values: dict[str, Any] = {"scale": self.scale} | parse_values(config_cls, overrides, where)
         inputs = {spec.name: ref for spec in step.inputs if (ref := self._input(stage, step, spec, values))}
         for spec in step.inputs:
             values.pop(spec.artifact_field, None)  # a tracked name was resolved to its path by _input
