@@ -74,6 +74,25 @@ def test_eos_scripts_match_golden(eos):
         assert text == golden.read_text(), f"{name} differs from {golden} (NEMOTRON_UPDATE_GOLDEN=1 rewrites it)"
 
 
+def test_eos_sharded_curation_is_one_throttled_array_script_matching_golden(eos):
+    """data_curation.shards=256 on eos: one script, --array with the profile's throttle, each task its own index,
+    log and attempts file, and no per-job exit marker (the tasks' completion markers say it)."""
+    from nemotron.launcher.plan import ArrayTasks
+
+    plan = nano2_stage0_plan(eos)
+    plan.jobs[0].array = ArrayTasks(count=256, indices=[*range(40), *range(41, 256)], max_parallel=64)
+    plan.jobs[0].env["NEMOTRON_ARRAY_TASKS"] = "256"
+    text = SlurmExecutor().render(plan, eos)["stage0_pretrain.data_curation"]
+    golden = GOLDEN / "eos_stage0_pretrain.data_curation.sharded.sbatch"
+    if os.environ.get("NEMOTRON_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"differs from {golden} (NEMOTRON_UPDATE_GOLDEN=1 rewrites it)"
+    lines = text.splitlines()
+    assert "#SBATCH --array=0-39,41-255%64" in lines and 'export NEMOTRON_ARRAY_TASK="$SLURM_ARRAY_TASK_ID"' in lines
+    assert f"#SBATCH --output={ROOT}/runs/{{run_id}}/logs/stage0_pretrain.data_curation.%A_%a.log" in lines
+    assert ".exit'" not in text and "--container-env=" in text and ",NEMOTRON_ARRAY_TASK " in text
+
+
 def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
     text = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.training"]
     for line in (
