@@ -24,7 +24,10 @@ from nemotron.data.once import once, try_once
 from nemotron.fsutil import writer_tag
 
 PARTITIONS_DIR = "partitions"
-FLUSH_BYTES = 256 * 1024  # per shard: N of these buffers are in memory at once
+# A shard's buffer is flushed as one row group once it holds this much: all N buffers share BUFFER_BYTES of memory,
+# and each row group costs a footer entry every task curating a shard reads, so they are as large as that allows.
+BUFFER_BYTES = 512 * 1024 * 1024
+FLUSH_RANGE = (256 * 1024, 8 * 1024 * 1024)
 SCHEMA = pa.schema([pa.field("shard", pa.int32(), nullable=False), pa.field("text", pa.string(), nullable=False)])
 
 
@@ -52,6 +55,7 @@ def _write_slice(path: Path, documents: Iterable[str], count: int) -> None:
     writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
     buffers: list[list[str]] = [[] for _ in range(count)]
     sizes = [0] * count
+    flush_bytes = min(max(BUFFER_BYTES // count, FLUSH_RANGE[0]), FLUSH_RANGE[1])
 
     def flush(shard: int) -> None:
         if buffers[shard]:
@@ -65,7 +69,7 @@ def _write_slice(path: Path, documents: Iterable[str], count: int) -> None:
             shard = shard_of(content_hash(text), count)
             buffers[shard].append(text)
             sizes[shard] += len(text) + 16
-            if sizes[shard] >= FLUSH_BYTES:
+            if sizes[shard] >= flush_bytes:
                 flush(shard)
         for shard in range(count):
             flush(shard)
