@@ -117,3 +117,12 @@ def test_a_blend_of_datasets_with_different_tokenizers_is_refused_at_start(curat
         check_blend(parse_blend([f"{other}:1"]), Path(curated_dataset.path))
     with pytest.raises(UserError, match="no Dataset artifact there"):
         check_blend(parse_blend([f"{tmp_path / 'absent'}:1"]), Path(curated_dataset.path))
+
+
+def test_the_launcher_reads_a_blend_override_as_one_entry_per_comma() -> None:
+    from nemotron.launcher.overrides import parse_override, parse_values
+    from nemotron.training.pretraining import PretrainConfig
+
+    override = parse_override("training.blend=/data/web:0.7,/data/math:0.3")
+    values = parse_values(PretrainConfig, [override], "stage0_pretrain.training")
+    assert values == {"blend": ("/data/web:0.7", "/data/math:0.3")}

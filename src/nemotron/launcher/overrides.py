@@ -88,8 +88,10 @@ def _flags(override: Override, annotation: Any) -> list[str]:
     """``FIELD=VALUE`` as the step's flags: ``--field=VALUE`` (a value starting with '-' stays the value), a bool's
     words as ``--field`` / ``--no-field``, a list's comma-separated items as separate arguments."""
     flag, raw = "--" + override.field.replace("_", "-"), override.value.strip()
-    options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and raw.lower() in NONE_WORDS:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    # A union's options; any other annotation is its own one option (tuple[str, ...]'s args are its items' types).
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    if union and raw.lower() in NONE_WORDS:
         return [f"{flag}=None"]
     if options[0] is bool and raw.lower() in TRUE_WORDS | FALSE_WORDS:
         return [flag if raw.lower() in TRUE_WORDS else f"--no-{flag[2:]}"]
