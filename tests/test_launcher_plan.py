@@ -222,3 +222,14 @@ def test_run_records_are_found_by_id_directory_or_newest(toy: Path) -> None:
     assert find_run(str(first.run_dir)).run_id == first.run_id
     assert read_run(first.run_dir).plan == plan
     assert first.state == "planned" and set(first.steps) == {job.name for job in plan.jobs}
+
+
+def test_an_executor_cannot_submit_other_text_than_its_dry_run() -> None:
+    """``render`` and ``submit`` are the base class's: both take each job's text from the executor's ``prepare``."""
+    from nemotron.launcher.executors.local import LocalExecutor
+
+    with pytest.raises(TypeError, match="overrides submit: an executor implements prepare and schedule"):
+
+        class Sneaky(LocalExecutor):
+            def submit(self, plan, profile, run, detach=False):
+                return run

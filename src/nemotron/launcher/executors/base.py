@@ -58,6 +58,14 @@ class ExecutorError(UserError):
 class Executor(abc.ABC):
     name: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if overridden := sorted({"render", "submit"} & set(vars(cls))):
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: an executor implements prepare and schedule, so "
+                "what it submits is what its dry-run shows"
+            )
+
     @classmethod
     @abc.abstractmethod
     def job_resources(cls, declared: Resources, chosen: dict[str, Any], profile: Profile) -> JobResources:
@@ -65,13 +73,29 @@ class Executor(abc.ABC):
         values the profile's ``[steps...]`` tables ``chosen`` for it, and this executor's own options in ``profile``
         (``resources.scheduled_resources`` / ``machine_resources``)."""
 
+    # A run is prepare, then schedule: ``render`` (the dry-run) and ``submit`` both take their text from ``prepare``,
+    # and only ``schedule`` starts anything, binding no more than the placeholders for what exists once a run does
+    # ({run_id}, upstream job ids). So no executor can run text its dry-run did not show; neither is overridden.
     @abc.abstractmethod
-    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        """Dry-run: the text of each job to run, keyed by job name. Pure."""
+    def prepare(self, plan: Plan, profile: Profile, run: RunRecord | None) -> dict[str, str]:
+        """The text of each job to run, keyed by job name, placeholders unbound. With no ``run`` (a dry-run) it is
+        pure; for a ``run`` it first fixes what the run's jobs use, in ``run.executor_data`` (the image pinned by
+        content id, the code shipped to the cluster), and names that."""
 
     @abc.abstractmethod
+    def schedule(
+        self, plan: Plan, profile: Profile, run: RunRecord, prepared: dict[str, str], detach: bool
+    ) -> RunRecord:
+        """Run or submit ``prepared`` (``prepare``'s text for ``run``) in dependency order; record job ids and states
+        in ``run``. A failure undoes what it began before raising."""
+
+    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+        """Dry-run: the text of each job to run, keyed by job name."""
+        return self.prepare(plan, profile, None)
+
     def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
-        """Run or submit ``plan.jobs_to_run`` in dependency order; record job ids and states in ``run``."""
+        """Run or submit ``plan.jobs_to_run``: what the dry-run shows, prepared for ``run``, then scheduled."""
+        return self.schedule(plan, profile, run, self.prepare(plan, profile, run), detach)
 
     @abc.abstractmethod
     def status(self, run: RunRecord) -> dict[str, StepRecord]:

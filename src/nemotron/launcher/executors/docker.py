@@ -13,7 +13,7 @@ reach a command line or the container's configuration: ``--env-file``/``-e`` wou
 ``/run/secrets/nemotron.env`` and sourced by ``sh`` just before the step starts; the file is removed when the run ends.
 
 A job's text is its ``docker run`` line with a ``{run_id}`` placeholder, naming an image: the dry-run
-the profile's tag, ``submit`` the image pinned by content id for the run (``rendered_for``). As for the local
+the profile's tag, a run the image pinned by content id (``prepare`` with the run). As for the local
 executor, the bound text is stored in the run record and the runner executes its words.
 """
 
@@ -164,26 +164,23 @@ def run_containers(run_id: str) -> dict[str, dict[str, str]]:
 class DockerExecutor(LocalExecutor):
     name = "docker"
 
-    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        return _render(plan, profile, profile_image(profile))
-
-    def rendered_for(self, plan: Plan, profile: Profile, run: RunRecord) -> dict[str, str]:
-        return _render(plan, profile, run.executor_data["image_id"])
+    def prepare(self, plan: Plan, profile: Profile, run: RunRecord | None) -> dict[str, str]:
+        """The dry-run names the profile's image; a run, that image pinned by content id: every job of the run uses
+        the same image even if the tag moves meanwhile."""
+        if run is None:
+            return _render(plan, profile, profile_image(profile))
+        secret_values(plan)
+        # Checked again here, not only in ``check``: a build in between may have moved the tag.
+        image, _note = checked_image(plan, profile)
+        run.executor_data["image"] = image.name
+        run.executor_data["image_id"] = image.image_id
+        return _render(plan, profile, image.image_id)
 
     def check(self, plan: Plan, profile: Profile) -> None:
         super().check(plan, profile)
         _image, note = checked_image(plan, profile)
         if note:
             print(f"note: {note}", file=sys.stderr)
-
-    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
-        secret_values(plan)
-        # Pin the image by content id: every job of this run uses the same image even if the tag moves meanwhile.
-        # Checked again here, not only in ``check``: a build in between may have moved the tag.
-        image, _note = checked_image(plan, profile)
-        run.executor_data["image"] = image.name
-        run.executor_data["image_id"] = image.image_id
-        return super().submit(plan, profile, run, detach=detach)
 
     def prepare_retry(self, run: RunRecord, job: Job) -> None:
         """The last attempt's container holds the step's name: it goes before the next attempt's starts."""

@@ -74,7 +74,7 @@ class LocalExecutor(Executor):
     def prepare_retry(self, run: RunRecord, job: Job) -> None:
         """Before another attempt of ``job`` (the docker executor removes the container of the last one)."""
 
-    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+    def prepare(self, plan: Plan, profile: Profile, run: RunRecord | None) -> dict[str, str]:
         rendered = {}
         for job in plan.jobs_to_run:
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**job.env, "NEMOTRON_RUN_ID": "{run_id}"}.items())
@@ -83,16 +83,13 @@ class LocalExecutor(Executor):
             rendered[job.name] = f"{after}{array_comment(job)}env {env} {shlex.join(job_command(job))}{secrets}\n"
         return rendered
 
-    def rendered_for(self, plan: Plan, profile: Profile, run: RunRecord) -> dict[str, str]:
-        """``render``'s text as ``run`` runs it, placeholders unbound (the docker executor names its pinned image)."""
-        return self.render(plan, profile)
-
-    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+    def schedule(
+        self, plan: Plan, profile: Profile, run: RunRecord, prepared: dict[str, str], detach: bool
+    ) -> RunRecord:
         secret_values(plan)  # fail before starting anything if a secret is missing
         values = {"run_id": run.run_id}
-        rendered = self.rendered_for(plan, profile, run)
         # in the record: the runner (another process when detached) executes these words, and nothing else
-        run.executor_data["commands"] = {name: bind(text, values) for name, text in rendered.items()}
+        run.executor_data["commands"] = {name: bind(text, values) for name, text in prepared.items()}
         if not detach:
             return self.run_jobs(run)
         for record in run.steps.values():  # saved before the runner exists, so no write of ours races with its own

@@ -120,12 +120,20 @@ class NemoRunExecutor(Executor):
         return options.backend in ("local", "docker")
 
     # ------------------------------------------------------------------------------------------------ render
-    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
+    def prepare(self, plan: Plan, profile: Profile, run: RunRecord | None) -> dict[str, str]:
         """NeMo-Run's dry-run of the plan's experiment: per job, what the backend is given (an sbatch script, a
-        container or workload spec), after a header naming its dependencies and how its secrets reach it."""
+        container or workload spec), after a header naming its dependencies and how its secrets reach it. For a run,
+        the docker backend's image is pinned by content id first (recorded in the run; ``schedule`` builds the same
+        experiment from it)."""
         options = nemo_run_options(profile)
         backend = options.backend
         check_backend_sdk(backend)
+        if run is not None:
+            self.check(plan, profile)
+            if backend == "docker":  # every job runs the image by content id, whatever the tag names meanwhile
+                image, _note = checked_image(plan, profile)
+                run.executor_data.update({"image": image.reference, "image_env": image.env()})
+            plan, profile = _as_run_by(plan, profile, run)
         with tempfile.TemporaryDirectory(prefix="nemotron-nemo-run-") as home:
             fields = {job.name: executor_fields(plan, profile, job, "RUN_ID", home) for job in plan.jobs_to_run}
             with nemo_run_module() as run:
@@ -162,15 +170,12 @@ class NemoRunExecutor(Executor):
                 print(f"note: {note}", file=sys.stderr)
 
     # ------------------------------------------------------------------------------------------------ submit
-    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
-        self.check(plan, profile)
+    def schedule(
+        self, plan: Plan, profile: Profile, run: RunRecord, prepared: dict[str, str], detach: bool
+    ) -> RunRecord:
+        # NeMo-Run is handed an experiment, not text: the one ``prepare`` dry-ran, built again from the same plan
+        plan, profile = _as_run_by(plan, profile, run)
         backend = nemo_run_options(profile).backend
-        if backend == "docker":  # every job runs the image by content id, whatever the tag names meanwhile
-            image, _note = checked_image(plan, profile)
-            pinned = profile.container.model_copy(update={"image": image.reference})
-            profile, plan = profile.model_copy(update={"container": pinned}), plan.model_copy(deep=True)
-            for job in plan.jobs:
-                job.env.update(image.env())  # the artifacts record the image they were made in
         # Slurm saves sbatch's whole environment with each job: its jobs source the secrets from a 0600 file instead
         withheld = plan.secret_names if backend == "slurm" else []
         if withheld:
@@ -261,6 +266,18 @@ class NemoRunExecutor(Executor):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def _as_run_by(plan: Plan, profile: Profile, run: RunRecord) -> tuple[Plan, Profile]:
+    """The plan and profile as ``run`` runs them: naming the image ``prepare`` pinned, if it pinned one."""
+    image = run.executor_data.get("image")
+    if image is None:
+        return plan, profile
+    pinned = profile.container.model_copy(update={"image": image})
+    profile, plan = profile.model_copy(update={"container": pinned}), plan.model_copy(deep=True)
+    for job in plan.jobs:
+        job.env.update(run.executor_data["image_env"])  # the artifacts record the image they were made in
+    return plan, profile
+
+
 def _experiment(
     run: Any,
     plan: Plan,

@@ -118,8 +118,23 @@ class SlurmExecutor(Executor):
     def artifact_root_is_here(self, profile: Profile) -> bool:
         return profile.ssh is None  # through SSH, the artifact root is the cluster's
 
-    def render(self, plan: Plan, profile: Profile) -> dict[str, str]:
-        return _scripts(plan, profile, _squashfs_here(profile))
+    def prepare(self, plan: Plan, profile: Profile, run: RunRecord | None) -> dict[str, str]:
+        """Every job's sbatch script. The dry-run names the profile's image as it is here; a run, the image resolved
+        once for the whole run (and checked again: a build may have moved it since ``check``), so a rebuild while its
+        jobs wait in the queue changes nothing for them; submitting through SSH, the code is shipped first."""
+        if run is None:
+            return _scripts(plan, profile, _squashfs_here(profile))
+        secret_values(plan)
+        shell = shell_for(profile.ssh, plan.secret_names)
+        image, _note = _pinned_image(plan, profile, shell)
+        code_dir = str(REPO_ROOT)
+        if isinstance(shell, SSHShell):
+            code_dir, sent = ship_code(shell, profile.ssh.remote_dir)
+            print(f"code {'shipped to' if sent else 'already on'} {shell.host}:{code_dir}", file=sys.stderr)
+        run.executor_data.update({"ssh": profile.ssh.model_dump() if profile.ssh else None, "code_dir": code_dir})
+        if image is not None:
+            run.executor_data.update({"image": image.reference, "image_id": image.image_id})
+        return _scripts(plan, profile, image)
 
     def check(self, plan: Plan, profile: Profile) -> None:
         """Before the run is recorded: the cluster itself checks every job (``slurm_preflight``)."""
@@ -133,28 +148,20 @@ class SlurmExecutor(Executor):
         preflight(shell.run, {name: (params, scripts[name]) for name, params in jobs.items()})
 
     # ------------------------------------------------------------------------------------------------ submit
-    def submit(self, plan: Plan, profile: Profile, run: RunRecord, detach: bool = False) -> RunRecord:
+    def schedule(
+        self, plan: Plan, profile: Profile, run: RunRecord, prepared: dict[str, str], detach: bool
+    ) -> RunRecord:
         secrets = secret_values(plan)
         shell = shell_for(profile.ssh, plan.secret_names)  # the values reach the jobs through the 0600 file only
-        # Resolved once for the whole run (and checked again: a build may have moved it since ``check``): every job
-        # names this image, so a rebuild while they wait in the queue changes nothing for them.
-        image, _note = _pinned_image(plan, profile, shell)
-        code_dir = str(REPO_ROOT)
-        if isinstance(shell, SSHShell):
-            code_dir, sent = ship_code(shell, profile.ssh.remote_dir)
-            print(f"code {'shipped to' if sent else 'already on'} {shell.host}:{code_dir}", file=sys.stderr)
-        run.executor_data.update({"ssh": profile.ssh.model_dump() if profile.ssh else None, "code_dir": code_dir})
-        if image is not None:
-            run.executor_data.update({"image": image.reference, "image_id": image.image_id})
+        code_dir = run.executor_data["code_dir"]
         run_dir = str(run.run_dir)
         if secrets:
             shell.write_file(f"{run_dir}/{SECRETS_FILE}", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
             run.executor_data["secrets_file"] = f"{run_dir}/{SECRETS_FILE}"
-        scripts = _scripts(plan, profile, image)
         submitted: dict[str, str] = {}  # job name -> its Slurm id: the value of its {stage.step} placeholder
         try:
             for job in plan.jobs_to_run:
-                script = bind(scripts[job.name], {"run_id": run.run_id, "code_dir": code_dir, **submitted})
+                script = bind(prepared[job.name], {"run_id": run.run_id, "code_dir": code_dir, **submitted})
                 job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", script, job.name)
                 submitted[job.name] = job_id
                 record = run.steps[job.name]
@@ -163,7 +170,7 @@ class SlurmExecutor(Executor):
                 record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}{task}.log")
                 print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
             if secrets:
-                cleanup = bind(scripts[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
+                cleanup = bind(prepared[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
                 script_path = f"{run_dir}/sbatch/{CLEANUP_JOB}.sbatch"
                 run.executor_data["cleanup_job"] = _sbatch(shell, script_path, cleanup, CLEANUP_JOB)
         except BaseException:  # a refusal, a bug, Ctrl-C: nothing of a half-submitted run stays queued
