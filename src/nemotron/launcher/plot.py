@@ -3,9 +3,10 @@
 Left column: the loss curve of each training step (its ``metrics.jsonl``, one point per logged iteration), with its
 validation loss and baseline when the step recorded them. Right column: each evaluation's figures beside its
 baseline — the earlier stage's Results it was compared with (lineage ``baseline``), else its own ``input_model/``
-figures (stage2 scores the model it started from), else the chance level of its multiple-choice accuracies. Rates in [0, 1] (accuracies, exact match) are bars; other figures
-(perplexities, margins) are written under the bars, since one axis cannot show both. The PNG's ``Description`` text
-chunk lists the axes, so a reader (or a test) knows what was drawn without looking.
+figures (stage2 scores the model it started from), else the chance level of its multiple-choice accuracies. Rates
+in [0, 1] (accuracies, exact match) are bars; other figures (perplexities, margins) are written under the bars, since
+one axis cannot show both. The PNG's ``Description`` text chunk lists the axes, so a reader (or a test) knows what
+was drawn without looking.
 """
 
 from __future__ import annotations
