@@ -99,3 +99,29 @@ def test_the_shared_tokenizer_is_trained_once_and_a_dead_claimants_claim_is_take
     assert len(trained) == 1 and len(results) == 3  # one waiter took the stale claim over; the others waited
     assert len({r.to_str() for r in results}) == 1 and not (tmp_path / CLAIM_FILE).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]
+
+
+def test_the_pieces_of_one_file_hold_each_document_once(corpus, tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nemotron.data.sources import iter_document_piece, iter_documents
+
+    jsonl = tmp_path / "all.jsonl"
+    jsonl.write_text("".join(p.read_text() for p in sorted(corpus.glob("*.jsonl"))))
+    parquet = tmp_path / "all.parquet"
+    texts = list(iter_documents([jsonl]))
+    pq.write_table(pa.table({"text": texts}), parquet, row_group_size=17)  # 15 row groups
+    for path in (jsonl, parquet):
+        for pieces in (1, 2, 5, 16):
+            read = [t for i in range(pieces) for t in iter_document_piece(path, "text", "file", i, pieces)]
+            assert read == texts, (path.name, pieces)  # in order, each once, whatever the cut
+
+
+def test_one_large_file_in_four_shards_is_the_unsharded_corpus(corpus, unsharded, tmp_path) -> None:
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(p.read_text() for p in sorted(corpus.glob("*.jsonl"))))
+    sharded = main(Config(sources=(str(one),), shards=4, output_dir=tmp_path / "data"))  # 4 byte ranges of one file
+    for name in COUNTS:
+        assert sharded.metrics[name] == unsharded.metrics[name], name
+    assert sharded.num_tokens == unsharded.num_tokens

@@ -216,11 +216,12 @@ def _empty_eval_dir(eval_dir: Path) -> dict[str, float]:
 
 
 def _slices(config, files, to_read, world):
-    """How the sources are cut for partitioning (``nemotron.data.partition``): ``(count, read_slice)``. Source files
-    round-robin, one slice per shard at most; the embedded corpus by document index; one slice when a document limit
+    """How the sources are cut for partitioning (``nemotron.data.partition``): ``(count, read_slice)``, one slice per
+    shard. Source files round-robin when there are as many as shards, else every file cut into as many pieces (one
+    large file is still read in parallel); the embedded corpus by document index; one slice when a document limit
     applies to files (the first K documents are an order over all of them)."""
     from nemotron.array import array_count
-    from nemotron.data.sources import iter_documents
+    from nemotron.data.sources import iter_document_piece, iter_documents
 
     count = array_count(array_tasks(config))
     if world is not None:
@@ -233,8 +234,14 @@ def _slices(config, files, to_read, world):
         from itertools import islice
 
         return 1, lambda _index: islice(iter_documents(files, config.text_field, config.txt_split), to_read)
-    slices = min(count, len(files))
-    return slices, lambda index: iter_documents(files[index::slices], config.text_field, config.txt_split)
+    if len(files) >= count:
+        return count, lambda index: iter_documents(files[index::count], config.text_field, config.txt_split)
+
+    def pieces(index: int):
+        for path in files:
+            yield from iter_document_piece(path, config.text_field, config.txt_split, index, count)
+
+    return count, pieces
 
 
 def _curate_sharded(config, output_dir, read_documents, slices, given_tokenizer, world, to_read, log):

@@ -94,7 +94,7 @@ def _missing_field(path: Path, text_field: str, names: Sequence[str], where: str
     )
 
 
-def json_record(line: str, path: Path, number: int) -> dict:
+def json_record(line: str, path: Path, number: int | str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -104,7 +104,7 @@ def json_record(line: str, path: Path, number: int) -> dict:
     return record
 
 
-def _text_of(record: dict, text_field: str, path: Path, number: int) -> str:
+def _text_of(record: dict, text_field: str, path: Path, number: int | str) -> str:
     if text_field not in record:
         raise _missing_field(path, text_field, list(record), where=f" line {number}")
     value = record[text_field]
@@ -155,11 +155,48 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[str]:
                 yield _text_of(json_record(line, path, number), text_field, path, number)
 
 
-def iter_parquet_texts(path: Path, text_field: str = "text", batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[str]:
-    """Texts of one Parquet column, read one record batch at a time."""
+def iter_document_piece(path: Path, text_field: str, txt_split: TxtSplit, piece: int, pieces: int) -> Iterator[str]:
+    """The documents of one of ``pieces`` parts of a file, for reading a large file in parallel: a ``.jsonl`` file's
+    lines that start in the piece's byte range, a ``.parquet`` file's row groups in its range; a ``.txt`` file is
+    not cut (it is all in piece 0). Every document is in exactly one piece. A bad line is named by its byte offset
+    (counting the lines before it would read the pieces before)."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        yield from _iter_txt(path, txt_split) if piece == 0 else ()
+    elif suffix == ".jsonl":
+        size = path.stat().st_size
+        yield from _iter_jsonl_range(path, text_field, size * piece // pieces, size * (piece + 1) // pieces)
+    else:
+        import pyarrow.parquet as pq
+
+        groups = pq.ParquetFile(path).num_row_groups
+        mine = list(range(groups * piece // pieces, groups * (piece + 1) // pieces))
+        yield from iter_parquet_texts(path, text_field, row_groups=mine) if mine else ()
+
+
+def _iter_jsonl_range(path: Path, text_field: str, start: int, end: int) -> Iterator[str]:
+    with open(path, "rb") as f:
+        if start > 0:
+            f.seek(start - 1)
+            f.readline()  # the rest of a line that started before ``start``: the piece before reads it
+        while (position := f.tell()) < end:
+            raw = f.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace")
+            if line.strip():
+                where = f"at byte {position}"
+                yield _text_of(json_record(line, path, where), text_field, path, where)
+
+
+def iter_parquet_texts(
+    path: Path, text_field: str = "text", batch_rows: int = PARQUET_BATCH_ROWS, row_groups: list[int] | None = None
+) -> Iterator[str]:
+    """Texts of one Parquet column, read one record batch at a time (of ``row_groups`` only, if given)."""
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_field]):
+    batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_field], row_groups=row_groups)
+    for batch in batches:
         for value in batch.column(0).to_pylist():
             if value is not None:
                 yield value
