@@ -83,3 +83,26 @@ def test_docker_runs_each_task_in_its_own_container(docker_env) -> None:
     ids = engine.containers(f"label=nemotron.run={run_id}")
     names = sorted(engine.docker("inspect", "--format", "{{.Name}}", *ids).stdout.decode().split())
     assert names == [f"/nemotron-{run_id}-stage0_pretrain-data_curation-{i}" for i in (0, 1)]
+
+
+def test_cancel_stops_every_running_task_of_a_local_array(launcher_env, tmp_path) -> None:
+    # every task stops making progress at its 5th document (the heartbeat's fault hook): none ends before the cancel
+    profile = 'extends = "local"\n[arrays]\nmax_parallel = 2\n[env]\nNEMOTRON_FAULT_HANG_AT = "5"\n'
+    (launcher_env.profiles / "local-arrays.toml").write_text(profile)
+    corpus = write_corpus(tmp_path / "corpus", files=3, documents_per_file=40)
+    args = [TARGET, "--profile", "local-arrays", f"data_curation.sources={corpus}", "data_curation.shards=3"]
+    launched = launcher_env.launch(*args, "--detach")
+    assert launched.returncode == 0, launched.stderr
+    job_log = Path(launched.document["run_dir"]) / "logs" / f"{STEP}.log"
+    deadline = time.monotonic() + 120
+    while len(pids := re.findall(r"started \(pid (\d+)\)", job_log.read_text() if job_log.exists() else "")) < 2:
+        assert time.monotonic() < deadline, "two tasks never started"
+        time.sleep(0.1)
+    cancelled = launcher_env.launch("cancel", launched.document["run_id"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    record = cancelled.document["steps"][STEP]
+    assert record["state"] == "cancelled"
+    for pid in pids:  # both tasks' process groups are gone, and task 2 never started
+        with pytest.raises(ProcessLookupError):
+            os.killpg(int(pid), 0)
+    assert "task 2 started" not in job_log.read_text()
