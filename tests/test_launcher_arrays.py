@@ -86,10 +86,9 @@ def test_docker_runs_each_task_in_its_own_container(docker_env) -> None:
 
 
 def test_cancel_stops_every_running_task_of_a_local_array(launcher_env, tmp_path) -> None:
-    # every task stops making progress at its 5th document (the heartbeat's fault hook): none ends before the cancel
-    profile = 'extends = "local"\n[arrays]\nmax_parallel = 2\n[env]\nNEMOTRON_FAULT_HANG_AT = "5"\n'
-    (launcher_env.profiles / "local-arrays.toml").write_text(profile)
-    corpus = write_corpus(tmp_path / "corpus", files=3, documents_per_file=40)
+    (launcher_env.profiles / "local-arrays.toml").write_text('extends = "local"\n[arrays]\nmax_parallel = 2\n')
+    # large enough that no task is done seconds after it started, when the cancel comes
+    corpus = write_corpus(tmp_path / "corpus", files=3, documents_per_file=4000)
     args = [TARGET, "--profile", "local-arrays", f"data_curation.sources={corpus}", "data_curation.shards=3"]
     launched = launcher_env.launch(*args, "--detach")
     assert launched.returncode == 0, launched.stderr
