@@ -6,6 +6,7 @@ One tiny stage2 run (session-scoped, on top of the shared stage0 -> stage1 runs)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,44 @@ def test_training_resumes_from_its_last_checkpoint(stage2_tiny_run, tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # each step logged once across the two runs
     assert json.loads(second.stdout)["artifacts"]["training"]["num_steps"] == 4
+
+
+@pytest.mark.slow
+def test_lineage_of_stage2_results_names_all_nine_artifacts_and_the_raw_sources(
+    stage0_tiny_run, stage1_tiny_run, stage2_tiny_run, tmp_path
+):
+    import shutil
+
+    runs = [run for _, run in (stage0_tiny_run, stage1_tiny_run, stage2_tiny_run)]
+    results = stage2_tiny_run[1]["evaluation"]["path"]
+    launch = [sys.executable, "-m", "nemotron.launcher.cli", "lineage", results]
+    done = run_in(tmp_path, launch, stdin=subprocess.DEVNULL)  # stdout a pipe: JSON
+    assert done.returncode == 0, done.stderr
+    graph = json.loads(done.stdout)
+    nodes = graph["nodes"]
+    made = {(artifact["path"], artifact["type"]) for run in runs for artifact in run.values()}
+    assert {(n["path"], n["type"]) for n in nodes.values() if n["type"] != "Source"} == made
+    assert all(n["scale"] == "tiny" and n["code_version"] for n in nodes.values() if n["type"] != "Source")
+    sources = [n for n in nodes.values() if n["type"] == "Source"]
+    assert [n["step"] for n in sources] == ["embedded corpus (seed 1234)"]  # every curation read the embedded world
+    curations = {run["data_curation"]["path"] for run in runs}
+    assert {e["consumer"] for e in graph["edges"] if e["input"] == sources[0]["id"]} == curations
+    assert nodes[results]["metric"] == {
+        "preference/accuracy": stage2_tiny_run[1]["evaluation"]["metrics"]["preference/accuracy"]
+    }
+
+    tree = run_in(tmp_path, [*launch, "--format", "text"], stdin=subprocess.DEVNULL).stdout
+    assert tree.startswith("Results  evaluation  tiny  preference/accuracy=") and "raw source: embedded corpus" in tree
+    assert all(artifact["path"] in tree for run in runs for artifact in run.values())
+
+    dot_source = run_in(tmp_path, [*launch, "--format", "dot"], stdin=subprocess.DEVNULL)
+    assert dot_source.returncode == 0, dot_source.stderr
+    if shutil.which("dot") is None and not os.environ.get("CI"):
+        pytest.skip("Graphviz's dot is not installed here (CI installs it)")
+    checked = subprocess.run(["dot", "-Tsvg"], input=dot_source.stdout, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
+    assert checked.stdout.count('class="node"') == len(nodes)
+    png = tmp_path / "lineage.png"
+    drawn = run_in(tmp_path, [*launch, "--png", str(png)], stdin=subprocess.DEVNULL)
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
