@@ -76,10 +76,12 @@ def _assert_tracked_in_wandb(data: Path, training: Path, evaluation: Path, tmp_p
     (checkpoint,) = wandb_records.logged_artifacts(run_file)
     metadata = json.loads(checkpoint.metadata)
     assert checkpoint.type == "Checkpoint" and metadata["path"] == str(training)
-    assert metadata["inputs"] == {"data_curation": artifact_name(data)}  # the name data_curation logged it by
+    assert metadata["inputs"] == [{"step": "data_curation", "name": artifact_name(data)}]  # as data_curation logged it
     assert metadata["metrics"]["valid_loss"] > 0 and metadata["code_digest"]
     (results,) = wandb_records.logged_artifacts(wandb_records.run_file(evaluation))
-    assert json.loads(results.metadata)["inputs"]["training"] == artifact_name(training) == checkpoint.name
+    inputs = {entry["step"]: entry["name"] for entry in json.loads(results.metadata)["inputs"]}
+    assert inputs == {"training": checkpoint.name, "data_curation": artifact_name(data)}
+    assert checkpoint.name == artifact_name(training)
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and API_KEY.encode() in p.read_bytes()]
     assert leaks == []
 

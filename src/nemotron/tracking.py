@@ -101,16 +101,14 @@ def record_step(step: str, artifact: Any) -> None:
         return
     import wandb
 
-    inputs = {
-        entry.step or f"input{i}": _reference(wandb, entry.type, Path(entry.path))
-        for i, entry in enumerate(artifact.lineage)
-    }
+    inputs = [(entry.step, _reference(wandb, entry.type, Path(entry.path))) for entry in artifact.lineage]
     if not run.offline:  # W&B records inputs online only; offline, the metadata below names them
-        for reference in inputs.values():
+        for _, reference in inputs:
             run.use_artifact(reference)
     run.summary.update(dict(artifact.metrics))
     metadata = {
-        "inputs": {role: reference.name for role, reference in inputs.items()},
+        # a list: several inputs may share a role (the Datasets of a blend)
+        "inputs": [{"step": role, "name": reference.name} for role, reference in inputs],
         "step": step,
         "path": str(artifact.path),
         "code_digest": artifact.code_digest,
@@ -127,7 +125,7 @@ def artifact_name(path: Path) -> str:
     """The W&B name of the artifact directory ``path``: derived from the path, so the step that made it and every step
     that reads it name the same W&B artifact (readable: its last three directories; unique: a digest of the path)."""
     resolved = Path(path).resolve()
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(resolved.parts[-3:])).strip("-.")
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(resolved.parts[-3:])).strip("-.")[-100:]  # W&B: 128 at most
     return f"{readable}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
 
 
