@@ -88,3 +88,21 @@ def die_with_parent():
             os._exit(143)
 
     return arm
+
+
+TERMINATE_GRACE_S = 10.0  # a training step's SIGTERM checkpoint must fit in it
+
+
+def terminate(process: subprocess.Popen) -> None:
+    """SIGTERM the process group a run started (a step: torchrun and its workers; an array's task), then SIGKILL
+    after a grace period. ``process`` is this process's own child, so its pid cannot have been reused."""
+    for sig, wait_s in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

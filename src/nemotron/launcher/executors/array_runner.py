@@ -20,7 +20,7 @@ from nemotron.heartbeat import ATTEMPT_ENV
 from nemotron.launcher.executors.base import bind, secret_values
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job
-from nemotron.launcher.processes import die_with_parent, identify
+from nemotron.launcher.processes import die_with_parent, identify, terminate
 from nemotron.launcher.runs import RunRecord, StepRecord, TaskCounts, save_run
 
 POLL_S = 0.2
@@ -60,8 +60,6 @@ def run_array(run: RunRecord, job: Job, record: StepRecord, view, text: str, wor
             view.refresh()
             time.sleep(POLL_S)
     except BaseException:
-        from nemotron.launcher.executors.local import terminate
-
         for process in running.values():
             terminate(process)
         record.state, record.reason, record.ended_at = "cancelled", "cancelled", _now()

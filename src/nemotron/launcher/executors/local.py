@@ -38,13 +38,19 @@ from nemotron.launcher.executors.base import Executor, ExecutorError, bind, foll
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
-from nemotron.launcher.processes import die_with_parent, identify, is_running, signal_process
+from nemotron.launcher.processes import (
+    TERMINATE_GRACE_S,
+    die_with_parent,
+    identify,
+    is_running,
+    signal_process,
+    terminate,
+)
 from nemotron.launcher.profiles import FaultTolerance, Profile
 from nemotron.launcher.report import LiveView, print_failure, stderr_console
 from nemotron.launcher.resources import JobResources, machine_resources
 from nemotron.launcher.runs import FINISHED_STATES, SUCCESS_STATES, RunRecord, StepRecord, read_run, save_run
 
-TERMINATE_GRACE_S = 10.0
 POLL_S = 0.2
 PROGRESS_SAVE_S = 2.0  # the run record is rewritten with a running step's progress at most this often
 
@@ -320,20 +326,6 @@ def _finish(record: StepRecord, state: str, exit_code: int | None = None, reason
     record.exit_code = exit_code if exit_code is not None else record.exit_code
     if record.started_at is not None and record.ended_at is None:
         record.ended_at = _now()
-
-
-def terminate(process: subprocess.Popen) -> None:
-    """SIGTERM the step's process group (torchrun and its workers), then SIGKILL after a grace period."""
-    for sig, wait_s in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _process(run: RunRecord, job_name: str) -> str | None:
