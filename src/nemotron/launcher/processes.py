@@ -17,6 +17,7 @@ import subprocess
 import sys
 from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
 PR_SET_PDEATHSIG = 1
 
@@ -106,3 +107,17 @@ def terminate(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def start_owned(command: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen:
+    """Start a process the run owns: stdin closed, output to ``log``, its own process group (torchrun and its
+    workers, or an array task, stopped together by ``terminate``), and it dies with the process that started it."""
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent(),
+    )

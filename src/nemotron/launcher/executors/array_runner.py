@@ -20,7 +20,7 @@ from nemotron.heartbeat import ATTEMPT_ENV
 from nemotron.launcher.executors.base import bind, secret_values
 from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job
-from nemotron.launcher.processes import die_with_parent, identify, terminate
+from nemotron.launcher.processes import identify, start_owned, terminate
 from nemotron.launcher.runs import RunRecord, StepRecord, TaskCounts, save_run
 
 POLL_S = 0.2
@@ -80,15 +80,7 @@ def run_array(run: RunRecord, job: Job, record: StepRecord, view, text: str, wor
 def _start(run: RunRecord, job: Job, index: int, command: list[str]) -> subprocess.Popen:
     env = {**os.environ, ATTEMPT_ENV: "1", ARRAY_TASK_ENV: str(index), **secret_values(run.plan)}
     with open(task_log(run, job, index), "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            start_new_session=True,  # its own process group, stopped as one
-            preexec_fn=die_with_parent(),  # and it dies with the runner, as a single step does
-        )
+        process = start_owned(command, log, env)  # stopped as one group, dies with the runner like a step
     run.executor_data.setdefault("processes", {})[f"{job.name}.{index}"] = identify(process.pid)
     return process
 

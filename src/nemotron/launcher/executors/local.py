@@ -40,10 +40,10 @@ from nemotron.launcher.inputs import is_complete
 from nemotron.launcher.plan import Job, Plan
 from nemotron.launcher.processes import (
     TERMINATE_GRACE_S,
-    die_with_parent,
     identify,
     is_running,
     signal_process,
+    start_owned,
     terminate,
 )
 from nemotron.launcher.profiles import FaultTolerance, Profile
@@ -286,15 +286,7 @@ def _start(run: RunRecord, job: Job, record: StepRecord, command: list[str], att
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
         try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                start_new_session=True,  # its own process group: torchrun and its workers are stopped together
-                preexec_fn=die_with_parent(),
-            )
+            process = start_owned(command, log, env)
         except OSError as err:  # e.g. E2BIG: an environment or command line larger than the kernel takes
             _finish(record, "failed", reason=f"could not be started: {err.strerror or err} ({command[0]})")
             save_run(run)
