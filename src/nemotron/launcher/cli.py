@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
-from tyro.conf import Positional, arg, subcommand
+from tyro.conf import Positional, UseAppendAction, arg, subcommand
 
 from nemotron.errors import UserError
 from nemotron.launcher.executors.registry import EXECUTORS
@@ -69,6 +69,11 @@ class Run:
     """return once the jobs are started/submitted (follow with `status` / `logs --follow`)"""
     force: bool = False
     """re-run steps whose output already exists"""
+    sweep: UseAppendAction[Annotated[tuple[str, ...], arg(metavar="STEP.FIELD=V1,V2,...")]] = ()
+    """plan the cross product of these values as tasks of one array per step (repeat for more fields of the step);
+    the steps after it run per task"""
+    max_parallel: Annotated[int | None, arg(metavar="M")] = None
+    """at most M tasks of an array or a sweep at once (default: the profile's [arrays] max_parallel)"""
 
     def execute(self) -> int:
         from nemotron.launcher.claims import abandon, claim_outputs
@@ -80,8 +85,9 @@ class Run:
 
         profile = profile_for(self.profile, self.executor)
         plan = build_plan(
-            self.target, profile, self.scale, self.overrides, self.force, self.artifact_root, _files_here(profile)
-        )
+            self.target, profile, self.scale, self.overrides, self.force, self.artifact_root, _files_here(profile),
+            self.sweep, self.max_parallel,
+        )  # fmt: skip
         if self.dry_run:
             try:
                 rendered = get_executor(plan.executor).render(plan, profile)
@@ -150,7 +156,31 @@ def _dry_run_document(plan, rendered: dict[str, str]) -> dict[str, Any]:
             }
             for job in plan.jobs
         },
+        **({"sweeps": _sweeps_document(plan)} if any(job.sweep for job in plan.jobs) else {}),
         "rendered": rendered,
+    }
+
+
+def _sweeps_document(plan) -> dict[str, Any]:
+    """Each sweep group of the plan: its tasks (index, values, job, artifact, run or reuse), what at once."""
+    from nemotron.launcher.sweeps import groups
+
+    return {
+        name: {
+            "max_parallel": jobs[0].sweep.max_parallel,
+            "tasks": [
+                {
+                    "index": job.sweep.index,
+                    "values": job.sweep.values,
+                    "job": job.name,
+                    "artifact": str(job.output),
+                    "state": "reuse" if job.reuse else "run",
+                }
+                for job in jobs
+            ],  # fmt: skip
+        }
+        for name, jobs in groups(plan.jobs)
+        if jobs[0].sweep is not None
     }
 
 

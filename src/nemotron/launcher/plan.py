@@ -40,6 +40,15 @@ from nemotron.launcher.inputs import ArtifactRef, find_input, is_complete, load_
 from nemotron.launcher.overrides import Override, OverrideError, cli_flags, parse_override, parse_values
 from nemotron.launcher.profiles import Profile
 from nemotron.launcher.resources import JobResources, check_step_tables, resolve_resources
+from nemotron.launcher.sweeps import (
+    Sweep,
+    SweepError,
+    SweepTask,
+    check_max_parallel,
+    parse_sweeps,
+    task_name,
+    task_table,
+)
 from nemotron.launcher.targets import Target, TargetError, resolve_target
 from nemotron.scale import SCALES, check_scale
 from nemotron.step import GPUSpec, Placement, config_snapshot, validate_step, will_carry
@@ -84,6 +93,7 @@ class Job(BaseModel):
     # ``{"lines": [...], **as_dict()}``; None for a step that estimates nothing.
     estimate: dict[str, Any] | None = None
     array: ArrayTasks | None = None  # None: one task
+    sweep: SweepTask | None = None  # a task of a sweep (``sweeps``): its group, index and values; None: not swept
 
     def command(self, python: str = "python") -> list[str]:
         return [python, "-m", self.module, *self.args]
@@ -121,21 +131,28 @@ def build_plan(
     force: bool = False,
     artifact_root: str | Path | None = None,
     files_here: bool = True,
+    sweeps: typing.Sequence[str] = (),
+    max_parallel: int | None = None,
 ) -> Plan:
     """Resolve and validate everything a launch needs; raises ``UserError`` subclasses (one line each).
     ``files_here``: the jobs' filesystem is this machine's (not a cluster's through SSH), so the paths a person
-    named in overrides (sources, a tokenizer) are checked now rather than by the job."""
+    named in overrides (sources, a tokenizer) are checked now rather than by the job. ``sweeps``: ``--sweep``
+    options (``sweeps``); ``max_parallel``: tasks of an array or a sweep at once (default: the profile's)."""
     from nemotron._code_version import code_version
 
+    check_max_parallel(max_parallel)
     target = resolve_target(target_text)
     check_scale(scale)
     check_step_tables(profile, target.recipe)
     parsed = [parse_override(text) for text in overrides]
     by_step = _assign_overrides(parsed, target)
+    max_parallel = max_parallel or profile.arrays.max_parallel
+    sweep = parse_sweeps(sweeps, target, parsed, max_parallel, _config_class)
     root = _artifact_root(artifact_root, profile)
     code = {pkg: source_hash(pkg) for pkg in _packages(target)}
     env = {**profile.job_env(), ARTIFACT_ROOT_ENV: str(root), CODE_DIGEST_ENV: code_digest(code)}
     planner = _Planner(target, profile, scale, root, code_version(), env, force, files_here)
+    planner.sweep, planner.max_parallel = sweep, max_parallel
     planner.source_hashes = code
     jobs = planner.plan(by_step)
     return Plan(
@@ -199,6 +216,9 @@ class _Planner:
         self.outputs: dict[tuple[str, str], ArtifactRef] = {}
         self.provides: dict[str, frozenset[str]] = {}  # planned job -> what its artifact will carry
         self.source_hashes: dict[str, str] = {}
+        self.sweep: Sweep | None = None
+        self.max_parallel = profile.arrays.max_parallel
+        self.task_outputs: dict[tuple[str, str], list[ArtifactRef]] = {}  # a step planned per task: each one's
 
     def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
         jobs: list[Job] = []
@@ -208,12 +228,60 @@ class _Planner:
                 if self._order(stage, step) > last:
                     break
                 if self.target.includes(stage.name, step.name):
-                    job = self._job(stage, step, by_step.get((stage.name, step.name), []))
+                    overrides = by_step.get((stage.name, step.name), [])
+                    if self._per_task(stage, step, overrides):
+                        jobs += self._tasks(stage, step, overrides)
+                        continue
+                    job = self._job(stage, step, overrides)
                     jobs.append(job)
                     ref = ArtifactRef(job.output, job.fingerprint, job.name, provides=self.provides[job.name])
                     self.outputs[(stage.name, step.name)] = ref
                 else:
                     self._resolve_existing(stage, step)
+        return jobs
+
+    def _per_task(self, stage: Stage, step: Step, overrides: list[Override]) -> bool:
+        """Whether the step is planned once per sweep task: it is the swept one, or reads one that is (an input a
+        person gave by path or name is not the sweep's)."""
+        if self.sweep is None:
+            return False
+        if (self.sweep.stage, self.sweep.step) == (stage.name, step.name):
+            return True
+        given = {o.field for o in overrides}
+        return any(
+            (spec.stage or stage.name, spec.step) in self.task_outputs
+            for spec in step.inputs
+            if not given & {spec.path_field, spec.artifact_field}
+        )
+
+    def _tasks(self, stage: Stage, step: Step, overrides: list[Override]) -> list[Job]:
+        """The step's job for each sweep task: the swept step with that task's values, a downstream one reading
+        that task's outputs; each its own Config, fingerprint and output."""
+        sweep, where = self.sweep, f"{stage.name}.{step.name}"
+        swept = (sweep.stage, sweep.step) == (stage.name, step.name)
+        jobs: list[Job] = []
+        for index, values in enumerate(sweep.tasks):
+            for producer, refs in self.task_outputs.items():  # what task ``index`` of an upstream group made
+                self.outputs[producer] = refs[index]
+            job = self._job(stage, step, [*overrides, *(values if swept else ())])
+            if job.array is not None:
+                raise SweepError(
+                    f"{where} runs as an array of {job.array.count} tasks already and cannot be planned per sweep "
+                    f"task: sweep a step that runs as one task, or give it shards=1"
+                )
+            same = next((other for other in jobs if other.output == job.output), None)
+            if same is not None:
+                raise SweepError(
+                    f"sweep tasks {same.sweep.index} and {index} of {where} are the same configuration "
+                    f"({_values_text(same.sweep.values)} and {_values_text(sweep.values(index))}): give distinct values"
+                )
+            task = SweepTask(
+                group=where, index=index, count=len(sweep.tasks), values=sweep.values(index),
+                max_parallel=self.max_parallel,
+            )  # fmt: skip
+            jobs.append(job.model_copy(update={"name": task_name(where, index), "sweep": task}))
+        refs = [ArtifactRef(job.output, job.fingerprint, job.name, provides=self.provides[where]) for job in jobs]
+        self.task_outputs[(stage.name, step.name)] = refs
         return jobs
 
     def _order(self, stage: Stage, step: Step) -> tuple[int, int]:
@@ -272,7 +340,7 @@ class _Planner:
         if count <= 1:
             return None
         todo = list(range(count)) if self.force or reuse or not self.files_here else missing_tasks(output, count)
-        return ArrayTasks(count=count, indices=todo or [0], max_parallel=self.profile.arrays.max_parallel)
+        return ArrayTasks(count=count, indices=todo or [0], max_parallel=self.max_parallel)
 
     def _placement(self, resources: JobResources) -> Placement:
         """The job's placement at plan time: its ranks, whether its files are here, its GPUs as the profile states."""
@@ -438,6 +506,10 @@ def _array_env(array: ArrayTasks | None, force: bool) -> dict[str, str]:
     return {ARRAY_COUNT_ENV: str(array.count), **({ARRAY_REDO_ENV: "1"} if force else {})}
 
 
+def _values_text(values: dict[str, str]) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in values.items())
+
+
 def _provided(step: Step, config: Any, carried: frozenset[str]) -> frozenset[str]:
     """What the job's artifact will carry for the jobs downstream: what its inputs carry and its step ``provides``."""
     return will_carry(importlib.import_module(step.module), config, carried)
@@ -460,9 +532,12 @@ def describe(plan: Plan) -> str:
             a = job.array
             todo = f"{len(a.indices)} of {a.count} task(s) to run ({a.ranges()})"
             lines.append(f"    array: {todo}, {a.max_parallel} at once")
+        if job.sweep is not None:
+            lines.append(f"    sweep task {job.sweep.index} of {job.sweep.group}: {_values_text(job.sweep.values)}")
         if job.depends_on:
             lines.append(f"    after: {', '.join(job.depends_on)}")
         lines += [f"    {line}" for line in (job.estimate or {}).get("lines", [])]
+    lines += task_table(plan)
     priced = [job.estimate["cost"] for job in plan.jobs_to_run if job.estimate and job.estimate.get("cost")]
     if priced:
         gpu_hours, wall = sum(c["gpu_hours"] for c in priced), sum(c["wall_hours"] for c in priced)

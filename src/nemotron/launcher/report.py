@@ -71,6 +71,7 @@ def attempt_lines(run: RunRecord) -> list[str]:
 
 
 def status_table(run: RunRecord) -> Table:
+    from rich.markup import escape
     from rich.table import Table
 
     title = f"{run.run_id}  {run.plan.target}  [{run.executor}]  {run.state}  (under {run.plan.artifact_root})"
@@ -80,11 +81,13 @@ def status_table(run: RunRecord) -> Table:
     with_attempts = any(record.attempts for record in run.steps.values())
     with_progress = any(progress_text(record) for record in run.steps.values())
     with_tasks = any(record.tasks for record in run.steps.values())  # an array job: its tasks done/total
-    columns = ["step", "state", *(["attempt"] if with_attempts else []), "job (nodes)", "duration",
+    swept = {job.name: job.sweep for job in run.plan.jobs if job.sweep is not None}  # a sweep's task: its values
+    columns = ["step", *(["sweep"] if swept else []), "state", *(["attempt"] if with_attempts else []), "job (nodes)", "duration",
                *(["tasks"] if with_tasks else []), *(["progress"] if with_progress else []), "artifact",
                "metric"]  # fmt: skip
     for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in ("step", "state", "job (nodes)", "progress"))
+        no_wrap = column in ("step", "sweep", "state", "job (nodes)", "progress")
+        table.add_column(column, overflow="fold", no_wrap=no_wrap)
     for name, record in run.steps.items():
         state = record.state + (f" ({record.reason})" if record.reason else "")
         metric = headline_metric(record.artifact) if record.state in ("completed", "reused") else ""
@@ -92,6 +95,7 @@ def status_table(run: RunRecord) -> Table:
         last = record.attempts[-1] if record.attempts else None
         cells = {
             "step": name,
+            "sweep": escape(_values(swept[name].values)) if name in swept else "",  # a person's values: no markup
             "state": f"[{style}]{state}[/]" if style else state,
             "attempt": str(last.number) if last else "",
             "job (nodes)": (record.job_id or "") + (f" ({last.nodes})" if last and last.nodes else ""),
@@ -103,6 +107,10 @@ def status_table(run: RunRecord) -> Table:
         }
         table.add_row(*(cells[column] for column in columns))
     return table
+
+
+def _values(values: dict[str, str]) -> str:
+    return " ".join(f"{k}={v if v.isprintable() else repr(v)}" for k, v in values.items())
 
 
 def _short(path, root) -> str:
