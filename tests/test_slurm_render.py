@@ -93,6 +93,53 @@ def test_eos_sharded_curation_is_one_throttled_array_script_matching_golden(eos)
     assert ".exit'" not in text and "--container-env=" in text and ",NEMOTRON_ARRAY_TASK " in text
 
 
+def _swept(plan: Plan, lrs: tuple[str, ...]) -> Plan:
+    """``plan`` as ``--sweep training.lr=...`` plans it: its training and evaluation once per task, each task its own
+    output, the evaluation of task i reading training task i's checkpoint (fixed fingerprints, as above)."""
+    from nemotron.launcher.sweeps import SweepTask
+
+    curation, training, evaluation = plan.jobs
+    jobs, trained = [curation], []
+    for job in (training, evaluation):
+        for i, lr in enumerate(lrs):
+            output = job.output.with_name(f"full-{i}{job.fingerprint[1:]}")
+            inputs = {name: trained[i] for name in job.inputs} if job is evaluation else job.inputs
+            moved = {str(job.output): str(output), **{str(job.inputs[n]): str(p) for n, p in inputs.items()}}
+            args = [moved.get(arg, arg) for arg in job.args]
+            task = SweepTask(group=job.name, index=i, count=len(lrs), values={"training.lr": lr}, max_parallel=2)
+            jobs.append(job.model_copy(update={
+                "name": f"{job.name}.{i}", "output": output, "inputs": inputs, "sweep": task,
+                "args": [*args, "--lr", lr] if job is training else args,
+                "depends_on": [f"{training.name}.{i}"] if job is evaluation else job.depends_on,
+            }))  # fmt: skip
+        trained = [j.output for j in jobs[1:]]
+    return plan.model_copy(update={"jobs": jobs})
+
+
+def test_eos_sweep_is_one_array_script_per_step_matching_golden(eos):
+    """--sweep training.lr=1e-4,3e-4: training is one array of 2 tasks at the sweep's throttle, each task picking its
+    own flags, output, attempts record and exit marker by its index; its evaluation one array whose task i waits for
+    training task i alone (aftercorr) and reads its checkpoint."""
+    rendered = SlurmExecutor().render(_swept(nano2_stage0_plan(eos), ("1e-4", "3e-4")), eos)
+    assert list(rendered) == [
+        "stage0_pretrain.data_curation", "stage0_pretrain.training", "stage0_pretrain.evaluation", "secrets-cleanup"
+    ]  # fmt: skip
+    for name in ("stage0_pretrain.training", "stage0_pretrain.evaluation"):
+        golden = GOLDEN / f"eos_{name}.sweep.sbatch"
+        if os.environ.get("NEMOTRON_UPDATE_GOLDEN"):
+            golden.write_text(rendered[name])
+        assert rendered[name] == golden.read_text(), f"differs from {golden} (NEMOTRON_UPDATE_GOLDEN=1 rewrites it)"
+    training, evaluation = rendered["stage0_pretrain.training"], rendered["stage0_pretrain.evaluation"]
+    assert (
+        "#SBATCH --array=0-1%2" in training
+        and "#SBATCH --dependency=afterok:{stage0_pretrain.data_curation}" in training
+    )
+    assert "#SBATCH --dependency=aftercorr:{stage0_pretrain.training}" in evaluation
+    assert "NEMOTRON_ARRAY_TASK" not in training  # a sweep's task is a whole step, not a shard of one
+    assert f"--checkpoint-path {ROOT}/nano2/stage0_pretrain/training/full-1123456789ab)" in evaluation
+    assert rendered["secrets-cleanup"].count("afterany:{stage0_pretrain.data_curation}:{stage0_pretrain.training}:")
+
+
 def test_eos_training_is_8_nodes_of_8_gpus_under_pyxis(eos):
     text = SlurmExecutor().render(nano2_stage0_plan(eos), eos)["stage0_pretrain.training"]
     for line in (

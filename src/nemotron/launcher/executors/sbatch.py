@@ -17,6 +17,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nemotron.array import ARRAY_TASK_ENV
 from nemotron.errors import STOP_EXIT_CODE, UserError
@@ -67,6 +68,7 @@ def render_sbatch(
     reservation: str | None = None,
     constraint: str | None = None,
     dependencies: Sequence[str] = (),
+    corresponding: Sequence[str] = (),
     signal: str | None = None,
     max_attempts: int = 1,
     max_segments: int = 1,
@@ -88,12 +90,16 @@ def render_sbatch(
     container_args: Sequence[str] = (),
     exit_marker: str | None = None,
     array: str | None = None,
+    sweep_tasks: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> str:
     """The text of one sbatch script (pure). ``dependencies`` are job ids (or ``{job}`` placeholders in a dry-run);
+    ``corresponding``: ids of arrays whose task ``i`` this array's task ``i`` waits for (a sweep's upstream step);
     ``retry``: the failure classes the job is requeued after; ``output_dir``: the step's, where it reports progress;
     ``attempts_file``: the job's attempt record (default: beside the log); ``array``: a job array's ``--array``
     value (``0-3%2``): each task runs the step with its index in ``NEMOTRON_ARRAY_TASK`` and records its own
-    attempts (``<attempts_file>.<index>``)."""
+    attempts (``<attempts_file>.<index>``); ``sweep_tasks``: with ``array``, the tasks of a sweep (``launcher.sweeps``),
+    each index -> its own ``args`` (flags after ``command``), ``output_dir``, ``attempts_file`` and ``exit_marker``:
+    the script picks its task's by ``SLURM_ARRAY_TASK_ID``, so one script runs every configuration."""
     if container_runtime not in CONTAINER_RUNTIMES:
         raise SbatchParameterError(
             f"container runtime {container_runtime!r} is not one of {', '.join(CONTAINER_RUNTIMES)}"
@@ -118,7 +124,11 @@ def render_sbatch(
         f"--output={log_file}",
         f"--error={log_file}",
         "--open-mode=append",
-        *([f"--dependency=afterok:{':'.join(dependencies)}", "--kill-on-invalid-dep=yes"] if dependencies else []),
+        *(
+            [f"--dependency={_dependency(dependencies, corresponding)}", "--kill-on-invalid-dep=yes"]
+            if dependencies or corresponding
+            else []
+        ),  # fmt: skip
         *([f"--signal={signal}"] if signal else []),
         "--requeue",
         *sbatch_args,
@@ -128,7 +138,9 @@ def render_sbatch(
         raise SbatchParameterError(f"sbatch option {broken!r} contains a line break, which #SBATCH cannot carry")
     lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), "", "set -euo pipefail"]
     lines += _environment(env or {}, secrets_file, workdir, pythonpath, container_runtime)
-    if array:
+    if array and sweep_tasks:
+        lines += _sweep_task_lines(sweep_tasks)
+    elif array:
         lines += ["# this array task's index: its part of the step (nemotron.array)", ARRAY_TASK_LINE]
     lines += [
         "",
@@ -139,7 +151,8 @@ def render_sbatch(
         "",
     ]
     srun = ["srun", f"--nodes={nodes}", f"--ntasks-per-node={ntasks_per_node}", "--kill-on-bad-exit=1", *srun_args]
-    script_env = [*SCRIPT_ENV, *([ARRAY_TASK_ENV] if array else [])]
+    shards = bool(array) and not sweep_tasks  # an array of one step's parts: each task told its index
+    script_env = [*SCRIPT_ENV, *([ARRAY_TASK_ENV] if shards else [])]
     srun += _container_flags(container_runtime, container_image, container_mounts, container_workdir,
                              container_mount_home, container_args, [*(env or {}), *script_env])  # fmt: skip
     # --norc: bash sources ~/.bashrc when it believes sshd started it (SSH_CLIENT in a job submitted over ssh),
@@ -147,7 +160,7 @@ def render_sbatch(
     step = [*srun, "bash", "--norc", "--noprofile", "-c", RANK_WRAPPER, "nemotron-rank"]
     if container_runtime == "docker":
         step += _docker_run(container_image, container_mounts, container_workdir, container_args, env or {},
-                            secrets_file, [ARRAY_TASK_ENV] if array else [])  # fmt: skip
+                            secrets_file, [ARRAY_TASK_ENV] if shards else [])  # fmt: skip
     step += list(command)
     lines += attempt_lines(
         step,
@@ -161,9 +174,34 @@ def render_sbatch(
         retry=retry,
         stop_exit_code=stop_exit_code,
         exit_marker=exit_marker,
-        per_task=bool(array),
+        per_task=shards,
+        task_vars=bool(sweep_tasks),
     )
     return "\n".join(lines) + "\n"
+
+
+def _dependency(after_ok: Sequence[str], after_corresponding: Sequence[str]) -> str:
+    """``afterok:1:2,aftercorr:3``: every job of the first list, and the same task of each array of the second."""
+    parts = [f"afterok:{':'.join(after_ok)}"] if after_ok else []
+    return ",".join(parts + ([f"aftercorr:{':'.join(after_corresponding)}"] if after_corresponding else []))
+
+
+def _sweep_task_lines(tasks: Mapping[int, Mapping[str, Any]]) -> list[str]:
+    """The ``case`` that gives a sweep's task its own flags and files: every value quoted, none spliced as code."""
+    lines = [
+        "# this task of the sweep (nemotron.launcher.sweeps): its own flags, output, attempts record and exit marker",
+        'case "$SLURM_ARRAY_TASK_ID" in',
+    ]
+    for index, task in tasks.items():
+        output = task["output_dir"]
+        lines += [
+            f"  {int(index)})",
+            f"    task_args=({' '.join(q(arg) for arg in task['args'])})",
+            f"    progress_file={q(f'{output}/{PROGRESS_FILE}')} hang_marker={q(f'{output}/{HANG_MARKER}')}",
+            f"    attempts_file={q(task['attempts_file'])} exit_marker={q(task['exit_marker'])} ;;",
+        ]
+    lines += ['  *) echo "task $SLURM_ARRAY_TASK_ID is not one of this sweep\'s" >&2; exit 1 ;;', "esac"]
+    return lines
 
 
 def source_secrets(secrets_file: str) -> list[str]:

@@ -56,16 +56,23 @@ def attempt_lines(
     stop_exit_code: int,
     exit_marker: str | None,
     per_task: bool = False,
+    task_vars: bool = False,
 ) -> list[str]:
+    """``per_task``: an array task of one step, its attempts file suffixed with its index; ``task_vars``: a sweep's
+    task, whose files (``attempts_file``, ``progress_file``, ``hang_marker``, ``exit_marker``) and flags
+    (``task_args``) the script set above for its index, so the arguments of the same names are not used."""
     forwarded = (signal or "").removeprefix("B:").split("@")[0] or None
     lead = int(signal.split("@")[1]) if signal and "@" in signal else 0
     policy = " ".join(sorted(set(retry) & set(RETRIABLE_CLASSES)))
-    lines = [
-        "# attempts: a requeue runs this script again; each attempt appends its start and its end to the job's record",
+    files = [
         f"attempts_file={q(attempts_file)}",
         *(['attempts_file="$attempts_file.$SLURM_ARRAY_TASK_ID"  # an array task: its own'] if per_task else []),
         f"progress_file={q(progress_file)}",
         f"hang_marker={q(hang_marker)}",
+    ]
+    lines = [
+        "# attempts: a requeue runs this script again; each attempt appends its start and its end to the job's record",
+        *(files if not task_vars else []),
         f"retried_classes={q(policy)}",
         "attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))",
         "export NEMOTRON_ATTEMPT=$attempt",
@@ -87,7 +94,8 @@ def attempt_lines(
         "down_nodes() { sinfo -h -N -n \"$1\" -o '%N %t' 2>/dev/null "
         "| awk '$2 ~ /^(down|drain|drng|fail|failg)|[*]$/ {print $1}' | sort -u | paste -sd, - || true; }",
         "finish() {  # the job's last word: its exit code, also in the exit marker (read once Slurm forgets the job)",
-        *([f'  echo "$1" > {q(exit_marker)}'] if exit_marker else []),
+        *([f'  echo "$1" > {q(exit_marker)}'] if exit_marker and not task_vars else []),
+        *(['  echo "$1" > "$exit_marker"'] if task_vars else []),
         '  exit "$1"',
         "}",
         "",
@@ -130,7 +138,7 @@ def attempt_lines(
         "",
         "# the step runs in the background so this shell can forward signals to it",
         "set +e",
-        " ".join(q(a) for a in step) + " &",
+        " ".join(q(a) for a in step) + (' "${task_args[@]}"' if task_vars else "") + " &",
         "step_pid=$!",
         "signalled_at=",
     ]

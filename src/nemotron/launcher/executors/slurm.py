@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from nemotron.array import index_ranges
 from nemotron.declaration import Resources
 from nemotron.launcher.code_identity import PinnedImage, build_hint, check_image_code, pin_image, resolve_squashfs
 from nemotron.launcher.executors.base import Executor, ExecutorError, bind, secret_values, watch
@@ -40,6 +41,7 @@ from nemotron.launcher.profiles import Profile
 from nemotron.launcher.remote import REPO_ROOT, LocalShell, SSHShell, shell_for, ship_code
 from nemotron.launcher.resources import JobResources, scheduled_resources
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord, StepRecord, save_run
+from nemotron.launcher.sweeps import groups
 
 FOLLOW_SCHEDULER_S = 30.0
 CANCEL_WAIT_S = 30.0
@@ -57,21 +59,27 @@ def sbatch_parameters(
     dependencies: list[str],
     code_dir: str,
     image: PinnedImage | None = None,
+    corresponding: list[str] | None = None,
+    tasks: list[Job] | None = None,
 ) -> dict:
     """The ``render_sbatch`` keyword arguments for one job of a plan on a profile; ``image``: the run's pinned
-    image (scripts name it, not the profile's tag or symlink), None for the profile's as written."""
+    image (scripts name it, not the profile's tag or symlink), None for the profile's as written. ``tasks``: the
+    jobs of a sweep's group (``job`` the first), one array whose task ``i`` waits for task ``i`` of each array in
+    ``corresponding``."""
     slurm, res, faults = profile.slurm, job.resources, profile.fault_tolerance
     runtime = slurm.container_runtime
     mounts = [*profile.container.mounts, f"{plan.artifact_root}:{plan.artifact_root}"]
-    mounts += input_mounts(list(job.inputs.values()), mounts)
+    mounts += input_mounts([path for task in tasks or [job] for path in task.inputs.values()], mounts)
     in_container = runtime in ("pyxis", "docker")
-    array = job.array
+    array, name = job.array, job.sweep.group if tasks else job.name
     return {
-        "job_name": f"{run_id}.{job.name}",
-        "command": job.command("python"),
+        "job_name": f"{run_id}.{name}",
+        "command": job.command("python")[:3] if tasks else job.command("python"),  # a sweep's flags: per task
         # an array's tasks: one log each, named by the array's id and the task's index
-        "log_file": f"{run_dir}/logs/{job.name}.{'%A_%a' if array else '%j'}.log",
-        "array": f"{array.ranges()}%{array.max_parallel}" if array else None,
+        "log_file": f"{run_dir}/logs/{name}.{'%A_%a' if array or tasks else '%j'}.log",
+        "array": _array(job, tasks),
+        "sweep_tasks": {task.sweep.index: _sweep_task(task, run_dir) for task in tasks} if tasks else None,
+        "corresponding": corresponding or [],
         "nodes": res.nodes,
         "ntasks_per_node": res.nproc_per_node if res.distributed else 1,
         "gpus_per_node": res.gpus_per_node,
@@ -91,7 +99,8 @@ def sbatch_parameters(
         "retry": faults.retried_classes(),
         "stop_exit_code": faults.stop_exit_code,
         "attempts_file": attempts_file(run_dir, job.name),
-        "output_dir": None if array else str(job.output),  # an array's tasks report progress in their own parts
+        # an array's tasks report progress in their own parts, a sweep's in their own outputs
+        "output_dir": None if array or tasks else str(job.output),
         "sbatch_args": slurm.sbatch_args,
         "srun_args": slurm.srun_args,
         "env": {**job.env, "NEMOTRON_RUN_ID": run_id, **(image.env() if image else {})},
@@ -104,7 +113,25 @@ def sbatch_parameters(
         "container_workdir": slurm.pyxis.workdir if runtime == "pyxis" else None,
         "container_mount_home": slurm.pyxis.mount_home,
         "container_args": slurm.pyxis.extra_args if runtime == "pyxis" else profile.docker.extra_args,
-        "exit_marker": None if array else f"{run_dir}/logs/{job.name}.exit",  # tasks: their completion markers
+        "exit_marker": None if array or tasks else f"{run_dir}/logs/{job.name}.exit",  # tasks: their own markers
+    }
+
+
+def _array(job: Job, tasks: list[Job] | None) -> str | None:
+    """``--array``: the shards of an array job still to run, or a sweep's tasks to run, and how many at once."""
+    if tasks:
+        return f"{index_ranges(task.sweep.index for task in tasks)}%{job.sweep.max_parallel}"
+    return f"{job.array.ranges()}%{job.array.max_parallel}" if job.array else None
+
+
+def _sweep_task(task: Job, run_dir: str) -> dict:
+    """What a sweep's task has of its own in the array script: its flags, and where its files are (by its job's
+    name, so ``status`` and ``logs`` find them as a job's)."""
+    return {
+        "args": task.args,
+        "output_dir": str(task.output),
+        "attempts_file": attempts_file(run_dir, task.name),
+        "exit_marker": f"{run_dir}/logs/{task.name}.exit",
     }
 
 
@@ -158,17 +185,21 @@ class SlurmExecutor(Executor):
         if secrets:
             shell.write_file(f"{run_dir}/{SECRETS_FILE}", "".join(f"{k}={v}\n" for k, v in secrets.items()), True)
             run.executor_data["secrets_file"] = f"{run_dir}/{SECRETS_FILE}"
-        submitted: dict[str, str] = {}  # job name -> its Slurm id: the value of its {stage.step} placeholder
+        # job (or sweep group) name -> its Slurm id: the value of its {stage.step} placeholder
+        submitted: dict[str, str] = {}
         try:
-            for job in plan.jobs_to_run:
-                script = bind(prepared[job.name], {"run_id": run.run_id, "code_dir": code_dir, **submitted})
-                job_id = _sbatch(shell, f"{run_dir}/sbatch/{job.name}.sbatch", script, job.name)
-                submitted[job.name] = job_id
-                record = run.steps[job.name]
-                record.job_id, record.state = job_id, "pending"
-                task = f"_{job.array.indices[0]}" if job.array else ""  # an array's log: its first task's
-                record.log = Path(f"{run_dir}/logs/{job.name}.{job_id}{task}.log")
-                print(f"submitted {job.name} as Slurm job {job_id}", file=sys.stderr)
+            for name, jobs in groups(plan.jobs_to_run):
+                script = bind(prepared[name], {"run_id": run.run_id, "code_dir": code_dir, **submitted})
+                job_id = _sbatch(shell, f"{run_dir}/sbatch/{name}.sbatch", script, name)
+                submitted[name] = job_id
+                for job in jobs:
+                    record = run.steps[job.name]
+                    # an array's log: its first task's; a sweep's task is addressed as ARRAY_INDEX, its log too
+                    task = f"_{job.array.indices[0]}" if job.array else f"_{job.sweep.index}" if job.sweep else ""
+                    record.job_id = f"{job_id}_{job.sweep.index}" if job.sweep else job_id
+                    record.state, record.log = "pending", Path(f"{run_dir}/logs/{name}.{job_id}{task}.log")
+                what = f"{len(jobs)} tasks of an array" if jobs[0].sweep else "Slurm job"
+                print(f"submitted {name} as {what} {job_id}", file=sys.stderr)
             if secrets:
                 cleanup = bind(prepared[CLEANUP_JOB], {"run_id": run.run_id, **submitted})
                 script_path = f"{run_dir}/sbatch/{CLEANUP_JOB}.sbatch"
@@ -183,9 +214,9 @@ class SlurmExecutor(Executor):
         if submitted:
             shell.run(["scancel", *submitted.values()])
             _wait_gone(shell, list(submitted.values()))
-        for name in submitted:  # cancelled before they could start: the run record says they never had a job
-            record = run.steps[name]
-            record.job_id, record.state, record.log = None, "planned", run.log_path(name)
+        for name, record in run.steps.items():  # cancelled before they could start: they never had a job
+            if record.job_id is not None and record.state == "pending":
+                record.job_id, record.state, record.log = None, "planned", run.log_path(name)
         _remove_secrets(shell, run)
 
     # ------------------------------------------------------------------------------------------------ watch
@@ -196,8 +227,8 @@ class SlurmExecutor(Executor):
     def refresh(self, runs: Sequence[RunRecord]) -> None:
         """The unfinished jobs of all ``runs`` in one scheduler call per cluster, however many (``slurm_status``)."""
         for shell, group in _by_cluster(runs):
-            # an array's tasks are asked for apart (``slurm_arrays``): its id alone names only one of them
-            ids = [i for run in group for name, i in watched_jobs(run).items() if run.plan.job(name).array is None]
+            # an array's tasks, and a sweep's, are asked for apart (``slurm_arrays``): its id alone names one of them
+            ids = [i for run in group for name, i in watched_jobs(run).items() if not _is_array(run.plan.job(name))]
             accounting = False if any(r.executor_data.get("accounting") is False for r in group) else None
             found, accounting = query_jobs(ids, shell.run, accounting)
             for run in group:
@@ -285,12 +316,23 @@ def _parameters(plan: Plan, profile: Profile, image: PinnedImage | None, chained
     and the ids of its upstream jobs to run (a reused one's output exists already) as ``{placeholders}``."""
     run_dir = f"{plan.artifact_root}/runs/{{run_id}}"  # runs.new_run's directory for the run
     code_dir = "{code_dir}" if profile.ssh is not None else str(REPO_ROOT)
-    to_run = {job.name for job in plan.jobs_to_run}
+    to_run = {job.name: job for job in plan.jobs_to_run}
     parameters = {}
-    for job in plan.jobs_to_run:
-        upstream = [f"{{{d}}}" for d in job.depends_on if d in to_run] if chained else []
-        parameters[job.name] = sbatch_parameters(plan, profile, job, "{run_id}", run_dir, upstream, code_dir, image)
+    for name, jobs in groups(plan.jobs_to_run):
+        upstream = [to_run[d] for d in dict.fromkeys(d for job in jobs for d in job.depends_on) if d in to_run]
+        upstream = upstream if chained else []
+        # a sweep's upstream step is an array too: task i waits for its task i alone (aftercorr), not every task
+        after_ok = [f"{{{job.name}}}" for job in upstream if job.sweep is None]
+        after_corr = list(dict.fromkeys(f"{{{job.sweep.group}}}" for job in upstream if job.sweep is not None))
+        parameters[name] = sbatch_parameters(
+            plan, profile, jobs[0], "{run_id}", run_dir, after_ok, code_dir, image, after_corr,
+            jobs if jobs[0].sweep else None,
+        )  # fmt: skip
     return parameters
+
+
+def _is_array(job: Job) -> bool:
+    return job.array is not None or job.sweep is not None
 
 
 def _pinned_image(plan: Plan, profile: Profile, shell) -> tuple[PinnedImage | None, str | None]:

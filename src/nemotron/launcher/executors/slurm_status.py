@@ -11,7 +11,7 @@ import sys
 
 from nemotron.heartbeat import PROGRESS_FILE, read_progress
 from nemotron.launcher.executors.base import explain_cancelled
-from nemotron.launcher.executors.slurm_arrays import array_state
+from nemotron.launcher.executors.slurm_arrays import array_state, query_array
 from nemotron.launcher.executors.slurm_state import SlurmJobState, down_nodes, map_state
 from nemotron.launcher.failures import attempts_file, last_failure, read_attempts
 from nemotron.launcher.runs import FINISHED_STATES, RunRecord
@@ -25,6 +25,7 @@ def watched_jobs(run: RunRecord) -> dict[str, str]:
 def update_run(shell, run: RunRecord, found: dict[str, SlurmJobState]) -> None:
     """The run's unfinished steps from ``found`` (the scheduler's answer for their jobs, and others')."""
     now = _dt.datetime.now(_dt.UTC)
+    arrays: dict[str, dict[int, str]] = {}  # a sweep's array id -> its tasks' states: one query per array
     for name, job_id in watched_jobs(run).items():
         record = run.steps[name]
         if run.plan.job(name).array is not None:  # its tasks, asked for apart (``slurm_arrays``)
@@ -33,6 +34,8 @@ def update_run(shell, run: RunRecord, found: dict[str, SlurmJobState]) -> None:
             record.started_at = record.started_at or (now if record.state == "running" else None)
             record.ended_at = record.ended_at or (now if record.state in FINISHED_STATES else None)
             continue
+        if run.plan.job(name).sweep is not None and job_id not in found:
+            found = {**found, **_sweep_task(shell, run, job_id, arrays)}
         if job_id in found:
             state, reason = map_state(found[job_id])
             record.exit_code = found[job_id].exit_code if found[job_id].exit_code is not None else record.exit_code
@@ -49,6 +52,16 @@ def update_run(shell, run: RunRecord, found: dict[str, SlurmJobState]) -> None:
             record.ended_at = now
         _read_attempts(shell, run, name)
     explain_cancelled(run)
+
+
+def _sweep_task(shell, run: RunRecord, job_id: str, arrays: dict[str, dict[int, str]]) -> dict[str, SlurmJobState]:
+    """A sweep's task (``ARRAY_INDEX``) as Slurm knows it (``sacct``/``squeue`` list the pending ones of an array in
+    one line, ``ID_[2-3%2]``, not by their own ids); empty once Slurm forgot it (its exit marker tells then)."""
+    array_id, _, index = job_id.partition("_")
+    if array_id not in arrays:
+        arrays[array_id] = query_array(array_id, shell.run, run.executor_data.get("accounting"))
+    state = arrays[array_id].get(int(index)) if index.isdigit() else None
+    return {job_id: SlurmJobState(job_id, state)} if state else {}
 
 
 def _from_exit_marker(shell, run: RunRecord, name: str, job_id: str) -> tuple[str, str | None]:
