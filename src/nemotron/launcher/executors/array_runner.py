@@ -1,4 +1,5 @@
-"""The local and docker runners' job arrays: a job's tasks as processes, at most ``max_parallel`` at once.
+"""The local and docker runners' job arrays: a job's tasks as processes, at most ``max_parallel`` at once
+(``run_capped``, which also runs a sweep's tasks: ``local``).
 
 Each task is the job's command (its ``{array_task}`` placeholder bound: the docker executor names each task's
 container with it) with its index in ``ARRAY_TASK_ENV``, logging to ``logs/<job>.<index>.log``; the job's own log
@@ -13,7 +14,9 @@ import datetime as _dt
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from nemotron.array import ARRAY_TASK_ENV
 from nemotron.heartbeat import ATTEMPT_ENV
@@ -25,6 +28,7 @@ from nemotron.launcher.runs import RunRecord, StepRecord, TaskCounts, save_run
 
 POLL_S = 0.2
 TASK_PLACEHOLDER = "array_task"  # ``{array_task}`` in a job's text: the task's index
+K = TypeVar("K")
 
 
 def task_log(run: RunRecord, job: Job, index: int) -> Path:
@@ -34,34 +38,29 @@ def task_log(run: RunRecord, job: Job, index: int) -> Path:
 def run_array(run: RunRecord, job: Job, record: StepRecord, view, text: str, words) -> None:
     """Run ``job``'s array tasks to their end (``text``: the job's command as bound at submit, ``words``: how the
     runner splits it) and settle ``record``; Ctrl-C or a cancel stops every running task and re-raises."""
-    array = job.array
-    pending, running, failed = list(array.indices), {}, []
+    array, failed = job.array, []
     record.tasks = TaskCounts(done=array.count - len(array.indices), total=array.count)
     record.state, record.reason, record.started_at = "running", None, record.started_at or _now()
     Path(record.log).parent.mkdir(parents=True, exist_ok=True)
     save_run(run)
+
+    def start(index: int) -> subprocess.Popen:
+        process = _start(run, job, index, words(bind(text, {TASK_PLACEHOLDER: str(index)})))
+        _note(record, f"task {index} started (pid {process.pid}), log {task_log(run, job, index)}")
+        return process
+
+    def ended(index: int, code: int) -> None:
+        _note(record, f"task {index} ended with exit code {code}")
+        if code == 0:
+            record.tasks.done += 1
+        else:
+            failed.append(index)
+            record.tasks.failed = sorted(failed)
+        save_run(run)
+
     try:
-        while pending or running:
-            while pending and len(running) < array.max_parallel:
-                index = pending.pop(0)
-                running[index] = _start(run, job, index, words(bind(text, {TASK_PLACEHOLDER: str(index)})))
-                _note(record, f"task {index} started (pid {running[index].pid}), log {task_log(run, job, index)}")
-            ended = [index for index, process in running.items() if process.poll() is not None]
-            for index in ended:
-                code = running.pop(index).returncode
-                _note(record, f"task {index} ended with exit code {code}")
-                if code == 0:
-                    record.tasks.done += 1
-                else:
-                    failed.append(index)
-                    record.tasks.failed = sorted(failed)
-            if ended:
-                save_run(run)
-            view.refresh()
-            time.sleep(POLL_S)
+        run_capped(array.indices, array.max_parallel, start, ended, view)
     except BaseException:
-        for process in running.values():
-            terminate(process)
         record.state, record.reason, record.ended_at = "cancelled", "cancelled", _now()
         raise
     record.ended_at = _now()
@@ -75,6 +74,32 @@ def run_array(run: RunRecord, job: Job, record: StepRecord, view, text: str, wor
         record.state, record.exit_code, record.reason = "completed", 0, None
     save_run(run)
     view.refresh()
+
+
+def run_capped(
+    keys: Sequence[K],
+    max_parallel: int,
+    start: Callable[[K], subprocess.Popen | None],
+    ended: Callable[[K, int], None],
+    view,
+) -> None:
+    """``start(key)`` for each key in order, at most ``max_parallel`` processes at once (None: it could not start),
+    ``ended(key, exit code)`` as each ends; any exception (Ctrl-C, a cancel) stops the running ones and re-raises."""
+    pending, running = list(keys), {}
+    try:
+        while pending or running:
+            while pending and len(running) < max_parallel:
+                key = pending.pop(0)
+                if (process := start(key)) is not None:
+                    running[key] = process
+            for key in [key for key, process in running.items() if process.poll() is not None]:
+                ended(key, running.pop(key).returncode)
+            view.refresh()
+            time.sleep(POLL_S)
+    except BaseException:
+        for process in running.values():
+            terminate(process)
+        raise
 
 
 def _start(run: RunRecord, job: Job, index: int, command: list[str]) -> subprocess.Popen:

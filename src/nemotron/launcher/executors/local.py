@@ -33,7 +33,7 @@ from nemotron.array import ARRAY_TASK_ENV
 from nemotron.declaration import Resources
 from nemotron.errors import REQUEUE_EXIT_CODE
 from nemotron.heartbeat import ATTEMPT_ENV, HANG_MARKER, PROGRESS_FILE, read_progress
-from nemotron.launcher.executors.array_runner import run_array
+from nemotron.launcher.executors.array_runner import run_array, run_capped
 from nemotron.launcher.executors.base import Executor, ExecutorError, bind, follow_file, log_tail, secret_values
 from nemotron.launcher.failures import Attempt
 from nemotron.launcher.inputs import is_complete
@@ -190,6 +190,9 @@ def run_jobs(run: RunRecord, prepare_retry: Callable[[RunRecord, Job], None] | N
                 if job.array is not None:
                     run_array(run, job, record, view, run.executor_data["commands"][job.name], _words)
                     continue
+                if job.sweep is not None:
+                    _run_sweep(run, [j for j in run.plan.jobs if j.sweep and j.sweep.group == job.sweep.group], view)
+                    continue
                 _run_one(run, job, record, view, _command(run, job), prepare_retry)
     except (Cancelled, KeyboardInterrupt):
         for record in run.steps.values():
@@ -250,14 +253,62 @@ def _run_one(
             continue
         _end_attempt(attempt, failure, process.returncode, "done" if failure == "completed" else "stop")
         break
-    if process.returncode != 0:
-        _finish(record, "failed", exit_code=process.returncode, reason=attempt.describe())
+    _settle(job, record, attempt, process.returncode)
+    save_run(run)
+    view.refresh()
+
+
+def _settle(job: Job, record: StepRecord, attempt: Attempt, returncode: int) -> None:
+    """A step's state once its last attempt ended: completed only with a complete artifact."""
+    if returncode != 0:
+        _finish(record, "failed", exit_code=returncode, reason=attempt.describe())
     elif not is_complete(job.output, job.artifact_type):
         _finish(record, "failed", exit_code=0, reason=f"no complete {job.artifact_type} artifact at {job.output}")
     else:
         _finish(record, "completed", exit_code=0)
+
+
+def _run_sweep(run: RunRecord, jobs: list[Job], view: LiveView) -> None:
+    """A sweep's group (``launcher.sweeps``): its tasks at once, at most its ``max_parallel``, each a job with its own
+    record, one attempt each (a task that failed is what the next launch reruns: the others' outputs are complete).
+    A task whose upstream task did not complete is cancelled; the others run."""
+    faults = FaultTolerance.model_validate(run.profile.get("fault_tolerance", {}))
+    ready = {}
+    for job in jobs:
+        record = run.steps[job.name]
+        failed = [d for d in job.depends_on if run.steps[d].state not in SUCCESS_STATES]
+        if record.state not in ("planned", "pending"):
+            continue
+        if failed:
+            _finish(record, "cancelled", reason=f"upstream {failed[0]} did not complete")
+        else:
+            ready[job.name] = job
     save_run(run)
-    view.refresh()
+
+    def start(name: str) -> subprocess.Popen | None:
+        job, record = ready[name], run.steps[name]
+        attempt = Attempt(number=1, started_at=_now())
+        process = _start(run, job, record, _command(run, job), 1)
+        if process is not None:
+            attempt.job_id = record.job_id
+            record.attempts.append(attempt)
+        save_run(run)
+        return process
+
+    def ended(name: str, returncode: int) -> None:
+        job, record = ready[name], run.steps[name]
+        failure = _failure_class(returncode, job, faults)
+        _end_attempt(record.attempts[-1], failure, returncode, "done" if failure == "completed" else "stop")
+        _settle(job, record, record.attempts[-1], returncode)
+        save_run(run)
+
+    try:
+        run_capped(list(ready), jobs[0].sweep.max_parallel, start, ended, view)
+    except BaseException:
+        for name in ready:
+            if run.steps[name].state not in FINISHED_STATES:
+                _finish(run.steps[name], "cancelled", reason="cancelled")
+        raise
 
 
 def _command(run: RunRecord, job: Job) -> list[str]:
