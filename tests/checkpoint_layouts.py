@@ -1,15 +1,17 @@
-"""Run by tests/test_checkpoint_layouts.py under ``torchrun --nproc-per-node=2``: a recipe's tiny model moved
-between layouts of the same two ranks through real checkpoints. Three phases, each a fresh model at its layout:
+"""Run by tests/test_checkpoint_layouts.py under ``torchrun --nproc-per-node=4``: a recipe's tiny model moved
+between layouts of the same four ranks through real checkpoints. Three phases, each a fresh model at its layout:
 
-1. TP=2: train 3 steps, save checkpoint A (logits "saved"), train one more step (logits "after_a_step");
-2. TP=1 (x DP=2): load A (logits "loaded"), train one step, save checkpoint B at step 4 (logits "saved");
-3. TP=2: load B (logits "loaded").
+1. TP=2 x PP=2: train 3 steps, save checkpoint A (logits "saved"), train one more step (logits "after_a_step");
+2. TP=1 x PP=1 (x DP=4): load A (logits "loaded"), train one step, save checkpoint B at step 4 (logits "saved");
+3. TP=2 x PP=2: load B (logits "loaded").
 
-Rank 0 writes every phase's full (vocabulary-gathered) logits on fixed tokens to RESULTS for the test to compare.
+Every step and every forward pass runs through megatron's schedule (``loop.run_schedule``): under pipeline
+parallelism the logits exist on the last stage only, gathered there over its tensor-parallel ranks. Rank 0 writes
+every phase's full logits on fixed tokens to RESULTS for the test to compare.
 
-    torchrun --standalone --nproc-per-node=2 tests/checkpoint_layouts.py WORKDIR RESULTS FAMILY [FAMILY ...]
+    torchrun --standalone --nproc-per-node=4 tests/checkpoint_layouts.py WORKDIR RESULTS FAMILY [FAMILY ...]
 
-Several families in one world: the start-up (two processes importing torch and megatron) is most of its time.
+Several families in one world: the start-up (four processes importing torch and megatron) is most of its time.
 """
 
 from __future__ import annotations
@@ -22,42 +24,53 @@ VOCAB = 1024
 SEQ = 64
 
 
-def phase(family: str, tensor_parallel: int, load_from: Path | None, save_to: Path | None, steps: int) -> dict:
+def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to: Path | None, steps: int) -> dict:
+    import contextlib
+
     import torch
     from megatron.core import parallel_state
     from megatron.core import tensor_parallel as mtp
 
     from nemotron.recipes.nemotron4.stage0_pretrain.training import MODELS
     from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
-    from nemotron.training.loop import TrainSettings, build_optimizer, language_model_loss
+    from nemotron.training.loop import Objective, TrainSettings, build_optimizer, language_model_loss, run_schedule
     from nemotron.training.model import MODEL_PRESETS, causal_mask
     from nemotron.training.run import prepare_model_run
 
     started = time.perf_counter()
     config = MODELS["tiny"] if family == "gpt" else MODEL_PRESETS["tiny"]
-    run = prepare_model_run(config, seed=5, vocab_size=VOCAB, tensor_parallel=tensor_parallel)
+    run = prepare_model_run(config, seed=5, vocab_size=VOCAB, tensor_parallel=layout[0], pipeline_parallel=layout[1])
     settings = TrainSettings(8, 2, 2, 1e-3, 1e-4, 1, "cosine", 1, 0.1, 1.0, (0.9, 0.95), 8, 1, False)
     optimizer, scheduler = build_optimizer(run.model, settings)
     tokens = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(0))
     positions = torch.arange(SEQ).expand_as(tokens)
     batch = {"tokens": tokens, "position_ids": positions, "labels": tokens.roll(-1, 1)}
     batch["loss_mask"] = torch.ones_like(tokens)
+    no_autocast = contextlib.nullcontext()
 
     def train_step() -> None:
         optimizer.zero_grad()
-        total, count = language_model_loss(run.model, batch)
-        (total / count).backward()
+        run_schedule(run.model, [batch], language_model_loss, run.ctx, no_autocast, forward_only=False)
         optimizer.step()
         scheduler.step(1)
 
-    @torch.no_grad()
-    def full_logits() -> torch.Tensor:  # collective: every rank calls it
-        run.model.eval()
-        logits = run.model(tokens, positions, causal_mask(SEQ))
-        run.model.train()
-        return mtp.gather_from_tensor_model_parallel_region(logits)[..., :VOCAB].clone()  # vocabulary split over TP
+    def forward(model, batch):
+        return model(batch["tokens"], batch["position_ids"], causal_mask(SEQ))
 
-    step, result = 0, {"layout": tensor_parallel}
+    # the last stage's logits, carried out of the schedule as a "loss" of 0 over 1 item
+    carry = Objective(forward, lambda logits, _: (logits, torch.ones(())))
+
+    @torch.no_grad()
+    def full_logits() -> torch.Tensor | None:  # collective: every rank calls it; the last stage returns them
+        run.model.eval()
+        out = run_schedule(run.model, [batch], carry, run.ctx, no_autocast, forward_only=True)
+        run.model.train()
+        if not out:
+            return None
+        logits = out[0]["total"]  # vocabulary split over the stage's tensor-parallel ranks
+        return mtp.gather_from_tensor_model_parallel_region(logits)[..., :VOCAB].clone()
+
+    step, result = 0, {"layout": layout}
     if load_from is not None:
         step = load_checkpoint(latest_checkpoint(load_from), run.model, optimizer, scheduler).step
         result["loaded"] = full_logits()
@@ -70,8 +83,11 @@ def phase(family: str, tensor_parallel: int, load_from: Path | None, save_to: Pa
         train_step()  # phase 2 takes this step at the other layout: equal only if the moments were restored too
         result["after_a_step"] = full_logits()
     result["seconds"] = time.perf_counter() - started
+    # every rank's view; the test keeps those of the rank that holds logits (the first of the last stage)
+    views: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(views, result)
     parallel_state.destroy_model_parallel()  # the process group stays: the next phase builds another layout on it
-    return result
+    return next(view for view in views if all(v is not None for v in view.values()))
 
 
 def main(work: Path, results: Path, families: list[str]) -> None:
@@ -81,9 +97,9 @@ def main(work: Path, results: Path, families: list[str]) -> None:
 
     phases = {}
     for family in families:
-        first = phase(family, 2, None, work / family / "a", steps=3)
-        second = phase(family, 1, work / family / "a", work / family / "b", steps=1)  # saves step 4
-        third = phase(family, 2, work / family / "b", None, steps=0)
+        first = phase(family, (2, 2), None, work / family / "a", steps=3)
+        second = phase(family, (1, 1), work / family / "a", work / family / "b", steps=1)  # saves step 4
+        third = phase(family, (2, 2), work / family / "b", None, steps=0)
         phases[family] = [first, second, third]
     if torch.distributed.get_rank() == 0:
         torch.save(phases, results)

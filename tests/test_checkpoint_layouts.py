@@ -1,12 +1,12 @@
 """Checkpoints load at another layout: megatron-core's dist_checkpointing saves each tensor with its place in the
-full tensor, so a checkpoint saved at tensor-parallel 2 loads at 1 and the reverse (``tests/checkpoint_layouts.py``
-runs the three phases on two real gloo CPU ranks under torchrun).
+full tensor, so a checkpoint saved at tensor-parallel 2 x pipeline-parallel 2 loads at 1 x 1 and the reverse
+(``tests/checkpoint_layouts.py`` runs the three phases on four real gloo CPU ranks under torchrun).
 
 Tolerance: 1e-5 absolute on logits of magnitude ~2. The weights are restored exactly (same fp32 values, only
 resharded); what differs between layouts is the order of fp32 sums: a row-parallel linear adds two partial
-products where one rank computes the whole dot product, and the TP=1 x DP=2 layout averages gradients across two
-ranks where TP=2 x DP=1 has one. Measured differences are 5e-7 to 7e-7 (a few ulps at this magnitude); a wrong
-shard, a transposed split or lost optimizer moments differ by 1e-2 or more.
+products where one rank computes the whole dot product (a pipeline changes no arithmetic: the second stage
+continues from the exact activations the first one sent). Measured differences are 5e-7 to 7e-7 (a few ulps at
+this magnitude); a wrong shard, a transposed split or lost optimizer moments differ by 1e-2 or more.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ FAMILIES = ("hybrid", "gpt")  # nano2's MambaModel (our mixer's sharded state di
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory) -> tuple[Path, dict]:
-    """Both families through the three phases, in one torchrun world of two ranks."""
+    """Both families through the three phases, in one torchrun world of four ranks."""
     import torch
 
     work = tmp_path_factory.mktemp("layouts")
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4",
          str(TESTS / "checkpoint_layouts.py"), str(work), str(work / "results.pt"), *FAMILIES],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
@@ -46,23 +46,23 @@ def moved(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_checkpoint_saved_at_tp2_loads_at_tp1_and_back_with_equal_logits(moved, family):
+def test_a_checkpoint_saved_at_tp2_pp2_loads_at_tp1_pp1_and_back_with_equal_logits(moved, family):
     work, phases = moved
     first, second, third = phases[family]
 
     def gap(a, b) -> float:
         return (a - b).abs().max().item()
 
-    # TP=2 -> TP=1: the weights of step 3, then one step more taken at TP=1 from the restored AdamW moments
+    # TP=2 x PP=2 -> TP=1 x PP=1: the weights of step 3, then one step more taken at TP=1 from the restored moments
     assert gap(first["saved"], second["loaded"]) < TOLERANCE
     assert gap(first["after_a_step"], second["saved"]) < TOLERANCE
-    # TP=1 -> TP=2
+    # TP=1 x PP=1 -> TP=2 x PP=2
     assert gap(second["saved"], third["loaded"]) < TOLERANCE
     # and the step between them did change the logits by far more than the tolerance (the comparison can fail)
     assert gap(first["saved"], second["saved"]) > 100 * TOLERANCE
     # the checkpoint records the layout it was saved at
     state = (work / family / "a" / "iter_0000003" / "state.json").read_text()
-    assert '"tensor_parallel": 2' in state and '"data_parallel": 1' in state
+    assert '"tensor_parallel": 2' in state and '"pipeline_parallel": 2' in state and '"data_parallel": 1' in state
 
 
 def test_a_checkpoint_of_the_per_shard_format_still_loads_at_its_layout(tmp_path):

@@ -1,11 +1,13 @@
-"""Data and tensor parallel training on CPU ranks through the launcher (local executor, torchrun, gloo), each run
-compared with one rank on the same data and seed: the loss after N steps agrees; and stage1 SFT on one rank starts
-from the TP=2 stage0 checkpoint (another layout) and completes.
+"""Data, tensor and pipeline parallel training on CPU ranks through the launcher (local executor, torchrun, gloo),
+each run compared with one rank on the same data and seed: the loss after N steps agrees; and stage1 SFT on one rank
+starts from the TP=2 x PP=2 stage0 checkpoint (another layout) and completes.
 
 Tolerance: 1e-4 relative on the loss at every logged step (5, 10, 15, 20) of AdamW at the tiny preset's learning
 rate. Every layout computes the same function in fp32 and differs only in the order of sums: DP=2 averages two
 half-batch gradients where DP=1 takes the whole batch at once; TP=2 splits each row-parallel matmul's inner
-dimension and the vocabulary softmax over two ranks and adds the parts, and sums the gradient norm in two pieces.
+dimension and the vocabulary softmax over two ranks and adds the parts, and sums the gradient norm in two pieces;
+PP=2 runs the same layers on two ranks through megatron's 1F1B schedule, sending exact activations (no arithmetic
+changes: measured equal to DP=1 to the last printed digit).
 Those differences are ulps (~1e-7 relative); measured: nemotron4 TP=2 within 2.2e-7 of DP=1 after 20 steps (each
 test prints its gaps). Wrong parallel arithmetic is far above it: clipping each tensor-parallel rank by its own
 gradient norm (what ``clip_grad_norm_`` on one rank's parameters does, this loop's bug before) moved nemotron4's
@@ -13,9 +15,10 @@ loss by 9e-4 after 5 steps and 2.8e-3 after 20; a gradient summed instead of ave
 by far more.
 
 nano2's Mamba-2 mixer initialises its per-rank parameters (conv1d, dt, A, D) from the RNG at their local size, as
-megatron's mixer does, so a TP=2 model from the same seed is another draw than the TP=1 one; its TP=2 run therefore
-starts from the DP=1 run's checkpoint (saved at TP=1: loading it at TP=2 is part of the test), against a DP=1 run
-from the same checkpoint. nemotron4's GPTModel initialises each full weight on the CPU and splits it (megatron's
+megatron's mixer does, and a pipeline stage draws only its own layers' weights, so a TP=2 or PP=2 model from the
+same seed is another draw than the TP=1 one; its TP=2 and TP=2 x PP=2 runs therefore start from the DP=1 run's
+checkpoint (saved at TP=1: loading it at another layout is part of the test), against a DP=1 run from the same
+checkpoint. nemotron4's GPTModel initialises each full weight on the CPU and splits it (megatron's
 ``use_cpu_initialization``), so its TP=2 run starts from the same weights as DP=1 and trains from scratch.
 """
 
@@ -34,7 +37,7 @@ SHORT = ("training.warmup_iters=2", "training.log_interval=5")
 def _train(env, name: str, target: str, dataset, *overrides: str, ranks: int = 1) -> tuple[dict, list[float]]:
     """One training run in its own artifact root (the launcher would reuse a run whose config only the ranks
     change); its Checkpoint's metadata and the loss at each logged step."""
-    profile = "local" if ranks == 1 else "two"
+    profile = {1: "local", 2: "two", 4: "four"}[ranks]
     started = time.monotonic()
     done = env.launch(target, "--profile", profile, f"training.dataset_path={dataset.path}", *SHORT, *overrides,
                       timeout=400, NEMOTRON_ARTIFACT_ROOT=str(env.root / name))  # fmt: skip
@@ -55,7 +58,8 @@ def _agree(ours: list[float], theirs: list[float], what: str) -> None:
 
 @pytest.fixture
 def two_ranks(launcher_env):
-    (launcher_env.profiles / "two.toml").write_text('extends = "local"\n[local]\nnproc_per_node = 2\n')
+    for name, ranks in (("two", 2), ("four", 4)):
+        (launcher_env.profiles / f"{name}.toml").write_text(f'extends = "local"\n[local]\nnproc_per_node = {ranks}\n')
     return launcher_env
 
 
@@ -74,19 +78,23 @@ def test_nano2_at_dp2_and_tp2_trains_like_one_rank(two_ranks, curated_dataset):
                              ranks=2)  # fmt: skip
     _agree(again, tp2_losses, "nano2 DP=1 vs TP=2 (from the same TP=1 checkpoint)")
     assert tp2["layout"] == {"tensor_parallel": 2, "pipeline_parallel": 1, "data_parallel": 1}
+    layout = ("training.tensor_parallel=2", "training.pipeline_parallel=2")
+    tp2pp2, tp2pp2_losses = _train(two_ranks, "tp2pp2-init", target, curated_dataset, *init, *layout, ranks=4)
+    _agree(again, tp2pp2_losses, "nano2 DP=1 vs TP=2 x PP=2 (from the same TP=1 checkpoint)")
+    assert tp2pp2["layout"] == {"tensor_parallel": 2, "pipeline_parallel": 2, "data_parallel": 1}
 
-    # stage1 SFT on one rank starts from that TP=2 stage0 checkpoint and completes
+    # stage1 SFT on one rank starts from the TP=2 x PP=2 stage0 checkpoint and completes
     env, root = two_ranks, str(two_ranks.root / "sft")
-    curated = env.launch("nano2.stage1.data_curation", f"data_curation.checkpoint_path={tp2['path']}",
+    curated = env.launch("nano2.stage1.data_curation", f"data_curation.checkpoint_path={tp2pp2['path']}",
                          NEMOTRON_ARTIFACT_ROOT=root)  # fmt: skip
     assert curated.returncode == 0, curated.stderr[-3000:]
     sft_data = next(iter(curated.document["steps"].values()))["artifact"]
     sft = env.launch("nano2.stage1.training", f"training.dataset_path={sft_data}", *SHORT, "training.train_iters=5",
-                     f"training.init_checkpoint_path={tp2['path']}", NEMOTRON_ARTIFACT_ROOT=root)  # fmt: skip
+                     f"training.init_checkpoint_path={tp2pp2['path']}", NEMOTRON_ARTIFACT_ROOT=root)  # fmt: skip
     assert sft.returncode == 0, sft.stderr[-3000:]
     tuned = json.loads((Path(next(iter(sft.document["steps"].values()))["artifact"]) / "metadata.json").read_text())
     assert tuned["num_steps"] == 5 and tuned["layout"]["tensor_parallel"] == 1
-    assert tuned["lineage"][-1]["path"] == tp2["path"]  # started from the TP=2 checkpoint
+    assert tuned["lineage"][-1]["path"] == tp2pp2["path"]  # started from the TP=2 x PP=2 checkpoint
 
 
 @pytest.mark.slow

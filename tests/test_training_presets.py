@@ -143,8 +143,9 @@ def test_check_training_applies_the_same_rules_with_the_ranks_of_a_placement():
         check_training(step.Config(), step.PRESETS, Placement(world_size=3))
     with pytest.raises(UserError, match="world size 8 .* not a multiple of tensor_parallel x pipeline_parallel = 3"):
         check_training(step.Config(tensor_parallel=3), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
-    with pytest.raises(UserError, match="--pipeline-parallel 2: this training loop runs one pipeline stage"):
-        check_training(step.Config(pipeline_parallel=2), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
+    # pipeline stages too (megatron's schedules over gloo): TP=2 x PP=2 over 8 ranks leaves 2 data-parallel ranks
+    layout = step.Config(tensor_parallel=2, pipeline_parallel=2)
+    assert check_training(layout, step.PRESETS, Placement(world_size=8, gpus_per_node=8)).data_parallel == 2
     # CPU ranks run tensor parallel too (over gloo): 2 ranks at TP=2 leave 1 data-parallel rank
     check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=2, gpus_per_node=0))
     # tensor parallel 2 over 8 ranks leaves 4 data-parallel ranks: 16 = 4 per rank x 4
@@ -159,6 +160,18 @@ def test_a_tensor_parallel_size_that_does_not_split_the_model_is_refused_at_plan
     check_training(step.Config(tensor_parallel=2), step.PRESETS, placement, MODEL_PRESETS)  # 2 groups, 2 KV heads
     with pytest.raises(UserError, match="--tensor-parallel 4: this model's 2 query groups .* do not split over 4"):
         check_training(step.Config(tensor_parallel=4), step.PRESETS, placement, MODEL_PRESETS)
+    # megatron splits the layers evenly over pipeline stages: tiny's 4 layers over 2 or 4, not 3
+    check_training(step.Config(pipeline_parallel=4), step.PRESETS, placement, MODEL_PRESETS)
+    with pytest.raises(UserError, match="--pipeline-parallel 3: this model's 4 layers do not split evenly over 3"):
+        check_training(step.Config(pipeline_parallel=3), step.PRESETS, Placement(world_size=3), MODEL_PRESETS)
+
+
+def test_dpo_refuses_pipeline_stages_with_the_layout_that_would_run():
+    step = _step("stage2_alignment")
+    placement, carried = Placement(world_size=2, gpus_per_node=0), frozenset()
+    with pytest.raises(UserError, match="--pipeline-parallel 2: DPO trains one pipeline stage; valid value is 1"):
+        step.validate(step.Config(pipeline_parallel=2), placement, carried)
+    assert step.validate(step.Config(tensor_parallel=2), placement, carried).tensor_parallel == 2
 
 
 def test_bad_scale_from_python_is_a_user_error():

@@ -64,8 +64,16 @@ def validate(
         raise UserError(f"--sft-weight {config.sft_weight}: must be 0 (pure DPO) or positive, and finite")
     if not (math.isfinite(config.beta) and config.beta > 0):
         raise UserError(f"--beta {config.beta}: must be positive and finite (typical values 0.05-0.5)")
-    # DPO keeps a frozen reference model beside the policy and runs each pair's two sequences
-    checked = check_training(config, presets, placement, models, frozen_copies=1, sequences_per_sample=2)
+    # DPO keeps a frozen reference model beside the policy and runs each pair's two sequences, on one stage (below)
+    sizing = {"frozen_copies": 1, "sequences_per_sample": 2, "pipeline_stages": False}
+    checked = check_training(config, presets, placement, models, **sizing)
+    if checked.pipeline_parallel != 1:
+        # Pairs are padded to their batch's longest sequence, and the reference and preference passes score whole
+        # sequences on one rank: a pipeline needs one activation shape per step and the logits on another stage.
+        raise UserError(
+            f"--pipeline-parallel {checked.pipeline_parallel}: DPO trains one pipeline stage; valid value is 1 "
+            "(split the model with --tensor-parallel instead)"
+        )
     check_input(config.dataset_path, PreferenceDataset, "--dataset-path")
     check_input(config.init_checkpoint_path, Checkpoint, "--init-checkpoint-path")
     if config.reference != "init":
@@ -106,8 +114,8 @@ def align(config: DPOConfig, presets: dict[str, TrainPreset], step_file: str) ->
         run.load_weights(init_from)
     output_dir.mkdir(parents=True, exist_ok=True)
     batches = dpo.pair_batches(pairs, reference_logps, PAD_ID, config.seed)
-    loss_fn = dpo.dpo_loss_fn(config.beta, config.sft_weight)
-    state = train_or_requeue(run, batches, settings, output_dir, loss_fn=loss_fn)
+    objective = dpo.dpo_loss_fn(config.beta, config.sft_weight)
+    state = train_or_requeue(run, batches, settings, output_dir, objective=objective)
 
     policy_heldout = dpo.pair_logps(run.model, held_out, PAD_ID, settings.micro_batch_size, run.ctx.device)
     heldout = dpo.preference_metrics(policy_heldout, reference_heldout, config.beta)

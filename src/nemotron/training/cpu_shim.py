@@ -22,6 +22,7 @@ def apply_cpu_shim() -> bool:
     _current_device_is_cpu()
     _synchronize_is_a_no_op()
     _final_norm_without_transformer_engine()
+    _pipeline_token_counter_on_cpu()
     _applied = True
     return True
 
@@ -52,6 +53,27 @@ def _final_norm_without_transformer_engine() -> None:
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
     mamba_block.TENorm = WrappedTorchNorm
+
+
+class _TorchAllocatingOnCpu:
+    """``torch`` as one module sees it, with tensors asked for on ``"cuda"`` by name created on the CPU."""
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+    @staticmethod
+    def zeros(*size, device=None, **kwargs):
+        return torch.zeros(*size, device="cpu" if device == "cuda" else device, **kwargs)
+
+
+def _pipeline_token_counter_on_cpu() -> None:
+    # Why: every schedule in ``megatron/core/pipeline_parallel/schedules.py`` (the no-pipelining one too) counts the
+    # step's tokens in ``torch.zeros([], dtype=torch.int, device="cuda")``, a device named as a string, which raises
+    # without CUDA. The schedules module alone sees a ``torch`` whose ``zeros`` puts such a tensor on the CPU, where
+    # the per-micro-batch counts it adds up already are. Remove when upstream allocates it on the current device.
+    from megatron.core.pipeline_parallel import schedules
+
+    schedules.torch = _TorchAllocatingOnCpu()
 
 
 def reset_rng_tracker(seed: int) -> None:

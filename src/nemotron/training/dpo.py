@@ -12,11 +12,11 @@ reply's per-token NLL, see ``dpo_loss_fn``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from nemotron.training.loop import Objective
 from nemotron.training.model import causal_mask
 
 Batch = dict[str, torch.Tensor]
@@ -43,23 +43,28 @@ def collate_pairs(pairs: list[dict], pad_id: int) -> Batch:
 
 def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Summed log-probabilities of each row's masked (response) labels, ``[rows]``."""
+    return _logps_of_labels(_logits(model, batch), batch)
+
+
+def _logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     tokens = batch["tokens"]
-    logits = model(tokens, batch["position_ids"], causal_mask(tokens.shape[1], tokens.device))
+    return model(tokens, batch["position_ids"], causal_mask(tokens.shape[1], tokens.device))
+
+
+def _logps_of_labels(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     # megatron pads the vocabulary; padded ids are never labels, so log_softmax over all logits is the model's own
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     picked = log_probs.gather(-1, batch["labels"].unsqueeze(-1)).squeeze(-1)
     return (picked * batch["loss_mask"]).sum(dim=-1)
 
 
-def dpo_loss_fn(
-    beta: float, sft_weight: float = 0.0
-) -> Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]:
-    """A ``loop.LossFn``: (sum of per-pair losses, number of pairs). ``sft_weight`` > 0 adds the chosen reply's mean
-    per-token negative log-likelihood to each pair's loss (as in RPO): DPO alone can lower the chosen reply's
-    likelihood along with the rejected one's and so hurt greedy generation."""
+def dpo_loss_fn(beta: float, sft_weight: float = 0.0) -> Objective:
+    """The DPO ``loop.Objective``: the policy's logits, then (sum of per-pair losses, number of pairs). ``sft_weight``
+    > 0 adds the chosen reply's mean per-token negative log-likelihood to each pair's loss (as in RPO): DPO alone can
+    lower the chosen reply's likelihood along with the rejected one's and so hurt greedy generation."""
 
-    def loss_fn(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        policy = sequence_logps(model, batch)
+    def loss_fn(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        policy = _logps_of_labels(logits, batch)
         margins = implicit_reward_margins(policy, batch["reference_logps"], beta)
         losses = -F.logsigmoid(margins)
         if sft_weight > 0:
@@ -68,7 +73,7 @@ def dpo_loss_fn(
             losses = losses - sft_weight * policy[:half] / chosen_tokens
         return losses.sum(), torch.tensor(float(margins.numel()), device=losses.device)
 
-    return loss_fn
+    return Objective(_logits, loss_fn)
 
 
 def implicit_reward_margins(policy_logps: torch.Tensor, reference_logps: torch.Tensor, beta: float) -> torch.Tensor:

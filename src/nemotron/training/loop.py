@@ -1,21 +1,26 @@
-"""The training loop, readable top to bottom: batch -> forward -> backward -> all-reduce -> clip -> step -> log -> save.
+"""The training loop, readable top to bottom: micro-batches -> megatron's forward/backward schedule -> all-reduce ->
+clip -> step -> log -> save.
 
-The same code runs every layout: tensor-parallel layers reduce inside the model (megatron-core), gradients are
-averaged over the data-parallel group and clipped by the whole model's norm (``distributed.clip_gradients``).
+The same code runs every layout: megatron-core's schedule runs the step's micro-batches (one after another on one
+pipeline stage; 1F1B across stages, activations sent between them, under pipeline parallelism), tensor-parallel
+layers reduce inside the model, gradients are averaged over the data-parallel group and clipped by the whole model's
+norm (``distributed.clip_gradients``).
 
-Reusable by later stages: ``train`` takes the model, a sample source and a ``loss_fn`` (SFT/DPO pass their own).
+Reusable by later stages: ``train`` takes the model, a sample source and an ``Objective`` (SFT/DPO pass their own).
 Stopping early on SIGTERM/SIGUSR1 (preemption, Slurm time limit) saves a checkpoint and raises
 ``TrainingInterrupted``; the step turns that into exit code ``REQUEUE_EXIT_CODE`` (75).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -30,10 +35,21 @@ from nemotron.training.presets import TrainSettings  # torch-free: the launcher 
 log = get_logger("training.loop")
 
 Batch = dict[str, torch.Tensor]
-# (model, batch) -> (sum of per-token losses, number of tokens counted)
-LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]
 # (first sample index, number of samples) -> batch
 BatchSource = Callable[[int, int], Batch]
+
+
+class Objective(NamedTuple):
+    """What a stage trains for, split where a pipeline splits it: ``forward`` runs this rank's stage of the model on
+    a batch (any stage: the last one returns what ``loss`` reads), ``loss`` turns the last stage's output into (sum of
+    per-item losses, number of items counted). Called as ``objective(model, batch)`` it is both, on a model that is
+    one whole stage."""
+
+    forward: Callable[[torch.nn.Module, Batch], torch.Tensor]
+    loss: Callable[[torch.Tensor, Batch], tuple[torch.Tensor, torch.Tensor]]
+
+    def __call__(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss(self.forward(model, batch), batch)
 
 
 class TrainingInterrupted(Exception):
@@ -49,13 +65,19 @@ class TrainingInterrupted(Exception):
         self.step = step
 
 
-def language_model_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy summed over unmasked positions (megatron computes it inside the model)."""
+def _per_token_losses(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """The last stage returns each position's next-token cross-entropy (megatron computes it inside the model)."""
     tokens = batch["tokens"]
-    mask = causal_mask(tokens.shape[1], tokens.device)
-    per_token = model(tokens, batch["position_ids"], mask, labels=batch["labels"])
+    return model(tokens, batch["position_ids"], causal_mask(tokens.shape[1], tokens.device), labels=batch["labels"])
+
+
+def _masked_sum(per_token: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     loss_mask = batch["loss_mask"].float()
     return (per_token.float() * loss_mask).sum(), loss_mask.sum()
+
+
+# Next-token cross-entropy summed over unmasked positions: pretraining's and SFT's objective.
+language_model_loss = Objective(_per_token_losses, _masked_sum)
 
 
 def build_optimizer(model: torch.nn.Module, settings: TrainSettings):
@@ -131,7 +153,7 @@ def train(
     settings: TrainSettings,
     output_dir: Path,
     ctx: DistributedContext,
-    loss_fn: LossFn = language_model_loss,
+    objective: Objective = language_model_loss,
     heartbeat: Heartbeat | None = None,
 ) -> TrainingState:
     """Train to ``settings.train_iters``, resuming from ``output_dir/checkpoints`` if a checkpoint is there.
@@ -173,27 +195,24 @@ def train(
             started = time.perf_counter()
             heartbeat.inject_faults(state.step)
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = torch.zeros((), device=ctx.device)
             first = state.consumed_samples + ctx.data_parallel_rank * per_rank
-            for micro in range(accumulation):
-                batch = batches(first + micro * settings.micro_batch_size, settings.micro_batch_size)
-                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-                with autocast:
-                    total, count = loss_fn(model, batch)
-                # Each micro-batch contributes its share of this rank's mean loss.
-                loss = total / count / accumulation
-                loss.backward()
-                loss_sum += loss.detach()
+            micro_batches = [
+                batches(first + micro * settings.micro_batch_size, settings.micro_batch_size)
+                for micro in range(accumulation)
+            ]
+            losses = run_schedule(model, micro_batches, objective, ctx, autocast, forward_only=False)
+            # Each micro-batch contributes its share of this rank's mean loss (the schedule scaled its gradient so).
+            loss_sum = sum((d["total"] / d["count"] / accumulation for d in losses), torch.zeros((), device=ctx.device))
             all_reduce_gradients(model)
             grad_norm = clip_gradients(model, settings.grad_clip)
             optimizer.step()
             scheduler.step(1)
 
-            tokens = int(batch["tokens"].numel()) * accumulation * ctx.data_parallel_size
+            tokens = sum(int(b["tokens"].numel()) for b in micro_batches) * ctx.data_parallel_size
             state.step += 1
             state.consumed_samples += settings.global_batch_size
             state.tokens_seen += tokens
-            state.last_loss = _data_parallel_mean(loss_sum)
+            state.last_loss = _data_parallel_mean(from_last_stage(loss_sum))
             if not math.isfinite(state.last_loss):
                 raise FloatingPointError(f"training loss is {state.last_loss} at step {state.step}")
             tokens_per_second = tokens / (time.perf_counter() - started)
@@ -213,6 +232,58 @@ def train(
                 raise TrainingInterrupted(state.step, _stop.name or "a signal on another rank")
     _stop.release()
     return state
+
+
+def run_schedule(
+    model: torch.nn.Module,
+    micro_batches: list[Batch],
+    objective: Objective,
+    ctx: DistributedContext,
+    autocast,
+    forward_only: bool,
+) -> list[dict[str, torch.Tensor]]:
+    """Forward (and backward) ``micro_batches`` through megatron-core's schedule for this layout; return, on the last
+    pipeline stage, each micro-batch's ``{"total", "count"}`` (empty elsewhere). Gradients accumulate in ``.grad``.
+
+    The schedule scales each micro-batch's loss by 1/len(micro_batches) before its backward, as a hand-written
+    accumulation loop would; under pipeline parallelism it sends activations forward and their gradients back
+    (megatron's 1F1B), so every micro-batch of a step must have the same shape."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    queue = iter(micro_batches)
+
+    def forward_step(data_iterator, model):
+        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(data_iterator).items()}
+        with autocast:
+            output = objective.forward(model, batch)
+
+        def loss_func(output: torch.Tensor):
+            total, count = objective.loss(output, batch)
+            return total / count, {"total": total.detach(), "count": count.detach()}
+
+        return output, loss_func
+
+    tokens = micro_batches[0]["tokens"]
+    return get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=queue,
+        model=model,
+        num_microbatches=len(micro_batches),
+        seq_length=tokens.shape[1],
+        micro_batch_size=tokens.shape[0],
+        forward_only=forward_only,
+    )
+
+
+def from_last_stage(value: torch.Tensor) -> torch.Tensor:
+    """``value`` as the last pipeline stage computed it (the loss lives there), on every stage."""
+    from megatron.core import parallel_state
+
+    if parallel_state.get_pipeline_model_parallel_world_size() == 1:
+        return value
+    value = value.clone() if parallel_state.is_pipeline_last_stage() else torch.zeros_like(value)
+    torch.distributed.all_reduce(value, group=parallel_state.get_pipeline_model_parallel_group())
+    return value
 
 
 def _data_parallel_mean(value: torch.Tensor) -> float:
@@ -252,9 +323,10 @@ def evaluate(
     num_samples: int,
     micro_batch_size: int,
     ctx: DistributedContext,
-    loss_fn: LossFn = language_model_loss,
+    objective: Objective = language_model_loss,
 ) -> float:
-    """Mean per-token loss over samples ``0 .. num_samples-1``, split across data-parallel ranks."""
+    """Mean per-token loss over samples ``0 .. num_samples-1``, split across data-parallel ranks (forward only,
+    through the same schedule as training, so it runs at any layout)."""
     from megatron.core import parallel_state
 
     model.eval()
@@ -263,8 +335,9 @@ def evaluate(
         ctx.data_parallel_rank * micro_batch_size, num_samples, micro_batch_size * ctx.data_parallel_size
     ):
         batch = batches(first, min(micro_batch_size, num_samples - first))
-        total, count = loss_fn(model, {k: v.to(ctx.device) for k, v in batch.items()})
-        totals += torch.stack([total.double(), count.double()])
+        for d in run_schedule(model, [batch], objective, ctx, contextlib.nullcontext(), forward_only=True):
+            totals += torch.stack([d["total"].double(), d["count"].double()])
+    totals = from_last_stage(totals)
     if torch.distributed.get_world_size() > 1:
         torch.distributed.all_reduce(totals, group=parallel_state.get_data_parallel_group())
     model.train()

@@ -160,14 +160,15 @@ def fitting_layout(
     divides: Callable[[int], bool],
     world_size: int,
     gpus_per_node: int,
-    max_pipeline: int,
+    pipeline_sizes: list[int],
 ) -> Layout | None:
-    """The smallest model-parallel layout (tensor parallel within a node first, then pipeline stages) for which
-    ``fits(layout)`` holds; ``divides(data_parallel)`` says whether the global batch splits over its ranks."""
+    """The smallest model-parallel layout (tensor parallel within a node first, then pipeline stages of
+    ``pipeline_sizes``) for which ``fits(layout)`` holds; ``divides(data_parallel)`` says whether the global batch
+    splits over its ranks."""
     tensor_sizes = [t for t in (1, 2, 4, 8) if t <= max(gpus_per_node, 1)]
     candidates = [
         Layout(t, p, world_size // (t * p))
-        for p in range(1, max_pipeline + 1)
+        for p in pipeline_sizes
         for t in tensor_sizes
         if world_size % (t * p) == 0 and divides(world_size // (t * p))
     ]

@@ -190,6 +190,8 @@ def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipelin
         tensor_model_parallel_size=tensor_parallel,
         pipeline_model_parallel_size=pipeline_parallel,
         params_dtype=torch.float32,
+        # what pipeline stages send each other: the fp32 residual stream (autocast leaves the residual adds in fp32)
+        pipeline_dtype=torch.float32,
         fp8="hybrid" if fp8 else None,
         use_cpu_initialization=not on_gpu,
         gradient_accumulation_fusion=False,
@@ -299,7 +301,16 @@ def _gpt_layer_spec():
 
 def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
     """This machine's megatron model for ``config``, untied output layer: a ``GPTModel`` with RoPE (dense) or a
-    ``MambaModel`` without position embeddings (hybrid). Both take ``(tokens, position_ids, attention_mask)``."""
+    ``MambaModel`` without position embeddings (hybrid). Both take ``(tokens, position_ids, attention_mask)``.
+
+    Under pipeline parallelism it is this rank's stage: its share of the layers (megatron splits the stack evenly,
+    the hybrid pattern included), the embedding on the first stage, the final norm and output layer on the last."""
+    from megatron.core import parallel_state
+
+    stage = {
+        "pre_process": parallel_state.is_pipeline_first_stage(),
+        "post_process": parallel_state.is_pipeline_last_stage(),
+    }
     if isinstance(config, GPTConfig):
         from megatron.core.models.gpt import GPTModel
 
@@ -311,6 +322,7 @@ def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
             position_embedding_type="rope",  # positions 0..T-1 of the input, whatever position_ids say
             rotary_percent=config.rotary_percent,
             share_embeddings_and_output_weights=False,
+            **stage,
         )
     from megatron.core.models.mamba import MambaModel
 
@@ -322,6 +334,7 @@ def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
         hybrid_override_pattern=config.hybrid_override_pattern,
         position_embedding_type="none",
         share_embeddings_and_output_weights=False,
+        **stage,
     )
 
 

@@ -124,15 +124,15 @@ def check_training(
     presets: dict[str, TrainPreset],
     placement: Placement,
     models: dict[str, ModelConfig] | None = None,
-    **sizing: int,
+    **sizing: Any,
 ) -> CheckedTraining:
     """Every check of a training step's Config and placement, torch-free, and the settings they choose: the preset of
     ``config.scale`` with the Config's overrides (a flag left unset takes the preset's value), refused where the loop
     or the process group setup would refuse them, with the data-parallel size the placement gives; with the recipe's
-    ``models``, also its memory per GPU against the placement's GPUs (``sizing``; ``frozen_copies``,
-    ``sequences_per_sample`` for a step like DPO), the estimate. ``config`` is a step Config: ``scale``,
-    ``weight_decay``, ``grad_clip``, ``log_interval``, and any of ``OVERRIDABLE`` (a step without a field always gets
-    the preset's value).
+    ``models``, also its memory per GPU against the placement's GPUs (``sizing``: ``frozen_copies``,
+    ``sequences_per_sample``, ``pipeline_stages`` for a step like DPO), the estimate. ``config`` is a step Config:
+    ``scale``, ``weight_decay``, ``grad_clip``, ``log_interval``, and any of ``OVERRIDABLE`` (a step without a field
+    always gets the preset's value).
 
     A training step's ``validate`` calls it first thing in ``main`` (with the ranks torchrun/srun started) and the
     launcher at plan time (with the job's nodes x ranks per node and its GPUs), so a batch that does not divide over
@@ -153,7 +153,7 @@ def check_training(
     checked = CheckedTraining(settings, tensor_parallel, pipeline_parallel, data_parallel_size)
     if models is None:
         return checked
-    check_model_split(models[config.scale], tensor_parallel)
+    check_model_split(models[config.scale], tensor_parallel, pipeline_parallel)
     from nemotron.data.pretraining import VOCAB_SIZE_BY_SCALE  # the tokenizer the stage's data curation trains
     from nemotron.training.memory import Layout
     from nemotron.training.sizing import size_training
@@ -169,12 +169,8 @@ def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: P
     for flag, size in (("--tensor-parallel", tensor_parallel), ("--pipeline-parallel", pipeline_parallel)):
         if size < 1:
             raise UserError(f"{flag} {size}: must be at least 1")
-    if pipeline_parallel != 1:
-        raise UserError(
-            f"--pipeline-parallel {pipeline_parallel}: this training loop runs one pipeline stage; valid value is 1"
-        )
-    # No GPU check: megatron's tensor-parallel layers run on CPU ranks over gloo (training/cpu_shim.py), the same
-    # code path a GPU job runs over NCCL.
+    # No GPU check: megatron's tensor-parallel layers and pipeline schedules run on CPU ranks over gloo
+    # (training/cpu_shim.py), the same code path a GPU job runs over NCCL.
     model_parallel = tensor_parallel * pipeline_parallel
     if placement.world_size % model_parallel:
         raise UserError(
@@ -184,10 +180,16 @@ def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: P
     return placement.world_size // model_parallel
 
 
-def check_model_split(model: ModelConfig, tensor_parallel: int) -> None:
-    """Refuse a tensor-parallel size that does not split the model into whole pieces: megatron's layers assert it at
-    construction (attention heads and KV groups, the FFN), and its Mamba-2 mixer (ours too) shards whole heads and
-    B/C groups. Caught at plan time rather than after the job got its GPUs."""
+def check_model_split(model: ModelConfig, tensor_parallel: int, pipeline_parallel: int = 1) -> None:
+    """Refuse a layout that does not split the model into whole pieces: megatron's layers assert it at construction
+    (attention heads and KV groups, the FFN over tensor-parallel ranks; the layers over pipeline stages, which it
+    splits evenly), and its Mamba-2 mixer (ours too) shards whole heads and B/C groups. Caught at plan time rather
+    than after the job got its GPUs."""
+    if model.num_layers % pipeline_parallel:
+        raise UserError(
+            f"--pipeline-parallel {pipeline_parallel}: this model's {model.num_layers} layers do not split evenly over "
+            f"{pipeline_parallel} pipeline stages; use a size that divides {model.num_layers}"
+        )
     parts = {
         "attention heads": model.num_attention_heads,
         "query groups (KV heads)": model.num_query_groups,

@@ -16,10 +16,6 @@ from nemotron.training.cost import CostEstimate, estimate_cost
 from nemotron.training.memory import GB, Layout, MemoryEstimate, estimate_memory, fitting_layout
 from nemotron.training.model import ModelConfig, layer_kinds
 
-# The pipeline sizes the training loop runs (one stage until it drives megatron's pipeline schedules): a layout
-# suggested for a plan that does not fit is one the job can start.
-MAX_PIPELINE_PARALLEL = 1
-
 
 @dataclass(frozen=True)
 class TrainingEstimate:
@@ -59,16 +55,19 @@ def size_training(
     placement: Placement,
     frozen_copies: int = 0,
     sequences_per_sample: int = 1,
+    pipeline_stages: bool = True,
 ) -> TrainingEstimate:
     """The estimate of training ``model`` with ``settings`` (the chosen TrainSettings values) at ``layout``; on GPUs
     whose memory the profile states, a layout that does not fit is refused naming one that does. ``frozen_copies``:
     frozen models kept beside it (DPO's reference); ``sequences_per_sample``: sequences a batch sample holds (a
-    preference pair: 2)."""
+    preference pair: 2); ``pipeline_stages``: whether the step can split its model into pipeline stages (a layout
+    suggested is one the step runs)."""
     gpu = placement.gpu
     shape = {"frozen_copies": frozen_copies, "sequences": settings["micro_batch_size"] * sequences_per_sample}
     memory = estimate_memory(model, vocab_size, layout, on_gpu=gpu is not None, **shape)
     if gpu is not None and gpu.memory_gb is not None and memory.total > gpu.memory_gb * GB:
-        raise UserError(_does_not_fit(model, vocab_size, layout, settings, placement, memory, shape))
+        stages = _pipeline_sizes(model) if pipeline_stages else [1]
+        raise UserError(_does_not_fit(model, vocab_size, layout, settings, placement, memory, shape, stages))
     cost = None
     if gpu is not None:
         samples = settings["train_iters"] * settings["global_batch_size"] * sequences_per_sample
@@ -87,6 +86,7 @@ def _does_not_fit(
     placement: Placement,
     memory: MemoryEstimate,
     shape: dict[str, int],
+    pipeline_sizes: list[int],
 ) -> str:
     capacity, micro = placement.gpu.memory_gb, settings["micro_batch_size"]
 
@@ -101,7 +101,7 @@ def _does_not_fit(
         divides,
         placement.world_size,
         placement.gpus_per_node or 1,
-        min(len(layer_kinds(model)), MAX_PIPELINE_PARALLEL),
+        pipeline_sizes,
     )
     where = f"--tensor-parallel {layout.tensor_parallel}, --pipeline-parallel {layout.pipeline_parallel}"
     message = f"{where}: about {memory.text()}, more than the {capacity:g} GB of a GPU"
@@ -111,3 +111,9 @@ def _does_not_fit(
     if fits.pipeline_parallel > 1:
         suggestion += f" --pipeline-parallel {fits.pipeline_parallel}"
     return message + f"; a layout that fits: {suggestion} ({estimate(fits).total / GB:.1f} GB)"
+
+
+def _pipeline_sizes(model: ModelConfig) -> list[int]:
+    """The pipeline sizes megatron can split ``model`` into: its layers evenly over the stages."""
+    layers = len(layer_kinds(model))
+    return [stages for stages in range(1, layers + 1) if layers % stages == 0]
