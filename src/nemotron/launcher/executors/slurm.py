@@ -321,9 +321,14 @@ def _parameters(plan: Plan, profile: Profile, image: PinnedImage | None, chained
     for name, jobs in groups(plan.jobs_to_run):
         upstream = [to_run[d] for d in dict.fromkeys(d for job in jobs for d in job.depends_on) if d in to_run]
         upstream = upstream if chained else []
-        # a sweep's upstream step is an array too: task i waits for its task i alone (aftercorr), not every task
         after_ok = [f"{{{job.name}}}" for job in upstream if job.sweep is None]
-        after_corr = list(dict.fromkeys(f"{{{job.sweep.group}}}" for job in upstream if job.sweep is not None))
+        # a sweep's upstream step is an array too: task i waits for its task i alone (aftercorr), not every task.
+        # Where a task here has no task there (its upstream output was reused), Slurm's aftercorr is not documented
+        # for the missing task: this array then waits for all of that one (afterok), which always resolves.
+        arrays = list(dict.fromkeys(job.sweep.group for job in upstream if job.sweep is not None))
+        own = [{to_run[d].sweep.group for d in job.depends_on if d in to_run and to_run[d].sweep} for job in jobs]
+        after_corr = [f"{{{g}}}" for g in arrays if all(g in groups_of_task for groups_of_task in own)]
+        after_ok += [f"{{{g}}}" for g in arrays if f"{{{g}}}" not in after_corr]
         parameters[name] = sbatch_parameters(
             plan, profile, jobs[0], "{run_id}", run_dir, after_ok, code_dir, image, after_corr,
             jobs if jobs[0].sweep else None,
