@@ -74,21 +74,15 @@ def test_four_shards_run_as_one_throttled_array_and_a_rerun_redoes_only_the_kill
     assert "3/4, failed 3" in shown.stderr
     written = {i: (output / f"shards/{i:05d}/shard.json").stat().st_mtime_ns for i in range(3)}
 
-    # the relaunch, with the stage's training (shortened) and evaluation chained after the array
-    short = ["training.train_iters=2", "training.warmup_iters=1", "evaluation.limit=4"]
-    rerun = launcher_env.launch("nano2.stage0", *args[1:], *short, timeout=600)
+    # the relaunch redoes the killed shard alone (a stage downstream of an array, chained afterok on the array's
+    # id and training on all its shards, is test_slurm_sweeps.py's: a sweep's upstream there is a sharded curation)
+    rerun = launcher_env.launch(*args, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rerun.document["state"] == "completed"
     sbatch_dir = Path(rerun.document["run_dir"]) / "sbatch"
     resubmitted = next(sbatch_dir.glob("*.data_curation.sbatch")).read_text()
     assert "#SBATCH --array=3%2" in resubmitted  # only the killed task's shard
     assert {i: (output / f"shards/{i:05d}/shard.json").stat().st_mtime_ns for i in range(3)} == written
-    steps = rerun.document["steps"]
-    array = steps["stage0_pretrain.data_curation"]["job_id"]
-    training_script = next(sbatch_dir.glob("*.training.sbatch")).read_text()
-    assert f"#SBATCH --dependency=afterok:{array}\n" in training_script  # the array id: every task of it
-    checkpoint = json.loads((Path(steps["stage0_pretrain.training"]["artifact"]) / "metadata.json").read_text())
-    assert checkpoint["lineage"][0]["path"] == str(output)  # trained on the sharded Dataset (all its shards)
 
     sharded = json.loads((output / "metadata.json").read_text())
     assert len(sharded["shards"]) == 4
