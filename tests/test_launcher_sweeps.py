@@ -83,7 +83,8 @@ def test_the_dry_run_shows_the_task_table_and_one_array_script_per_step(launcher
     assert table[2].split() == ["0", "0.1", "1", "run", str(Path(tasks[0]["artifact"]).relative_to(launcher_env.root))]
 
 
-def _spans(steps: dict, prefix: str) -> list[tuple[dt.datetime, dt.datetime]]:
+def spans(steps: dict, prefix: str = "") -> list[tuple[dt.datetime, dt.datetime]]:
+    """(start, end) of every attempt of the steps (of a run document) whose name starts with ``prefix``."""
     return [
         (dt.datetime.fromisoformat(a["started_at"]), dt.datetime.fromisoformat(a["ended_at"]))
         for name, step in steps.items()
@@ -92,13 +93,14 @@ def _spans(steps: dict, prefix: str) -> list[tuple[dt.datetime, dt.datetime]]:
     ]
 
 
-def _peak(spans) -> int:
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
+def peak(intervals) -> int:
+    """The most of ``intervals`` open at once (one that ends in the second another starts does not overlap it)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
 
 
 def test_a_local_sweep_runs_per_task_and_a_rerun_runs_only_the_failed_task(launcher_env) -> None:
@@ -118,7 +120,7 @@ def test_a_local_sweep_runs_per_task_and_a_rerun_runs_only_the_failed_task(launc
         **{f"{EVALUATION}.{i}": "cancelled" if i == 1 else "completed" for i in range(4)},  # its own upstream
     }
     assert steps[f"{EVALUATION}.1"]["reason"] == f"upstream {TRAINING}.1 did not complete"
-    assert _peak(_spans(steps, TRAINING)) == 2  # two at once, never more
+    assert peak(spans(steps, TRAINING)) == 2  # two at once, never more
     for i in (0, 2, 3):
         checkpoint = json.loads((Path(steps[f"{TRAINING}.{i}"]["artifact"]) / "metadata.json").read_text())
         assert (checkpoint["config"]["lr"], checkpoint["config"]["seed"]) == (0.1 * (1 + i // 2), 1 + i % 2)

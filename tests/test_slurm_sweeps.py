@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sharded_corpus import write_corpus
+from test_launcher_sweeps import peak, spans
 
 pytestmark = [pytest.mark.slurm]
 
@@ -33,16 +34,6 @@ def _tasks(cluster, array_id: str) -> dict[int, tuple[dt.datetime, dt.datetime, 
     return tasks
 
 
-def _peak(intervals) -> int:
-    """The most intervals open at once (one that ends in the second another starts does not overlap it)."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 def test_a_sweep_runs_as_throttled_arrays_each_evaluation_after_its_own_training(
     launcher_env, slurm_cluster, tmp_path
 ) -> None:
@@ -63,8 +54,8 @@ def test_a_sweep_runs_as_throttled_arrays_each_evaluation_after_its_own_training
     trained, evaluated = _tasks(slurm_cluster, train_array), _tasks(slurm_cluster, eval_array)
     assert sorted(trained) == sorted(evaluated) == [0, 1, 2, 3]
     assert {state for *_, state in [*trained.values(), *evaluated.values()]} == {"COMPLETED"}
-    assert _peak([(start, end) for start, end, _ in trained.values()]) == 2  # throttled to 2, and 2 did run
-    assert _peak([(start, end) for start, end, _ in evaluated.values()]) <= 2
+    assert peak([(start, end) for start, end, _ in trained.values()]) == 2  # throttled to 2, and 2 did run
+    assert peak([(start, end) for start, end, _ in evaluated.values()]) <= 2
     for i in range(4):  # each evaluation task after its own training task (aftercorr), not after all of them
         assert evaluated[i][0] >= trained[i][1], (i, trained[i], evaluated[i])
 
@@ -108,9 +99,7 @@ def test_the_same_sweep_runs_locally_two_processes_at_once(launcher_env, curated
     steps = launched.document["steps"]
     assert list(steps) == [f"{TRAINING}.{i}" for i in range(4)]
     assert [s["state"] for s in steps.values()] == ["completed"] * 4
-    spans = [(dt.datetime.fromisoformat(a["started_at"]), dt.datetime.fromisoformat(a["ended_at"]))
-             for s in steps.values() for a in s["attempts"]]  # fmt: skip
-    assert _peak(spans) == 2
+    assert peak(spans(steps)) == 2
     for i, (lr, seed) in enumerate(VALUES):
         config = metadata(steps[f"{TRAINING}.{i}"]["artifact"])["config"]
         assert (config["lr"], config["seed"]) == (float(lr), int(seed))
