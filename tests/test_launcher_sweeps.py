@@ -120,6 +120,8 @@ def test_a_local_sweep_runs_per_task_and_a_rerun_runs_only_the_failed_task(launc
         **{f"{EVALUATION}.{i}": "cancelled" if i == 1 else "completed" for i in range(4)},  # its own upstream
     }
     assert steps[f"{EVALUATION}.1"]["reason"] == f"upstream {TRAINING}.1 did not complete"
+    log = launcher_env.launch("logs", first.document["run_id"], "stage0.training.1")  # a task by its stage's alias
+    assert log.document["step"] == f"{TRAINING}.1" and str(blocked) in log.stderr, log.stderr
     assert peak(spans(steps, TRAINING)) == 2  # two at once, never more
     for i in (0, 2, 3):
         checkpoint = json.loads((Path(steps[f"{TRAINING}.{i}"]["artifact"]) / "metadata.json").read_text())

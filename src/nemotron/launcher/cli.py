@@ -273,7 +273,8 @@ def _job_name(run, step: str | None) -> str:
     recipe = load_recipe(run.plan.recipe)
     for job in run.plan.jobs:
         stage = recipe.stage(job.stage)
-        if step in (job.name, job.step, f"{stage.alias if stage else job.stage}.{job.step}"):
+        # stage0.training.2 names a sweep's task (its job's name after the stage) as stage0.training names a job
+        if step in (job.name, job.step, f"{stage.alias if stage else job.stage}.{job.name.partition('.')[2]}"):
             return job.name
     raise RunError(f"run {run.run_id} has no step {step!r}: its steps are {', '.join(run.steps)}")
 

@@ -218,7 +218,7 @@ class _Planner:
         self.source_hashes: dict[str, str] = {}
         self.sweep: Sweep | None = None
         self.max_parallel = profile.arrays.max_parallel
-        self.task_outputs: dict[tuple[str, str], list[ArtifactRef]] = {}  # a step planned per task: each one's
+        self.task_outputs: dict[tuple[str, str], list[ArtifactRef]] = {}  # a step planned per sweep task: by task
 
     def plan(self, by_step: dict[tuple[str, str], list[Override]]) -> list[Job]:
         jobs: list[Job] = []
