@@ -150,6 +150,7 @@ def bench_heartbeat(scale: str, vocab_size: int, batch_size: int, steps: int) ->
     """Seconds per step of our loop with its heartbeat and without, interleaved step by step in one run."""
     from nemotron.heartbeat import Heartbeat
     from nemotron.training.loop import train
+    from nemotron.training.memory import Layout
     from nemotron.training.run import prepare_run
 
     class EveryOtherStep(Heartbeat):
@@ -159,7 +160,7 @@ def bench_heartbeat(scale: str, vocab_size: int, batch_size: int, steps: int) ->
             if done % 2 == 0:
                 super().beat(done, force=force, **fields)
 
-    run = prepare_run(scale, seed=0, vocab_size=vocab_size)
+    run = prepare_run(scale, seed=0, vocab_size=vocab_size, layout=Layout())
     calls: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         heartbeat = EveryOtherStep(Path(tmp), "training", steps, writer=True, hang_timeout=600.0)

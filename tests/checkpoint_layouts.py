@@ -2,8 +2,10 @@
 between layouts of the same four ranks through real checkpoints. Three phases, each a fresh model at its layout:
 
 1. TP=2 x PP=2: train 3 steps, save checkpoint A (logits "saved"), train one more step (logits "after_a_step");
-2. TP=1 x PP=1 (x DP=4): load A (logits "loaded"), train one step, save checkpoint B at step 4 (logits "saved");
-3. TP=2 x PP=2: load B (logits "loaded").
+2. TP=1 x PP=1 x DP=4, AdamW's moments sharded over the 4 data-parallel ranks (ZeRO-1): load A (logits "loaded"),
+   train one step, save checkpoint B at step 4 (logits "saved"), train one more step (logits "after_a_step");
+3. TP=2 x PP=2: load B (logits "loaded"), train one step (logits "after_a_step": equal to phase 2's only if the
+   moments each data-parallel rank saved of its share were all restored).
 
 Every step and every forward pass runs through megatron's schedule (``loop.run_schedule``): under pipeline
 parallelism the logits exist on the last stage only, gathered there over its tensor-parallel ranks. Rank 0 writes
@@ -33,15 +35,19 @@ def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to:
 
     from nemotron.recipes.nemotron4.stage0_pretrain.training import MODELS
     from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+    from nemotron.training.distributed import all_reduce_gradients
     from nemotron.training.loop import Objective, TrainSettings, build_optimizer, language_model_loss, run_schedule
+    from nemotron.training.memory import Layout
     from nemotron.training.model import MODEL_PRESETS, causal_mask
     from nemotron.training.run import prepare_model_run
 
     started = time.perf_counter()
     config = MODELS["tiny"] if family == "gpt" else MODEL_PRESETS["tiny"]
-    run = prepare_model_run(config, seed=5, vocab_size=VOCAB, tensor_parallel=layout[0], pipeline_parallel=layout[1])
+    tensor, pipeline = layout  # sequence parallel wherever there is tensor parallelism, as the Config's default
+    placed = Layout(tensor, pipeline, sequence_parallel=tensor > 1, shard_optimizer=True)
+    run = prepare_model_run(config, seed=5, vocab_size=VOCAB, layout=placed)
     settings = TrainSettings(8, 2, 2, 1e-3, 1e-4, 1, "cosine", 1, 0.1, 1.0, (0.9, 0.95), 8, 1, False)
-    optimizer, scheduler = build_optimizer(run.model, settings)
+    optimizer, scheduler = build_optimizer(run.model, settings, shard=True)
     tokens = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(0))
     positions = torch.arange(SEQ).expand_as(tokens)
     batch = {"tokens": tokens, "position_ids": positions, "labels": tokens.roll(-1, 1)}
@@ -51,6 +57,7 @@ def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to:
     def train_step() -> None:
         optimizer.zero_grad()
         run_schedule(run.model, [batch], language_model_loss, run.ctx, no_autocast, forward_only=False)
+        all_reduce_gradients(run.model)  # sequence-parallel norms: each tensor-parallel rank saw half the sequence
         optimizer.step()
         scheduler.step(1)
 
@@ -80,14 +87,20 @@ def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to:
     if save_to is not None:
         save_checkpoint(save_to, run.model, optimizer, scheduler, TrainingState(step=step))
         result["saved"] = full_logits()
-        train_step()  # phase 2 takes this step at the other layout: equal only if the moments were restored too
+    if save_to is not None or load_from is not None:
+        train_step()  # the next phase takes this step at its layout: equal only if the moments were restored too
         result["after_a_step"] = full_logits()
     result["seconds"] = time.perf_counter() - started
+    result["parameters"] = sum(p.numel() for p in run.model.parameters())  # this rank's
+    local = getattr(optimizer, "optim", optimizer)  # a sharded optimizer's share of AdamW lives in .optim
+    moments = sum(state["exp_avg"].numel() for state in local.state.values())
     # every rank's view; the test keeps those of the rank that holds logits (the first of the last stage)
     views: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(views, result)
+    held: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(held, moments)
     parallel_state.destroy_model_parallel()  # the process group stays: the next phase builds another layout on it
-    return next(view for view in views if all(v is not None for v in view.values()))
+    return next(view for view in views if all(v is not None for v in view.values())) | {"moments_per_rank": held}
 
 
 def main(work: Path, results: Path, families: list[str]) -> None:

@@ -56,8 +56,12 @@ def test_a_checkpoint_saved_at_tp2_pp2_loads_at_tp1_pp1_and_back_with_equal_logi
     # TP=2 x PP=2 -> TP=1 x PP=1: the weights of step 3, then one step more taken at TP=1 from the restored moments
     assert gap(first["saved"], second["loaded"]) < TOLERANCE
     assert gap(first["after_a_step"], second["saved"]) < TOLERANCE
-    # TP=1 x PP=1 -> TP=2 x PP=2
+    # TP=1 x PP=1 -> TP=2 x PP=2, from moments that four data-parallel ranks saved a quarter each of
     assert gap(second["saved"], third["loaded"]) < TOLERANCE
+    assert gap(second["after_a_step"], third["after_a_step"]) < TOLERANCE
+    parameters = second["parameters"]  # TP=1 x PP=1: every rank holds the whole model
+    assert sum(second["moments_per_rank"]) == parameters  # DP=4: every moment once, on one rank
+    assert max(second["moments_per_rank"]) < parameters / 2  # split, not replicated
     # and the step between them did change the logits by far more than the tolerance (the comparison can fail)
     assert gap(first["saved"], second["saved"]) > 100 * TOLERANCE
     # the checkpoint records the layout it was saved at

@@ -158,7 +158,7 @@ def test_checkpoint_reloads_to_identical_logits_through_inference(trained):
     # a hybrid run refuses the dense checkpoint as its starting point, in words
     from nemotron.training.run import PreparedRun
 
-    hybrid = PreparedRun(run.ctx, torch.nn.Linear(1, 1), MODEL_PRESETS["tiny"], run.vocab_size)
+    hybrid = PreparedRun(run.ctx, torch.nn.Linear(1, 1), MODEL_PRESETS["tiny"], run.vocab_size, run.layout)
     with pytest.raises(UserError, match="same model family"):
         hybrid.load_weights(checkpoint)
 

@@ -39,6 +39,7 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
     _profile(env, "badscale", "[steps.training]\nscale.tiyn = { nodes = 1 }\n")
     _profile(env, "unsetvar", 'artifact_root = "${NEMOTRON_TEST_NOT_SET}/x"\n')
     _profile(env, "three-ranks", 'extends = "local"\n[local]\nnproc_per_node = 3\n')
+    _profile(env, "two-ranks", 'extends = "local"\n[local]\nnproc_per_node = 2\n')
     _profile(env, "old-release", 'extends = "slurm-test"\n[slurm]\nmax_requeues = 2\n')  # a key that moved
     _profile(env, "short-runs", 'extends = "eos"\n[fault_tolerance]\nmax_segments = 100\n')
     _profile(env, "tracking-typo", '[tracking]\nproject = "p"\nentiy = "team"\n')
@@ -105,6 +106,17 @@ def _bad_inputs(env: LauncherEnv, tmp: Path) -> list[tuple[list[str], str | tupl
             {},
         ),
         (["nano2.stage0", "training.lr=inf"], "invalid config for stage0_pretrain.training: --lr inf: must be", {}),
+        # the memory trades of a layout: a recompute the loop has, sequence parallel only over tensor-parallel ranks,
+        # pipeline stages that split the layers evenly and that the step can run (DPO scores whole sequences)
+        (["nano2.stage0", "training.recompute=selective"], ("recompute", "'selective'", "full"), {}),
+        (["nano2.stage0", "training.sequence_parallel=true"], "--sequence-parallel: splits the sequence over", {}),
+        (["nano2.stage0", "training.pipeline_parallel=3"], "--pipeline-parallel 3: the world size 1", {}),
+        (["nano2.stage0", "--profile", "three-ranks", "training.pipeline_parallel=3"], "4 layers do not split", {}),
+        (
+            ["nano2", "--profile", "two-ranks", "stage2.training.pipeline_parallel=2"],
+            "--pipeline-parallel 2: DPO trains one pipeline stage",
+            {},
+        ),
         (
             ["nano2.stage0", "data_curation.quality_threshold=7"],
             "invalid config for stage0_pretrain.data_curation: --quality-threshold 7.0 is out of range",

@@ -378,12 +378,13 @@ TP2_SCRIPT = """
 import json, os, torch
 from nemotron.training.loop import language_model_loss
 from nemotron.training.model import HybridConfig
+from nemotron.training.memory import Layout
 from nemotron.training.run import prepare_model_run
 
 if __name__ == "__main__":
     # 4 Mamba heads in 2 B/C groups: each of the 2 TP ranks holds 2 heads and 1 group, as megatron shards them.
     config = HybridConfig("M-*-", 64, 256, 4, 2, 16, 32, 4, 16, 8, 2)
-    run = prepare_model_run(config, seed=0, vocab_size=128, tensor_parallel=2)
+    run = prepare_model_run(config, seed=0, vocab_size=128, layout=Layout(tensor_parallel=2))
     mixer = run.model.decoder.layers[0].mixer
     shapes = {name: list(p.shape) for name, p in mixer.named_parameters()}
     generator = torch.Generator().manual_seed(0)

@@ -145,7 +145,7 @@ def test_check_training_applies_the_same_rules_with_the_ranks_of_a_placement():
         check_training(step.Config(tensor_parallel=3), step.PRESETS, Placement(world_size=8, gpus_per_node=8))
     # pipeline stages too (megatron's schedules over gloo): TP=2 x PP=2 over 8 ranks leaves 2 data-parallel ranks
     layout = step.Config(tensor_parallel=2, pipeline_parallel=2)
-    assert check_training(layout, step.PRESETS, Placement(world_size=8, gpus_per_node=8)).data_parallel == 2
+    assert check_training(layout, step.PRESETS, Placement(world_size=8, gpus_per_node=8)).layout.data_parallel == 2
     # CPU ranks run tensor parallel too (over gloo): 2 ranks at TP=2 leave 1 data-parallel rank
     check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=2, gpus_per_node=0))
     # tensor parallel 2 over 8 ranks leaves 4 data-parallel ranks: 16 = 4 per rank x 4
@@ -171,7 +171,7 @@ def test_dpo_refuses_pipeline_stages_with_the_layout_that_would_run():
     placement, carried = Placement(world_size=2, gpus_per_node=0), frozenset()
     with pytest.raises(UserError, match="--pipeline-parallel 2: DPO trains one pipeline stage; valid value is 1"):
         step.validate(step.Config(pipeline_parallel=2), placement, carried)
-    assert step.validate(step.Config(tensor_parallel=2), placement, carried).tensor_parallel == 2
+    assert step.validate(step.Config(tensor_parallel=2), placement, carried).layout.tensor_parallel == 2
 
 
 def test_bad_scale_from_python_is_a_user_error():

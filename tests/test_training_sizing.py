@@ -22,8 +22,9 @@ H100 = GPUSpec(memory_gb=80, peak_tflops=989, mfu=0.4)
 VOCAB = 32768
 
 
-def _memory(model, tp=1, pp=1, sequences=1, on_gpu=True, **kwargs):
-    return estimate_memory(model, VOCAB, Layout(tp, pp), sequences=sequences, on_gpu=on_gpu, **kwargs)
+def _memory(model, tp=1, pp=1, sequences=1, on_gpu=True, frozen_copies=0, **layout):
+    shape = {"sequences": sequences, "on_gpu": on_gpu, "frozen_copies": frozen_copies}
+    return estimate_memory(model, VOCAB, Layout(tp, pp, **layout), **shape)
 
 
 @pytest.mark.parametrize("model", [MODEL_PRESETS["full"], nemotron4.MODELS["full"]], ids=["hybrid", "dense"])
@@ -41,6 +42,25 @@ def test_activations_grow_with_the_micro_batch_and_full_recompute_keeps_less():
     assert two.model_state == one.model_state
     recomputed = _memory(model, tp=8, recompute="full")
     assert recomputed.activations < one.activations / 2  # each layer's input, not its insides
+    assert recomputed.model_state == one.model_state
+
+
+@pytest.mark.parametrize("model", [MODEL_PRESETS["full"], nemotron4.MODELS["full"]], ids=["hybrid", "dense"])
+def test_sequence_parallel_splits_the_rest_of_the_activations_over_the_tensor_parallel_ranks(model):
+    one, eight = _memory(model, on_gpu=True), _memory(model, tp=8, sequence_parallel=True)
+    without = _memory(model, tp=8)
+    assert eight.model_state == without.model_state  # activations only
+    # every kept activation is split now (Korthikanti: sbh(34 + 5as/h) / t); the backward pass's working set too
+    assert eight.activations == pytest.approx(one.activations / 8, rel=1e-9)
+    assert eight.activations < 0.8 * without.activations
+
+
+def test_a_sharded_optimizer_splits_the_adam_moments_over_the_data_parallel_ranks():
+    model = MODEL_PRESETS["full"]
+    whole, sharded = _memory(model, tp=8, data_parallel=8), _memory(model, tp=8, data_parallel=8, shard_optimizer=True)
+    per_parameter = whole.model_state / 18  # fp32 weight, gradient, two moments (16) + the bf16 copy (2)
+    assert sharded.model_state == pytest.approx(whole.model_state - per_parameter * 8 * (1 - 1 / 8))
+    assert _memory(model, tp=8, shard_optimizer=True).model_state == whole.model_state  # one data-parallel rank
 
 
 def test_pipeline_stages_split_the_layers_and_keep_micro_batches_in_flight():
@@ -81,7 +101,9 @@ def test_flops_follow_the_parameters_and_the_attention_layers():
 def test_a_layout_that_does_not_fit_is_refused_naming_one_that_does():
     eos_full = Placement(world_size=64, gpus_per_node=8, gpu=H100, time_limit_s=4 * 3600)
     estimate = check_training(nano2.Config(scale="full"), nano2.PRESETS, eos_full, MODEL_PRESETS).estimate
-    assert estimate.layout == Layout(8, 1, 8) and estimate.memory.total <= 80e9
+    # the preset's tensor parallel 8 runs sequence parallel and shards AdamW over the 8 data-parallel ranks by default
+    assert estimate.layout == Layout(8, 1, 8, sequence_parallel=True, shard_optimizer=True)
+    assert estimate.memory.total <= 80e9
     assert estimate.segments == estimate.cost.segments > 1000  # a 20T-token run on 64 GPUs: years of 4 h segments
     with pytest.raises(UserError) as refused:
         check_training(nano2.Config(scale="full", tensor_parallel=1), nano2.PRESETS, eos_full, MODEL_PRESETS)

@@ -94,7 +94,10 @@ def _flags(override: Override, annotation: Any) -> list[str]:
     if union and raw.lower() in NONE_WORDS:
         return [f"{flag}=None"]
     if options[0] is bool and raw.lower() in TRUE_WORDS | FALSE_WORDS:
-        return [flag if raw.lower() in TRUE_WORDS else f"--no-{flag[2:]}"]
+        true = raw.lower() in TRUE_WORDS
+        if union:  # tyro spells an optional bool as one flag taking True, False or None
+            return [f"{flag}={true}"]
+        return [flag if true else f"--no-{flag[2:]}"]
     if typing.get_origin(options[0]) in (list, tuple):
         return [flag, *(_list_item(override.field, item.strip()) for item in raw.split(",") if item.strip())]
     if options[0] is Path and not raw:

@@ -67,11 +67,11 @@ def validate(
     # DPO keeps a frozen reference model beside the policy and runs each pair's two sequences, on one stage (below)
     sizing = {"frozen_copies": 1, "sequences_per_sample": 2, "pipeline_stages": False}
     checked = check_training(config, presets, placement, models, **sizing)
-    if checked.pipeline_parallel != 1:
+    if checked.layout.pipeline_parallel != 1:
         # Pairs are padded to their batch's longest sequence, and the reference and preference passes score whole
         # sequences on one rank: a pipeline needs one activation shape per step and the logits on another stage.
         raise UserError(
-            f"--pipeline-parallel {checked.pipeline_parallel}: DPO trains one pipeline stage; valid value is 1 "
+            f"--pipeline-parallel {checked.layout.pipeline_parallel}: DPO trains one pipeline stage; valid value is 1 "
             "(split the model with --tensor-parallel instead)"
         )
     check_input(config.dataset_path, PreferenceDataset, "--dataset-path")
@@ -103,8 +103,7 @@ def align(config: DPOConfig, presets: dict[str, TrainPreset], step_file: str) ->
     from nemotron.training.run import checkpoint_artifact, prepare_run_from, train_or_requeue
 
     pairs, held_out = load_tokenized_pairs(dataset.train_path), load_tokenized_pairs(dataset.heldout_path)
-    layout = (checked.tensor_parallel, checked.pipeline_parallel)
-    run = prepare_run_from(init_from, config.seed, dataset.vocab_size, *layout)
+    run = prepare_run_from(init_from, config.seed, dataset.vocab_size, checked.layout)
     settings = checked.for_run(run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     run.load_weights(reference)
     get_logger(__name__).info("reference log-probs of %d pairs (%s)", len(pairs), reference.path)

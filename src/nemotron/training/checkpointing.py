@@ -95,7 +95,11 @@ def _sharded_state(model, optimizer, *, loading: bool) -> dict[str, Any]:
     """The model's sharded state dict (megatron's: each tensor with its offset in the full tensor and its replica
     id, so one data-parallel replica writes it) and the optimizer's moments sharded exactly like their parameters
     (megatron's own helpers, as its FP32Optimizer uses them). AdamW's per-parameter ``step`` is one number for every
-    parameter here, kept as a plain value."""
+    parameter here, kept as a plain value.
+
+    A sharded optimizer (ZeRO stage 1) holds the moments of the parameters this rank owns only: it writes those, as
+    the one replica of them in its data-parallel group, and loads those — at whatever layout they were saved, since
+    every moment is addressed by its place in the full tensor."""
     from megatron.core.dist_checkpointing.optimizer import (
         get_param_id_to_sharded_param_map,
         optim_state_to_sharding_state,
@@ -104,16 +108,41 @@ def _sharded_state(model, optimizer, *, loading: bool) -> dict[str, Any]:
     model_state = model.sharded_state_dict()
     if optimizer is None:
         return {"model": model_state}
+    local, sharded = _local_optimizer(optimizer)
     if loading:
-        _init_adam_state(optimizer)  # tensors for the loader to fill (a fresh optimizer has none)
-    optim_state = optimizer.state_dict()
+        _init_adam_state(local)  # tensors for the loader to fill (a fresh optimizer has none)
+    optim_state = local.state_dict()
     steps = {float(s["step"]) for s in optim_state["state"].values() if "step" in s}
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = [p for group in local.param_groups for p in group["params"]]
     optim_state_to_sharding_state(
         optim_state, get_param_id_to_sharded_param_map(model_state, params), exclude_keys=("step",)
     )
+    if sharded:
+        for moments in optim_state["state"].values():
+            for name, moment in moments.items():
+                moments[name] = _sole_replica_in_data_parallel(moment)
     optim_state["adam_step"] = steps.pop() if len(steps) == 1 else 0.0
     return {"model": model_state, "optimizer": optim_state}
+
+
+def _local_optimizer(optimizer) -> tuple[Any, bool]:
+    """(the optimizer holding this rank's AdamW state, whether it is a data-parallel shard of the whole)."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        return optimizer.optim, True
+    return optimizer, False
+
+
+def _sole_replica_in_data_parallel(sharded):
+    """``sharded`` (a ShardedTensor whose replica id ends with the data-parallel rank, as megatron builds a
+    parameter's) as the main replica within its data-parallel group: under ZeRO only the owner holds it."""
+    import dataclasses
+
+    replica = sharded.replica_id
+    if isinstance(replica, tuple):
+        return dataclasses.replace(sharded, replica_id=(*replica[:-1], 0))
+    return dataclasses.replace(sharded, replica_id=0)
 
 
 def _init_adam_state(optimizer) -> None:
@@ -188,7 +217,7 @@ def load_checkpoint(directory: Path, model, optimizer, scheduler) -> TrainingSta
     else:
         loaded = dist_checkpointing.load(_sharded_state(model, optimizer, loading=True), str(directory / DIST_DIR))
         model.load_state_dict(loaded["model"])
-        _restore_optimizer(optimizer, loaded["optimizer"])
+        _restore_optimizer(_local_optimizer(optimizer)[0], loaded["optimizer"])
     scheduler.load_state_dict(document.pop("scheduler"))
     rng_file = directory / f"rng_rank{_rank():05d}.pt"
     if same_world and rng_file.is_file():  # another layout's ranks drew other numbers: nothing to continue

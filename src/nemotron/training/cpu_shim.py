@@ -47,12 +47,14 @@ def _synchronize_is_a_no_op() -> None:
 def _final_norm_without_transformer_engine() -> None:
     # Why: ``MambaStack.__init__`` (megatron/core/ssm/mamba_block.py) builds its final norm with ``TENorm`` directly
     # instead of taking it from the layer spec, and TENorm raises without Transformer Engine (which cannot be
-    # installed without CUDA). ``WrappedTorchNorm`` is the same RMSNorm/LayerNorm in plain PyTorch with the same
-    # constructor. Remove when the final norm comes from ``MambaStackSubmodules``.
+    # installed without CUDA). ``TorchNorm`` is the same RMSNorm/LayerNorm in plain PyTorch with the same
+    # constructor (megatron's ``WrappedTorchNorm``, sequence parallelism included). Remove when the final norm comes
+    # from ``MambaStackSubmodules``.
     from megatron.core.ssm import mamba_block
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
-    mamba_block.TENorm = WrappedTorchNorm
+    from nemotron.training.mamba import TorchNorm
+
+    mamba_block.TENorm = TorchNorm
 
 
 class _TorchAllocatingOnCpu:

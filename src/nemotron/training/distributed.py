@@ -96,17 +96,26 @@ def destroy_distributed() -> None:
 
 
 def all_reduce_gradients(model: torch.nn.Module) -> None:
-    """Average gradients over the data-parallel group (a no-op with one data-parallel rank)."""
+    """Make every rank's gradients the whole batch's: sum over the tensor-parallel group those of parameters marked
+    ``sequence_parallel`` (norms that saw only this rank's share of the sequence; megatron's ``finalize_model_grads``
+    does the same), then average all of them over the data-parallel group. No-ops where a group has one rank."""
     from megatron.core import parallel_state
 
-    group = parallel_state.get_data_parallel_group()
-    size = torch.distributed.get_world_size(group)
-    if size == 1:
-        return
+    shared = [p.grad for p in model.parameters() if p.grad is not None and getattr(p, "sequence_parallel", False)]
+    _all_reduce_flat(shared, parallel_state.get_tensor_model_parallel_group(), average=False)
     grads = [p.grad for p in model.parameters() if p.grad is not None]
+    _all_reduce_flat(grads, parallel_state.get_data_parallel_group(), average=True)
+
+
+def _all_reduce_flat(grads: list[torch.Tensor], group, average: bool) -> None:
+    """One all-reduce of ``grads`` flattened together (one message rather than one per tensor)."""
+    size = torch.distributed.get_world_size(group)
+    if size == 1 or not grads:
+        return
     flat = torch.cat([g.reshape(-1) for g in grads])
     torch.distributed.all_reduce(flat, group=group)
-    flat /= size
+    if average:
+        flat /= size
     offset = 0
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))

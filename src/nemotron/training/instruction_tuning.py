@@ -75,8 +75,7 @@ def finetune(config: SFTConfig, presets: dict[str, TrainPreset], step_file: str)
     from nemotron.training.sft import PackedSFTSamples
 
     train_rows, valid_rows = load_packed(dataset.train_prefix), load_packed(dataset.valid_prefix)
-    layout = (checked.tensor_parallel, checked.pipeline_parallel)
-    run = prepare_run_from(init_from, config.seed, dataset.vocab_size, *layout)
+    run = prepare_run_from(init_from, config.seed, dataset.vocab_size, checked.layout)
     settings = checked.for_run(run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     run.load_weights(init_from)
     seq_length = run.model_config.seq_length

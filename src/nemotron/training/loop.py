@@ -80,19 +80,36 @@ def _masked_sum(per_token: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, to
 language_model_loss = Objective(_per_token_losses, _masked_sum)
 
 
-def build_optimizer(model: torch.nn.Module, settings: TrainSettings):
-    """AdamW without weight decay on norms (1-D params), and megatron's LR/WD scheduler (warmup + decay or WSD)."""
+def build_optimizer(model: torch.nn.Module, settings: TrainSettings, shard: bool = False):
+    """AdamW without weight decay on norms (1-D params), and megatron's LR/WD scheduler (warmup + decay or WSD).
+
+    ``shard``: AdamW's moments split over the data-parallel ranks (ZeRO stage 1): each rank updates the parameters
+    it owns and broadcasts them. torch's ``ZeroRedundancyOptimizer`` rather than megatron's ``DistributedOptimizer``,
+    which needs CUDA tensors (it type-checks for ``torch.cuda.FloatTensor`` and allocates on "cuda"), so it could
+    not run on the CPU ranks the tests train on; this one runs the same code over gloo and NCCL. Every parameter
+    still gets the same AdamW update, so sharded and unsharded training compute the same numbers."""
+    from megatron.core import parallel_state
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "wd_mult": 1.0}, {"params": no_decay, "wd_mult": 0.0}],
-        lr=settings.lr,
-        betas=settings.adam_betas,
-        weight_decay=settings.weight_decay,
-        foreach=False,  # the per-parameter loop gives identical results run to run on CPU
-    )
+    groups = [{"params": decay, "wd_mult": 1.0}, {"params": no_decay, "wd_mult": 0.0}]
+    adamw = {
+        "lr": settings.lr,
+        "betas": settings.adam_betas,
+        "weight_decay": settings.weight_decay,
+        "foreach": False,  # the per-parameter loop gives identical results run to run on CPU
+    }
+    data_parallel = parallel_state.get_data_parallel_group()
+    if shard and torch.distributed.get_world_size(data_parallel) > 1:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        groups = [group for group in groups if group["params"]]  # it refuses an empty group
+        optimizer = ZeroRedundancyOptimizer(
+            groups, optimizer_class=torch.optim.AdamW, process_group=data_parallel, **adamw
+        )
+    else:
+        optimizer = torch.optim.AdamW(groups, **adamw)
     scheduler = OptimizerParamScheduler(
         optimizer,
         init_lr=0.0,
@@ -155,14 +172,16 @@ def train(
     ctx: DistributedContext,
     objective: Objective = language_model_loss,
     heartbeat: Heartbeat | None = None,
+    shard_optimizer: bool = False,
 ) -> TrainingState:
     """Train to ``settings.train_iters``, resuming from ``output_dir/checkpoints`` if a checkpoint is there.
 
     ``heartbeat``: None for the step's own (``output_dir/progress.json`` by rank 0, the hang watchdog if
-    ``NEMOTRON_HANG_TIMEOUT`` is set); a benchmark passes its own (bench/bench_training.py)."""
+    ``NEMOTRON_HANG_TIMEOUT`` is set); a benchmark passes its own (bench/bench_training.py). ``shard_optimizer``:
+    see ``build_optimizer``."""
     per_rank = settings.global_batch_size // ctx.data_parallel_size
     accumulation = per_rank // settings.micro_batch_size
-    optimizer, scheduler = build_optimizer(model, settings)
+    optimizer, scheduler = build_optimizer(model, settings, shard=shard_optimizer)
     checkpoints = output_dir / "checkpoints"
     metrics_path = output_dir / "metrics.jsonl"
     state = TrainingState()

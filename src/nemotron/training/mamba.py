@@ -179,6 +179,11 @@ class NormColumnParallelLinear(ColumnParallelLinear):
         self.layer_norm_weight = nn.Parameter(torch.ones(input_size, device=device, dtype=config.params_dtype))
         if self.normalization == "LayerNorm":
             self.layer_norm_bias = nn.Parameter(torch.zeros(input_size, device=device, dtype=config.params_dtype))
+        # Under sequence parallelism the norm runs on this rank's share of the sequence (the linear gathers after
+        # it), so its gradient is a partial sum: marked, as TE marks its own, for the tensor-parallel all-reduce.
+        for parameter in (self.layer_norm_weight, getattr(self, "layer_norm_bias", None)):
+            if parameter is not None:
+                parameter.sequence_parallel = config.sequence_parallel
 
     def forward(self, input_: torch.Tensor, weight=None, runtime_gather_output=None):
         if self.normalization == "RMSNorm":
@@ -186,6 +191,20 @@ class NormColumnParallelLinear(ColumnParallelLinear):
         else:
             normed = F.layer_norm(input_, (input_.shape[-1],), self.layer_norm_weight, self.layer_norm_bias, self.eps)
         return super().forward(normed, weight, runtime_gather_output)
+
+
+class TorchNorm:
+    """megatron's ``WrappedTorchNorm`` (torch's RMSNorm or LayerNorm behind megatron's norm constructor) that also
+    runs under sequence parallelism. Why: ``WrappedTorchNorm`` asserts sequence parallelism off because it does not
+    mark its parameters ``sequence_parallel``, the flag by which the gradients a rank computed on its share of the
+    sequence are summed over the tensor-parallel ranks (``distributed.all_reduce_gradients``); this one marks them,
+    as megatron's fused and Transformer Engine norms do."""
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **_unused: Any) -> nn.Module:
+        norm = (nn.RMSNorm if config.normalization == "RMSNorm" else nn.LayerNorm)(hidden_size, eps=eps)
+        for parameter in norm.parameters():
+            parameter.sequence_parallel = config.sequence_parallel
+        return norm
 
 
 class MambaMixer(MegatronModule):

@@ -162,11 +162,19 @@ def _cuda_with(*packages: str) -> bool:
     return all(importlib.util.find_spec(name) is not None for name in packages)
 
 
-def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipeline_parallel: int = 1, fp8: bool = False):
+def transformer_config(
+    config: ModelConfig,
+    *,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    sequence_parallel: bool = False,
+    fp8: bool = False,
+):
     """megatron's TransformerConfig for ``config``: the Nemotron-H/-4 choices, and no fused kernels off the GPU.
 
     Parameters stay fp32 (the optimizer's master weights); bf16 comes from autocast in the loop. ``fp8`` ("hybrid"
-    E4M3/E5M2 as in the Nemotron-H recipe) takes effect only in Transformer Engine layers.
+    E4M3/E5M2 as in the Nemotron-H recipe) takes effect only in Transformer Engine layers. ``sequence_parallel``:
+    norms and residual adds run on each tensor-parallel rank's share of the sequence (Korthikanti et al. 2022).
     """
     import torch
     from megatron.core.activations import squared_relu
@@ -189,6 +197,7 @@ def transformer_config(config: ModelConfig, *, tensor_parallel: int = 1, pipelin
         attention_softmax_in_fp32=True,
         tensor_model_parallel_size=tensor_parallel,
         pipeline_model_parallel_size=pipeline_parallel,
+        sequence_parallel=sequence_parallel,
         params_dtype=torch.float32,
         # what pipeline stages send each other: the fp32 residual stream (autocast leaves the residual adds in fp32)
         pipeline_dtype=torch.float32,
@@ -282,13 +291,16 @@ def _stack_spec(config: HybridConfig):
     return _local_stack_spec()
 
 
-def _gpt_layer_spec():
-    """Transformer Engine's layer spec (the published one) where it imports; otherwise the same layer from
+def _gpt_block_spec(tconfig):
+    """Transformer Engine's layer spec (the published one) where it imports; otherwise the same layers from
     megatron's local modules, norms fused into ``linear_qkv`` / ``linear_fc1`` under TE's names (so checkpoints move
-    between the two, as the hybrid's do)."""
+    between the two, as the hybrid's do), and a final norm that runs under sequence parallelism (``TorchNorm``)."""
     from megatron.core.models.gpt import gpt_layer_specs
     from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
     from megatron.core.transformer.transformer_layer import TransformerLayer, TransformerLayerSubmodules
+
+    from nemotron.training.mamba import TorchNorm
 
     if transformer_engine_available():
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
@@ -296,7 +308,8 @@ def _gpt_layer_spec():
     layer = TransformerLayerSubmodules(
         self_attention=attention.self_attention, self_attn_bda=attention.self_attn_bda, mlp=mlp.mlp, mlp_bda=mlp.mlp_bda
     )
-    return ModuleSpec(module=TransformerLayer, submodules=layer)
+    layers = [ModuleSpec(module=TransformerLayer, submodules=layer)] * get_num_layers_to_build(tconfig)  # this stage's
+    return TransformerBlockSubmodules(layer_specs=layers, layer_norm=TorchNorm)
 
 
 def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
@@ -316,7 +329,7 @@ def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
 
         return GPTModel(
             config=tconfig,
-            transformer_layer_spec=_gpt_layer_spec(),
+            transformer_layer_spec=_gpt_block_spec(tconfig),
             vocab_size=vocab_size,
             max_sequence_length=config.seq_length,
             position_embedding_type="rope",  # positions 0..T-1 of the input, whatever position_ids say
@@ -336,6 +349,22 @@ def build_model(config: ModelConfig, vocab_size: int, tconfig) -> Any:
         share_embeddings_and_output_weights=False,
         **stage,
     )
+
+
+def recompute_layers(model) -> None:
+    """Full activation recompute, one layer at a time: each layer of the stack keeps only its input for the backward
+    pass and runs its forward again there (megatron's ``recompute_granularity="full"``, ``"uniform"`` method, one
+    layer per group). Why not megatron's own: its ``MambaStack`` has no recompute, and its ``TransformerBlock``'s
+    checkpoint saves and restores CUDA RNG states; one mechanism (``torch.utils.checkpoint``, non-reentrant) serves
+    both families on CPU and GPU. No RNG state is stashed: these models have no dropout, so the forward run again
+    computes exactly what it computed the first time."""
+    import functools
+
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in model.decoder.layers:
+        # an instance attribute: nn.Module.__call__ finds it, while parameter names (state dicts) stay the same
+        layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False, preserve_rng_state=False)
 
 
 def padded_vocab_size(vocab_size: int, tensor_parallel: int = 1, multiple: int = 128) -> int:

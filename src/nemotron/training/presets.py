@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from nemotron.errors import UserError
 from nemotron.scale import check_scale
 from nemotron.step import StepConfig
+from nemotron.training.memory import Layout
 
 if TYPE_CHECKING:
     from nemotron.step import Placement
@@ -58,16 +59,15 @@ class CheckedTraining:
     memory and cost estimate (None when the recipe's model table was not given)."""
 
     settings: TrainSettings  # bf16 off: the process that trains turns it on where it has a GPU
-    tensor_parallel: int
-    pipeline_parallel: int
-    data_parallel: int
+    layout: Layout
     estimate: TrainingEstimate | None = None
 
     def for_run(self, data_parallel_size: int, bf16: bool) -> TrainSettings:
         """The settings for the process group the run set up, which must be the one they were checked against."""
-        if data_parallel_size != self.data_parallel:
+        if data_parallel_size != self.layout.data_parallel:
             raise RuntimeError(
-                f"the run's data-parallel size {data_parallel_size} is not the {self.data_parallel} its settings were "
+                f"the run's data-parallel size {data_parallel_size} is not the {self.layout.data_parallel} its "
+                "settings were "
                 "checked for: the placement (WORLD_SIZE / SLURM_STEP_NUM_TASKS) and the process group disagree"
             )
         return dataclasses.replace(self.settings, bf16=bf16)
@@ -88,6 +88,7 @@ class TrainPreset:
     # The model-parallel layout this scale's model needs on its GPUs (the plan's memory estimate checks it fits)
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
+    recompute: str = "none"  # "full": what a scale's activations need to fit (memory.RECOMPUTE)
 
 
 @dataclass
@@ -109,6 +110,14 @@ class TrainingConfig(StepConfig):
     """Tensor-parallel ranks (default: the --scale preset's layout)."""
     pipeline_parallel: int | None = None
     """Pipeline stages (default: the --scale preset's layout)."""
+    sequence_parallel: bool | None = None
+    """Split the activations outside tensor-parallel regions over the tensor-parallel ranks too (default: on
+    whenever tensor_parallel > 1, as Megatron's recipes run)."""
+    recompute: Literal["none", "full"] | None = None
+    """Recompute each layer's activations in the backward pass instead of keeping them: "full" keeps only each
+    layer's input (default: the --scale preset's)."""
+    shard_optimizer: bool = True
+    """Split AdamW's moments over the data-parallel ranks (ZeRO stage 1; nothing to split on one)."""
 
 
 def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, int]:
@@ -117,6 +126,20 @@ def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, 
     return _override_or_preset(config, preset, "tensor_parallel"), _override_or_preset(
         config, preset, "pipeline_parallel"
     )
+
+
+def _memory_trades(config: Any, preset: TrainPreset, tensor_parallel: int) -> dict[str, Any]:
+    """The Layout fields that trade compute or communication for memory: the Config's, else the defaults."""
+    sequence_parallel = getattr(config, "sequence_parallel", None)
+    if sequence_parallel and tensor_parallel == 1:
+        raise UserError(
+            "--sequence-parallel: splits the sequence over tensor-parallel ranks; needs --tensor-parallel > 1"
+        )
+    return {
+        "sequence_parallel": tensor_parallel > 1 if sequence_parallel is None else sequence_parallel,
+        "recompute": _override_or_preset(config, preset, "recompute"),
+        "shard_optimizer": getattr(config, "shard_optimizer", True),
+    }
 
 
 def check_training(
@@ -150,15 +173,15 @@ def check_training(
         bf16=False,
     )
     check_settings(settings, data_parallel_size)
-    checked = CheckedTraining(settings, tensor_parallel, pipeline_parallel, data_parallel_size)
+    trades = _memory_trades(config, preset, tensor_parallel)
+    layout = Layout(tensor_parallel, pipeline_parallel, data_parallel_size, **trades)
+    checked = CheckedTraining(settings, layout)
     if models is None:
         return checked
     check_model_split(models[config.scale], tensor_parallel, pipeline_parallel)
     from nemotron.data.pretraining import VOCAB_SIZE_BY_SCALE  # the tokenizer the stage's data curation trains
-    from nemotron.training.memory import Layout
     from nemotron.training.sizing import size_training
 
-    layout = Layout(tensor_parallel, pipeline_parallel, data_parallel_size)
     vocab_size = VOCAB_SIZE_BY_SCALE[config.scale]
     estimate = size_training(models[config.scale], vocab_size, layout, chosen, placement, **sizing)
     return dataclasses.replace(checked, estimate=estimate)
@@ -174,7 +197,8 @@ def check_parallelism(tensor_parallel: int, pipeline_parallel: int, placement: P
     model_parallel = tensor_parallel * pipeline_parallel
     if placement.world_size % model_parallel:
         raise UserError(
-            f"--tensor-parallel {tensor_parallel}: the world size {placement.world_size} (nodes x ranks per node) is "
+            f"--tensor-parallel {tensor_parallel} --pipeline-parallel {pipeline_parallel}: the world size "
+            f"{placement.world_size} (nodes x ranks per node) is "
             f"not a multiple of tensor_parallel x pipeline_parallel = {model_parallel}"
         )
     return placement.world_size // model_parallel

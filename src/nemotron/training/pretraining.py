@@ -87,8 +87,7 @@ def pretrain(
     for prefixes, what in ((train_data.prefixes, "train data"), (valid_data.prefixes, "valid data")):
         for prefix in prefixes:
             data.check_prefix(prefix, what)
-    layout = (checked.tensor_parallel, checked.pipeline_parallel)
-    run = prepare_run(config.scale, config.seed, dataset.vocab_size, *layout, models=models)
+    run = prepare_run(config.scale, config.seed, dataset.vocab_size, checked.layout, models=models)
     settings = checked.for_run(run.ctx.data_parallel_size, bf16=torch.cuda.is_available())
     if init_from is not None:
         run.load_weights(init_from)

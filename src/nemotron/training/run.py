@@ -5,6 +5,7 @@ Shared by every stage's training step, so a later SFT/DPO step builds the same m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,13 @@ from nemotron.training.checkpointing import current_layout, load_model_weights
 from nemotron.training.cpu_shim import apply_cpu_shim, reset_rng_tracker
 from nemotron.training.distributed import DistributedContext, destroy_distributed, init_distributed
 from nemotron.training.loop import catch_stop_signals
+from nemotron.training.memory import Layout
 from nemotron.training.model import (
     MODEL_PRESETS,
     ModelConfig,
     build_model,
     padded_vocab_size,
+    recompute_layers,
     transformer_config,
 )
 
@@ -36,6 +39,7 @@ class PreparedRun:
     model: torch.nn.Module
     model_config: ModelConfig
     vocab_size: int
+    layout: Layout
     substitutions: list[str] = field(default_factory=list)
 
     def load_weights(self, checkpoint) -> None:
@@ -54,52 +58,51 @@ class PreparedRun:
 
 
 def prepare_run(
-    scale: str,
-    seed: int,
-    vocab_size: int,
-    tensor_parallel: int = 1,
-    pipeline_parallel: int = 1,
-    models: dict[str, ModelConfig] = MODEL_PRESETS,
+    scale: str, seed: int, vocab_size: int, layout: Layout, models: dict[str, ModelConfig] = MODEL_PRESETS
 ) -> PreparedRun:
     """A training run of ``models[scale]`` (a recipe's table: the hybrid ``MODEL_PRESETS``, the dense
     a dense ``GPTConfig`` table): from here on SIGTERM/SIGUSR1 end in a checkpoint and exit 75 (see ``loop.train``)."""
     catch_stop_signals()
-    return prepare_model_run(models[scale], seed, vocab_size, tensor_parallel, pipeline_parallel)
+    return prepare_model_run(models[scale], seed, vocab_size, layout)
 
 
-def prepare_run_from(
-    init_from: Checkpoint, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
-) -> PreparedRun:
+def prepare_run_from(init_from: Checkpoint, seed: int, vocab_size: int, layout: Layout) -> PreparedRun:
     """``prepare_run`` for the model a Checkpoint holds rather than a recipe's scale table, so one fine-tuning block
     (SFT, DPO) tunes any model family. Its substitutions stay recorded: the tuned model keeps them."""
     catch_stop_signals()
     model = ModelConfig.from_dict(init_from.model)
-    run = prepare_model_run(model, seed, vocab_size, tensor_parallel, pipeline_parallel)
+    run = prepare_model_run(model, seed, vocab_size, layout)
     run.substitutions = [*init_from.substitutions, *(s for s in run.substitutions if s not in init_from.substitutions)]
     return run
 
 
-def prepare_model_run(
-    config: ModelConfig, seed: int, vocab_size: int, tensor_parallel: int = 1, pipeline_parallel: int = 1
-) -> PreparedRun:
-    """Initialise distributed + parallel state, then build the seeded model for this machine."""
-    ctx = init_distributed(tensor_parallel, pipeline_parallel)
+def prepare_model_run(config: ModelConfig, seed: int, vocab_size: int, layout: Layout = Layout()) -> PreparedRun:
+    """Initialise distributed + parallel state, then build the seeded model of ``layout`` for this machine."""
+    ctx = init_distributed(layout.tensor_parallel, layout.pipeline_parallel)
     apply_cpu_shim()
-    padded = padded_vocab_size(vocab_size, tensor_parallel)
+    padded = padded_vocab_size(vocab_size, layout.tensor_parallel)
     reset_rng_tracker(seed)
-    tconfig = transformer_config(config, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
+    tconfig = transformer_config(
+        config,
+        tensor_parallel=layout.tensor_parallel,
+        pipeline_parallel=layout.pipeline_parallel,
+        sequence_parallel=layout.sequence_parallel,
+    )
     model = build_model(config, padded, tconfig)
+    if layout.recompute == "full":
+        recompute_layers(model)
     model.to(ctx.device)
     params = sum(p.numel() for p in model.parameters())
     layers = f"{config.num_layers} layers {getattr(config, 'hybrid_override_pattern', '')}".rstrip()
     log.info(
-        "model: %s, %s, hidden %d, %.2fM parameters per model-parallel rank",
+        "model: %s, %s, hidden %d, %.2fM parameters per model-parallel rank; layout %s",
         config.family,
         layers,
         config.hidden_size,
         params / 1e6,
+        dataclasses.replace(layout, data_parallel=ctx.data_parallel_size).text(),
     )
-    return PreparedRun(ctx, model, config, padded)
+    return PreparedRun(ctx, model, config, padded, layout)
 
 
 def train_or_requeue(run: PreparedRun, batches, settings, output_dir: Path, **loop_options) -> Any:
@@ -110,7 +113,8 @@ def train_or_requeue(run: PreparedRun, batches, settings, output_dir: Path, **lo
     from nemotron.training import loop
 
     try:
-        return loop.train(run.model, batches, settings, output_dir, run.ctx, **loop_options)
+        shard = run.layout.shard_optimizer
+        return loop.train(run.model, batches, settings, output_dir, run.ctx, shard_optimizer=shard, **loop_options)
     except loop.TrainingInterrupted as stopped:
         run.close()
         log.warning("%s; exiting %d so the job is requeued", stopped, REQUEUE_EXIT_CODE)

@@ -7,6 +7,7 @@ allows. Torch-free (``memory``, ``cost``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,20 +29,12 @@ class TrainingEstimate:
         return self.cost.segments if self.cost else None
 
     def lines(self) -> list[str]:
-        layout = self.layout
-        lines = [
-            f"layout tensor {layout.tensor_parallel} x pipeline {layout.pipeline_parallel} x data "
-            f"{layout.data_parallel}; memory {self.memory.text()}"
-        ]
+        lines = [f"layout {self.layout.text()}; memory {self.memory.text()}"]
         return lines + ([f"cost {self.cost.text()}"] if self.cost else [])
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "layout": {
-                "tensor_parallel": self.layout.tensor_parallel,
-                "pipeline_parallel": self.layout.pipeline_parallel,
-                "data_parallel": self.layout.data_parallel,
-            },
+            "layout": dataclasses.asdict(self.layout),
             "memory": self.memory.as_dict(),
             "cost": self.cost.as_dict() if self.cost else None,
         }
@@ -102,6 +95,7 @@ def _does_not_fit(
         placement.world_size,
         placement.gpus_per_node or 1,
         pipeline_sizes,
+        layout,
     )
     where = f"--tensor-parallel {layout.tensor_parallel}, --pipeline-parallel {layout.pipeline_parallel}"
     message = f"{where}: about {memory.text()}, more than the {capacity:g} GB of a GPU"
