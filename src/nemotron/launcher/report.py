@@ -82,9 +82,9 @@ def status_table(run: RunRecord) -> Table:
     with_progress = any(progress_text(record) for record in run.steps.values())
     with_tasks = any(record.tasks for record in run.steps.values())  # an array job: its tasks done/total
     swept = {job.name: job.sweep for job in run.plan.jobs if job.sweep is not None}  # a sweep's task: its values
-    columns = ["step", *(["sweep"] if swept else []), "state", *(["attempt"] if with_attempts else []), "job (nodes)", "duration",
-               *(["tasks"] if with_tasks else []), *(["progress"] if with_progress else []), "artifact",
-               "metric"]  # fmt: skip
+    columns = ["step", *(["sweep"] if swept else []), "state", *(["attempt"] if with_attempts else []),
+               "job (nodes)", "duration", *(["tasks"] if with_tasks else []),
+               *(["progress"] if with_progress else []), "artifact", "metric"]  # fmt: skip
     for column in columns:
         no_wrap = column in ("step", "sweep", "state", "job (nodes)", "progress")
         table.add_column(column, overflow="fold", no_wrap=no_wrap)
