@@ -4,6 +4,7 @@ training: test_slurm_fault_tolerance.py)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TRAIN_ITERS = 20  # orchestration, not learning
+TP_ITERATIONS = 80  # the preempted tensor-parallel run's length: see its test
 
 
 def metadata(path: str | Path) -> dict:
@@ -87,20 +89,39 @@ def test_the_nine_job_dag_chains_across_stages_with_afterok(nano2_run):
     assert reached == {step["artifact"] for step in steps.values()}
 
 
-def test_training_on_two_nodes_runs_one_rank_per_node(nano2_run, slurm_cluster_2nodes, tmp_path):
+def test_tensor_parallel_training_across_two_nodes_is_preempted_and_resumes(nano2_run, slurm_cluster_2nodes, tmp_path):
+    """One rank per node, the model split over the two (TP=2, sequence parallel): the tensor-parallel all-reduces
+    cross the nodes' network. Preempted after its step-10 checkpoint (USR1, as Slurm signals before a time limit or
+    a preemption), requeued, it resumes at that layout and completes."""
     _, launched = nano2_run
     env = _launcher_env(tmp_path, slurm_cluster_2nodes)
     (env.profiles / "twonodes.toml").write_text('extends = "slurm-test"\n[steps.training]\nnodes = 2\n')
     dataset = launched.document["steps"]["stage0_pretrain.data_curation"]["artifact"]
-    overrides = ["training.train_iters=5", "training.warmup_iters=1", "training.micro_batch_size=8"]  # 2 DP ranks
+    # 80 iterations (~0.2 s each here): the signal, sent at step 10, reaches the ranks well before the last one
+    overrides = ["training.tensor_parallel=2", f"training.train_iters={TP_ITERATIONS}", "training.warmup_iters=1",
+                 "training.save_interval=10"]  # fmt: skip
     run = env.launch("nano2.stage0.training", "--profile", "twonodes", f"training.dataset_path={dataset}", *overrides,
-                     timeout=900)  # fmt: skip
+                     "--detach")  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    step = run.document["steps"]["stage0_pretrain.training"]
-    assert metadata(step["artifact"])["world_size"] == 2
+    job_id = run.document["steps"]["stage0_pretrain.training"]["job_id"]
+    log = Path(run.document["run_dir"]) / "logs" / f"stage0_pretrain.training.{job_id}.log"
+    _wait(lambda: "step 10 " in _read(log), 600, "training step 10")
+    slurm_cluster_2nodes.run("scancel", "--batch", "--signal=USR1", job_id)
+    _wait(lambda: "requeued" in _read(log), 300, "requeue")
+    _wait(lambda: _job_state(slurm_cluster_2nodes, job_id) in ("COMPLETED", "FAILED", "CANCELLED"), 900, "job end")
+    step = env.launch("status", run.document["run_id"]).document["steps"]["stage0_pretrain.training"]
+    text = _read(log)
+    assert step["state"] == "completed", text[-3000:]
+    # exit code 75 from the rank that stopped first, or 143: srun's --kill-on-bad-exit ends the other one, already
+    # past the checkpoint's last barrier
+    assert re.search(r"attempt 1 ended by preempted \(exit code (75|143)\): requeued", text), text[-3000:]
+    assert "checkpoint saved; exiting 75" in text and "resumed from" in text
+    checkpoint = metadata(step["artifact"])
+    assert checkpoint["num_steps"] == TP_ITERATIONS and checkpoint["world_size"] == 2
+    assert checkpoint["layout"] == {"tensor_parallel": 2, "pipeline_parallel": 1, "data_parallel": 1}
     script = (Path(run.document["run_dir"]) / "sbatch" / "stage0_pretrain.training.sbatch").read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
-    nodes = slurm_cluster_2nodes.run("scontrol", "show", "job", step["job_id"]).stdout
+    nodes = slurm_cluster_2nodes.run("scontrol", "show", "job", job_id).stdout
     assert "NodeList=n[1-2]" in nodes
 
 

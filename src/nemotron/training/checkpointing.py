@@ -168,6 +168,7 @@ def save_checkpoint(checkpoints: Path, model, optimizer, scheduler, state: Train
     """Collective: every rank calls it. Returns the final iteration directory."""
     from megatron.core import dist_checkpointing
 
+    _start_writer_process_deaf_to_stop_signals()
     rank = _rank()
     final = iteration_dir(checkpoints, state.step)
     temp = checkpoints / f".tmp-{final.name}"
@@ -193,6 +194,35 @@ def save_checkpoint(checkpoints: Path, model, optimizer, scheduler, state: Train
         atomic_write_text(checkpoints / LATEST_FILE, final.name + "\n")
     _barrier()
     return final
+
+
+def _start_writer_process_deaf_to_stop_signals() -> None:
+    """Start megatron's checkpoint writer process with SIGTERM and SIGUSR1 blocked, before its first save.
+
+    Why: megatron's filesystem writer (``dist_checkpointing/strategies/filesystem_async.py``,
+    ``_get_write_results_queue``) keeps its results in a ``multiprocessing`` Manager, a process it spawns at the first
+    save and uses at every later one. A preemption or time-limit signal sent to every process of the step (srun
+    forwards the batch script's signal to all of them; the local executor signals the run's process group) killed
+    that process, and the checkpoint the ranks then saved because of that very signal failed (EOFError, seen on the
+    2-node test cluster). A blocked signal stays blocked across the spawn's exec, so the writer never receives them;
+    the ranks decide when to stop and shut it down when they exit. Blocked, not ignored, here: a signal arriving
+    meanwhile waits and is delivered to this process once unblocked. multiprocessing's resource tracker (spawned
+    with the first process) is started first, inside the same mask: its start unblocks SIGTERM in this thread."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if filesystem_async._results_queue is not None:
+        return
+    stop_signals = {signal.SIGTERM, signal.SIGUSR1}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # again: the tracker's start unblocked SIGTERM
+        filesystem_async._get_write_results_queue()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
