@@ -7,6 +7,9 @@ between layouts of the same four ranks through real checkpoints. Three phases, e
 3. TP=2 x PP=2: load B (logits "loaded"), train one step (logits "after_a_step": equal to phase 2's only if the
    moments each data-parallel rank saved of its share were all restored).
 
+After each save every rank sends SIGUSR1 and SIGTERM to its child processes (megatron's checkpoint writer among
+them), as a preemption signal sent to a whole Slurm step does: the later saves must still work.
+
 Every step and every forward pass runs through megatron's schedule (``loop.run_schedule``): under pipeline
 parallelism the logits exist on the last stage only, gathered there over its tensor-parallel ranks. Rank 0 writes
 every phase's full logits on fixed tokens to RESULTS for the test to compare.
@@ -87,6 +90,7 @@ def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to:
     if save_to is not None:
         save_checkpoint(save_to, run.model, optimizer, scheduler, TrainingState(step=step))
         result["saved"] = full_logits()
+        signal_writer_processes()  # what srun's forwarding does to every process of a step: the later saves must work
     if save_to is not None or load_from is not None:
         train_step()  # the next phase takes this step at its layout: equal only if the moments were restored too
         result["after_a_step"] = full_logits()
@@ -101,6 +105,21 @@ def phase(family: str, layout: tuple[int, int], load_from: Path | None, save_to:
     torch.distributed.all_gather_object(held, moments)
     parallel_state.destroy_model_parallel()  # the process group stays: the next phase builds another layout on it
     return next(view for view in views if all(v is not None for v in view.values())) | {"moments_per_rank": held}
+
+
+def signal_writer_processes() -> None:
+    """SIGUSR1 and SIGTERM to this rank's child processes (megatron's checkpoint writer, multiprocessing's resource
+    tracker), as a preemption signal sent to the whole step delivers them; they must survive it."""
+    import os
+    import signal
+    import subprocess
+
+    children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
+    assert children, "no checkpoint writer process to signal"
+    for child in children:
+        os.kill(int(child), signal.SIGUSR1)
+        os.kill(int(child), signal.SIGTERM)
+    time.sleep(0.2)
 
 
 def main(work: Path, results: Path, families: list[str]) -> None:

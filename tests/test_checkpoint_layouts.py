@@ -106,35 +106,3 @@ def test_a_checkpoint_of_the_per_shard_format_still_loads_at_its_layout(tmp_path
             load_checkpoint(old, run.model, optimizer, scheduler)
     finally:
         run.close()
-
-
-WRITER_SCRIPT = """
-import os, signal, subprocess, time
-from pathlib import Path
-
-if __name__ == "__main__":  # megatron's writer spawns its process, which imports __main__
-    from megatron.core.dist_checkpointing.strategies import filesystem_async
-
-    from nemotron.training.checkpointing import _start_writer_process_deaf_to_stop_signals
-
-    _start_writer_process_deaf_to_stop_signals()
-    children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    for child in children:  # what srun's forwarding, or the local executor's process group signal, does
-        os.kill(int(child), signal.SIGUSR1)
-        os.kill(int(child), signal.SIGTERM)
-    time.sleep(0.5)
-    queue = filesystem_async._results_queue
-    queue.put("still there")
-    print(len(children), queue.get(), signal.pthread_sigmask(signal.SIG_BLOCK, []) == set())
-"""
-
-
-def test_the_checkpoint_writers_process_outlives_the_stop_signals_sent_to_the_whole_step(tmp_path):
-    """megatron's writer keeps a Manager process for every save; a preemption signal sent to all the step's
-    processes must leave it alive, or the checkpoint saved on that very signal fails."""
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    # the resource tracker and the Manager were signalled; the queue still answers; this process's mask is as it was
-    assert done.stdout.split() == ["2", "still", "there", "True"]
