@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,16 +188,24 @@ def test_sigterm_saves_exits_75_and_resume_matches_uninterrupted_run(trained, cu
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_records_world_size_2(curated_dataset, tmp_path):
+def test_torchrun_two_ranks_records_world_size_2_and_saves_in_the_background(curated_dataset, tmp_path):
     output = tmp_path / "run"
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m")
     done = _train(Path(curated_dataset.path), output, "--train-iters", "12", "--global-batch-size", "32",
-                  launcher=launcher)  # fmt: skip
+                  "--save-interval", "4", launcher=launcher)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     checkpoint = Checkpoint.load(path=output)
     assert checkpoint.world_size == 2
     assert checkpoint.tokens_seen == 12 * 32 * 128
     assert json.loads(done.stdout)["artifacts"]["training"]["world_size"] == 2  # rank 0 only printed
+    # steps 4 and 8 written by megatron's asynchronous save while training went on, published (complete, renamed
+    # into place) only after a later step; step 12, the last, written before the process ended
+    for step in (4, 8):
+        assert re.search(rf"checkpoint of step {step} written in the background, published after step \d+", done.stderr)
+    checkpoints = output / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("iter_*")) == ["iter_0000004", "iter_0000008", "iter_0000012"]
+    assert all((checkpoints / name / "state.json").is_file() for name in ("iter_0000004", "iter_0000008"))
+    assert (checkpoints / "latest").read_text().strip() == "iter_0000012" and not list(checkpoints.glob(".tmp-*"))
 
 
 @pytest.mark.slow

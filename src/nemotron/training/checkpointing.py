@@ -17,6 +17,7 @@ Checkpoints of the earlier format (``model_tp0_pp0.pt`` per model-parallel shard
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -165,7 +166,18 @@ def _restore_optimizer(optimizer, loaded: dict[str, Any]) -> None:
 
 
 def save_checkpoint(checkpoints: Path, model, optimizer, scheduler, state: TrainingState) -> Path:
-    """Collective: every rank calls it. Returns the final iteration directory."""
+    """Collective: every rank calls it. Returns the final iteration directory, complete."""
+    publish = _write(checkpoints, model, optimizer, scheduler, state, asynchronous=False)
+    _barrier()
+    publish()
+    _barrier()
+    return iteration_dir(checkpoints, state.step)
+
+
+def _write(checkpoints: Path, model, optimizer, scheduler, state: TrainingState, asynchronous: bool):
+    """Write the checkpoint of ``state`` under a temporary name; return what publishes it (renamed into place and
+    named in ``latest`` by rank 0) once every rank's files are written — with ``asynchronous``, megatron's
+    ``AsyncRequest`` whose last finalize step publishes it."""
     from megatron.core import dist_checkpointing
 
     _start_writer_process_deaf_to_stop_signals()
@@ -176,24 +188,70 @@ def save_checkpoint(checkpoints: Path, model, optimizer, scheduler, state: Train
         shutil.rmtree(temp, ignore_errors=True)  # leftovers of a run killed while saving
         (temp / DIST_DIR).mkdir(parents=True)
     _barrier()
-    dist_checkpointing.save(_sharded_state(model, optimizer, loading=False), str(temp / DIST_DIR))
+    document = {**state.__dict__, "scheduler": scheduler.state_dict(), "world_size": _world_size()}
+    document["layout"] = current_layout()
+    publish = functools.partial(_publish, checkpoints, temp, final, document) if rank == 0 else lambda: None
+    sharded = _sharded_state(model, optimizer, loading=False)
+    request = dist_checkpointing.save(sharded, str(temp / DIST_DIR), async_sharded_save=asynchronous)
     torch.save(_rng_states(), temp / f"rng_rank{rank:05d}.pt")
-    _barrier()
-    if rank == 0:
-        document = {
-            **state.__dict__,
-            "scheduler": scheduler.state_dict(),
-            "world_size": _world_size(),
-            "layout": current_layout(),
-        }
-        atomic_write_text(temp / "state.json", json.dumps(document, indent=2) + "\n")
-        if final.exists():  # same step saved before a crash: the new copy is identical in content
-            shutil.rmtree(final)
-        temp.rename(final)
-        fsync_dir(checkpoints)
-        atomic_write_text(checkpoints / LATEST_FILE, final.name + "\n")
-    _barrier()
-    return final
+    if not asynchronous:
+        return publish
+    request.add_finalize_fn(publish)
+    return request
+
+
+def _publish(checkpoints: Path, temp: Path, final: Path, document: dict[str, Any]) -> None:
+    """Rank 0, once every rank's files are in ``temp``: the loop state beside them, the directory renamed into place
+    (atomically), ``latest`` pointing at it."""
+    atomic_write_text(temp / "state.json", json.dumps(document, indent=2) + "\n")
+    if final.exists():  # same step saved before a crash: the new copy is identical in content
+        shutil.rmtree(final)
+    temp.rename(final)
+    fsync_dir(checkpoints)
+    atomic_write_text(checkpoints / LATEST_FILE, final.name + "\n")
+
+
+class CheckpointWriter:
+    """The loop's checkpoints; with ``asynchronous``, the intermediate ones are written by a forked process
+    (megatron-core's asynchronous ``dist_checkpointing.save``, from a copy of the state taken when saving) while
+    training goes on, and published once every rank's writer has finished. A checkpoint that must exist when the
+    call returns (the last one, one saved on a stop signal) waits for any earlier one and is written synchronously.
+    Every method is collective: every rank calls it at the same step."""
+
+    def __init__(self, checkpoints: Path, asynchronous: bool):
+        self.checkpoints = checkpoints
+        self.asynchronous = asynchronous
+        self._queue = None
+        self._pending: int | None = None  # the step of the asynchronous save in flight
+
+    def save(self, model, optimizer, scheduler, state: TrainingState, *, wait: bool) -> int | None:
+        """Save ``state``'s checkpoint; return the newest step published by this call (None: none yet)."""
+        published = self.finish()  # one in flight at a time: each holds a copy of the whole state
+        if wait or not self.asynchronous:
+            save_checkpoint(self.checkpoints, model, optimizer, scheduler, state)
+            return state.step
+        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+        self._queue = self._queue or AsyncCallsQueue()
+        self._queue.schedule_async_request(_write(self.checkpoints, model, optimizer, scheduler, state, True))
+        self._pending = state.step
+        return published
+
+    def poll(self) -> int | None:
+        """The step of the asynchronous save that every rank finished writing since the last call, now published."""
+        return self._finalize(blocking=False)
+
+    def finish(self) -> int | None:
+        """Wait for the asynchronous save in flight, if any; return its step, published."""
+        return self._finalize(blocking=True)
+
+    def _finalize(self, blocking: bool) -> int | None:
+        if self._pending is None:
+            return None
+        if not self._queue.maybe_finalize_async_calls(blocking=blocking):
+            return None
+        step, self._pending = self._pending, None
+        return step
 
 
 def _start_writer_process_deaf_to_stop_signals() -> None:

@@ -26,7 +26,7 @@ import torch
 
 from nemotron.heartbeat import Heartbeat, hang_timeout_from_env
 from nemotron.log import get_logger
-from nemotron.training.checkpointing import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from nemotron.training.checkpointing import CheckpointWriter, TrainingState, latest_checkpoint, load_checkpoint
 from nemotron.training.curves import Curves
 from nemotron.training.distributed import DistributedContext, all_reduce_gradients, any_rank, clip_gradients
 from nemotron.training.model import causal_mask
@@ -204,6 +204,7 @@ def train(
             hang_timeout=hang_timeout_from_env(None),
         )
     checkpoint_step = state.step if resume_from is not None else None
+    writer = CheckpointWriter(checkpoints, asynchronous=settings.async_save)
     curves = Curves(output_dir, "training", resumed_at=state.step, writer=ctx.is_rank_zero, config=vars(settings))
 
     model.train()
@@ -242,9 +243,15 @@ def train(
             stopping = any_rank(_stop.name is not None, ctx.device)
             progress = {"loss": state.last_loss, "tokens_per_second": round(tokens_per_second, 1)}
             heartbeat.beat(state.step, **progress, checkpoint_step=checkpoint_step)  # also: saving is watched anew
-            if stopping or state.step % settings.save_interval == 0 or state.step == settings.train_iters:
-                save_checkpoint(checkpoints, model, optimizer, scheduler, state)
-                checkpoint_step = state.step
+            published = writer.poll()  # an asynchronous save that finished since the last step
+            last = stopping or state.step == settings.train_iters  # must exist when this process exits
+            if last or state.step % settings.save_interval == 0:
+                published = writer.save(model, optimizer, scheduler, state, wait=last) or published
+            if published is not None:
+                if published != state.step:
+                    log.info("checkpoint of step %d written in the background, published after step %d", published,
+                             state.step)  # fmt: skip
+                checkpoint_step = published
                 # forced: the last one, after the final save, is the record of the finished run
                 heartbeat.beat(state.step, force=True, **progress, checkpoint_step=checkpoint_step)
             if stopping:

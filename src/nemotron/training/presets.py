@@ -51,6 +51,7 @@ class TrainSettings:
     save_interval: int
     log_interval: int
     bf16: bool
+    async_save: bool = False  # write intermediate checkpoints in the background (checkpointing.CheckpointWriter)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class TrainingConfig(StepConfig):
     layer's input (default: the --scale preset's)."""
     shard_optimizer: bool = True
     """Split AdamW's moments over the data-parallel ranks (ZeRO stage 1; nothing to split on one)."""
+    async_save: bool = True
+    """Write intermediate checkpoints in the background while training goes on (megatron's asynchronous
+    dist_checkpointing save); the last one, and one saved on a stop signal, are always complete on exit."""
 
 
 def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, int]:
@@ -253,6 +257,7 @@ def choose_settings(config: Any, preset: TrainPreset, data_parallel_size: int) -
         "weight_decay": config.weight_decay,
         "grad_clip": config.grad_clip,
         "log_interval": config.log_interval,
+        "async_save": getattr(config, "async_save", True),
     }
 
 
