@@ -19,8 +19,9 @@ What this training loop keeps on each rank of the most loaded pipeline stage (``
   ====== ===================================================================================================
   norm   ``sbh e`` (its input), before every attention, FFN and Mamba block
   ``*``  ``sbh e`` (QKV input) + ``sb(a+2g)d e / tp`` (Q, K, V) + ``sbad e / tp`` (context, the output projection's
-         input) + ``a s^2 b e / tp`` (softmax output) without a fused attention kernel; with one (flash attention,
-         Transformer Engine on GPUs) only ``4 a s b / tp`` (log-sum-exp)
+         input) + ``a s^2 b e / tp`` (softmax output) without a fused attention kernel; with one (Transformer
+         Engine's on GPUs, torch's scaled_dot_product_attention on CPU: both models' attention) only ``4 a s b / tp``
+         (log-sum-exp)
   ``-``  ``sbh e`` (FC1 input) + ``2 sbf e / tp`` (FC1 output and the activation's output, FC2's input)
   ``M``  ``sbh e`` (in_proj input) + ``sb(2 d_in + 2GN + H) e / tp`` (in_proj output: z, x, B, C, dt)
          + ``sb(d_in + 2GN) e / tp`` (the causal conv's output) + ``2 sb d_in e / tp`` (the scan's output and the gated
@@ -133,7 +134,7 @@ def estimate_memory(
     model_state = parameters * (bytes_per_parameter + frozen_copies * FROZEN_COPY_BYTES)
 
     tokens = sequences * model.seq_length
-    flash = on_gpu  # Transformer Engine's fused attention on GPUs; megatron's unfused local attention on CPU
+    flash = True  # fused attention everywhere: Transformer Engine's on GPUs, torch's SDPA on CPU (training.attention)
     sp = tp if layout.sequence_parallel else 1  # what the whole sequence's hidden states divide by
     per_layer = [_layer_activations(kind, model, tokens, element, tp, sp, flash) for kind in kinds]
     stage_layers = per_layer[:per_stage]  # the first stage holds the most micro-batches in flight

@@ -262,15 +262,17 @@ def _local_stack_spec(normalization: str = "RMSNorm"):
 
 def _fused_norm_layer_specs(local_layer_spec):
     """(attention-only, MLP-only) ``TransformerLayerSubmodules`` of megatron's local layer spec, with the input
-    norms fused into ``linear_qkv`` and ``linear_fc1`` as Transformer Engine's spec has them."""
+    norms fused into ``linear_qkv`` and ``linear_fc1`` as Transformer Engine's spec has them, and attention's core
+    through a fused kernel as TE's is (``attention.FusedDotProductAttention``)."""
     from megatron.core.transformer.transformer_layer import TransformerLayerSubmodules
 
+    from nemotron.training.attention import FusedDotProductAttention
     from nemotron.training.mamba import NormColumnParallelLinear
 
     full = local_layer_spec.submodules
+    fused = {"linear_qkv": NormColumnParallelLinear, "core_attention": FusedDotProductAttention}
     attention = dataclasses.replace(
-        full.self_attention,
-        submodules=dataclasses.replace(full.self_attention.submodules, linear_qkv=NormColumnParallelLinear),
+        full.self_attention, submodules=dataclasses.replace(full.self_attention.submodules, **fused)
     )
     mlp = dataclasses.replace(
         full.mlp, submodules=dataclasses.replace(full.mlp.submodules, linear_fc1=NormColumnParallelLinear)
