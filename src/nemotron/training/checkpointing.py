@@ -269,14 +269,16 @@ def _start_writer_process_deaf_to_stop_signals() -> None:
     with the first process) is started first, inside the same mask: its start unblocks SIGTERM in this thread.
 
     Deaf to SIGTERM, the writer must not outlive its rank: it is the same Manager megatron would start (spawned, its
-    queue put where megatron looks for it), started with ``_die_with_parent`` so the kernel kills it when the rank
-    dies however it dies (an orphaned one was seen holding 600 MB after a rank's hang watchdog ended it)."""
+    queue put where megatron looks for it), started with ``parent_death.die_with_parent`` so the kernel kills it when
+    the rank dies however it dies (an orphaned one was seen holding 600 MB after a rank's hang watchdog ended it)."""
     import multiprocessing
     import signal
     from multiprocessing import resource_tracker
     from multiprocessing.managers import SyncManager
 
     from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    from nemotron.training.parent_death import die_with_parent
 
     global _writer_manager
     if filesystem_async._results_queue is not None:
@@ -287,25 +289,13 @@ def _start_writer_process_deaf_to_stop_signals() -> None:
         resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # again: the tracker's start unblocked SIGTERM
         _writer_manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
-        _writer_manager.start(_die_with_parent, (os.getpid(),))
+        _writer_manager.start(die_with_parent, (os.getpid(),))
         filesystem_async._results_queue = _writer_manager.Queue()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 _writer_manager = None  # kept referenced: a Manager shuts its process down when it is garbage-collected
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the writer process: be killed (SIGKILL, which no mask blocks) when the process that started it dies
-    (Linux ``prctl(PR_SET_PDEATHSIG)``); exit at once if it already has."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(0)
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
