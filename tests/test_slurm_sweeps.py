@@ -1,5 +1,5 @@
 """A sweep of 2 learning rates x 2 seeds over nano2 stage0 training (a few iterations) as job arrays on the real test
-cluster, each task's evaluation after its own training task; the same sweep through the local executor."""
+cluster, each task's evaluation after its own training task (the local executor's sweeps: test_launcher_sweeps.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sharded_corpus import write_corpus
-from test_launcher_sweeps import peak, spans
+from test_launcher_sweeps import peak
 
 pytestmark = [pytest.mark.slurm]
 
@@ -90,18 +90,3 @@ def _assert_task_rows(table: str, steps: dict) -> None:
         metric = headline_metric(Path(steps[f"{TRAINING}.{i}"]["artifact"]))
         assert metric and f"training.lr={lr} training.seed={seed}" in row and metric.split("=")[0] in row, row
         assert "completed" in row
-
-
-def test_the_same_sweep_runs_locally_two_processes_at_once(launcher_env, curated_dataset) -> None:
-    args = ["nano2.stage0.training", "--executor", "local", f"training.dataset_path={curated_dataset.path}", *SHORT]
-    launched = launcher_env.launch(*args, *SWEEP, timeout=900)
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    steps = launched.document["steps"]
-    assert list(steps) == [f"{TRAINING}.{i}" for i in range(4)]
-    assert [s["state"] for s in steps.values()] == ["completed"] * 4
-    assert peak(spans(steps)) == 2
-    for i, (lr, seed) in enumerate(VALUES):
-        config = metadata(steps[f"{TRAINING}.{i}"]["artifact"])["config"]
-        assert (config["lr"], config["seed"]) == (float(lr), int(seed))
-    status = launcher_env.launch("status", launched.document["run_id"])
-    _assert_task_rows(status.stderr, status.document["steps"])

@@ -192,7 +192,7 @@ def test_torchrun_two_ranks_records_world_size_2_and_saves_in_the_background(cur
     output = tmp_path / "run"
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m")
     done = _train(Path(curated_dataset.path), output, "--train-iters", "12", "--global-batch-size", "32",
-                  "--save-interval", "4", launcher=launcher)  # fmt: skip
+                  "--save-interval", "4", "--async-save", launcher=launcher)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     checkpoint = Checkpoint.load(path=output)
     assert checkpoint.world_size == 2

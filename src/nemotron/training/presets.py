@@ -119,9 +119,10 @@ class TrainingConfig(StepConfig):
     layer's input (default: the --scale preset's)."""
     shard_optimizer: bool = True
     """Split AdamW's moments over the data-parallel ranks (ZeRO stage 1; nothing to split on one)."""
-    async_save: bool = True
+    async_save: bool = False
     """Write intermediate checkpoints in the background while training goes on (megatron's asynchronous
-    dist_checkpointing save); the last one, and one saved on a stop signal, are always complete on exit."""
+    dist_checkpointing save, opt-in as megatron's --async-save): one is published only at a later step, so a rank
+    that dies before then loses it; the last one, and one saved on a stop signal, are always complete on exit."""
 
 
 def training_layout(config: Any, presets: dict[str, TrainPreset]) -> tuple[int, int]:
@@ -257,7 +258,7 @@ def choose_settings(config: Any, preset: TrainPreset, data_parallel_size: int) -
         "weight_decay": config.weight_decay,
         "grad_clip": config.grad_clip,
         "log_interval": config.log_interval,
-        "async_save": getattr(config, "async_save", True),
+        "async_save": getattr(config, "async_save", False),
     }
 
 
