@@ -146,6 +146,8 @@ def test_check_training_applies_the_same_rules_with_the_ranks_of_a_placement():
     # pipeline stages too (megatron's schedules over gloo): TP=2 x PP=2 over 8 ranks leaves 2 data-parallel ranks
     layout = step.Config(tensor_parallel=2, pipeline_parallel=2)
     assert check_training(layout, step.PRESETS, Placement(world_size=8, gpus_per_node=8)).layout.data_parallel == 2
+    with pytest.raises(UserError, match="--recompute selective: valid values are none, full"):
+        check_training(step.Config(recompute="selective"), step.PRESETS, Placement(world_size=1))
     # CPU ranks run tensor parallel too (over gloo): 2 ranks at TP=2 leave 1 data-parallel rank
     check_training(step.Config(tensor_parallel=2), step.PRESETS, Placement(world_size=2, gpus_per_node=0))
     # tensor parallel 2 over 8 ranks leaves 4 data-parallel ranks: 16 = 4 per rank x 4

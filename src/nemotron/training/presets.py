@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nemotron.errors import UserError
 from nemotron.scale import check_scale
 from nemotron.step import StepConfig
-from nemotron.training.memory import Layout
+from nemotron.training.memory import RECOMPUTE, Layout
 
 if TYPE_CHECKING:
     from nemotron.step import Placement
@@ -140,9 +140,12 @@ def _memory_trades(config: Any, preset: TrainPreset, tensor_parallel: int) -> di
         raise UserError(
             "--sequence-parallel: splits the sequence over tensor-parallel ranks; needs --tensor-parallel > 1"
         )
+    recompute = _override_or_preset(config, preset, "recompute")
+    if recompute not in RECOMPUTE:  # the CLI's parser refuses it already; a Config built in Python is checked here
+        raise UserError(f"--recompute {recompute}: valid values are {', '.join(RECOMPUTE)}")
     return {
         "sequence_parallel": tensor_parallel > 1 if sequence_parallel is None else sequence_parallel,
-        "recompute": _override_or_preset(config, preset, "recompute"),
+        "recompute": recompute,
         "shard_optimizer": getattr(config, "shard_optimizer", True),
     }
 
